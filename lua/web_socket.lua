@@ -1,0 +1,117 @@
+-- service_utils.WS.web_socket: the module table and `ws.accept`, the judge of every
+-- WebSocket Upgrade request.
+--
+-- Design criteria:
+--  * Drop-in for the evluaserver original: same functions, arguments, return values and
+--    error strings. `ws.accept` stays Lua because handler `init` functions may yield.
+--  * The byte work (header checks, accept key, routing, JSON) is Rust, passed in as `core`.
+--  * Module resolution is a security boundary: a URL path only ever names a module under
+--    the configured base namespace, made of plain identifiers, checked before `require`.
+--  * Failures a client causes are 400 answers with a message it can act on; failures of
+--    the server's own code are logged with the handler's name.
+local core = ...
+
+local ws = {}
+
+ws.WEBSOCKET_GUID = core.GUID
+ws.WEBSOCKET_VERSION = core.VERSION
+
+-- Answers a refused handshake the way the original does: status 400, JSON body
+-- {"error_message": ...}, the same JSON in an X-msg header.
+local function reject(response, message, advertise_version)
+	local json = core.json_error(message)
+	response:set_status(400)
+	response:set_chunked_trfencoding(true)
+	response:set_content_type("application/json")
+	response:set_hdr_field("X-msg", json)
+	if advertise_version then
+		response:set_hdr_field("Sec-WebSocket-Version", ws.WEBSOCKET_VERSION)
+	end
+	response:send()
+	response:write(json)
+	return false
+end
+
+-- The namespace handler modules live under: the server's option in standalone mode.
+local function handler_base(request)
+	return request.handler_base or ""
+end
+
+-- Loads a handler class; returns it, or nil and the message for the client.
+local function load_handler(name)
+	local ok, handler = pcall(require, name)
+	if not ok then
+		local err = tostring(handler)
+		if err:find("module '" .. name .. "' not found", 1, true) then
+			return nil, "WebSocket handler module '" .. name .. "' not found"
+		end
+		core.log("handler module '" .. name .. "' failed to load: " .. err)
+		return nil, "WebSocket handler module '" .. name .. "' failed to load"
+	end
+	if type(handler) ~= "table" or type(handler.handle_message) ~= "function" then
+		return nil, "WebSocket handler module '" .. name .. "' has no handle_message function"
+	end
+	return handler
+end
+
+-- ws.accept(request, response, uc) -> true, handler_name, handler | false
+-- Validates the Upgrade request, resolves the handler class from the URL path, calls its
+-- init(request, response, uc) and answers 101, or answers 400 and returns false.
+function ws.accept(request, response, uc)
+	assert(request ~= nil and tostring(request) == "httpsreq", "ws.accept: request must be an httpsreq object")
+	assert(response ~= nil and tostring(response) == "httpsresp", "ws.accept: response must be an httpsresp object")
+
+	local key, err, advertise_version = core.check_upgrade(request:get_method(), request:get_hdr_fields())
+	if not key then
+		return reject(response, err, advertise_version)
+	end
+
+	local name
+	name, err = core.handler_module(request:get_uri(), handler_base(request))
+	if not name then
+		return reject(response, err)
+	end
+
+	local handler
+	handler, err = load_handler(name)
+	if not handler then
+		return reject(response, err)
+	end
+
+	if handler.init ~= nil then
+		local ok, msg = handler.init(request, response, uc)
+		if not ok then
+			return reject(response, msg ~= nil and tostring(msg) or ("WebSocket handler '" .. name .. "' refused the connection"))
+		end
+	end
+
+	response:set_status(101)
+	response:set_hdr_field("Upgrade", "websocket")
+	response:set_hdr_field("Connection", "Upgrade")
+	response:set_hdr_field("Sec-WebSocket-Accept", core.accept_key(key))
+	response:set_content_length(0)
+	response:send()
+	return true, name, handler
+end
+
+-- ws.server{host =, port =, handler_base =, max_message_size =, ...} -> server
+-- Binds at once (port 0 picks a free port: read it back as server.port);
+-- server:run() serves until server:stop() or SIGINT/SIGTERM.
+ws.server = core.server
+
+-- ws.sleep(seconds): inside a handler suspends only that handler; from the main chunk
+-- keeps serving every server while it waits.
+function ws.sleep(seconds)
+	if core.in_loop() then
+		return core.sleep_async(seconds)
+	end
+	return core.sleep_blocking(seconds)
+end
+
+-- ws.handle_msg(request, response): evluaserver calls this for each arriving frame.
+-- The standalone server reads frames and calls handlers itself.
+function ws.handle_msg()
+	error("ws.handle_msg is called by evluaserver for each frame; the standalone server (ws.server) dispatches frames to handlers itself", 2)
+end
+
+return ws

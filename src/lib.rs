@@ -1,0 +1,113 @@
+//! `service_utils.WS.web_socket`: a WebSocket module for Lua, written in Rust.
+//!
+//! Layout, one concern per module:
+//!
+//! - `codec`: RFC 6455 frames ↔ bytes, masking, UTF-8, fragments, close codes, limits (pure)
+//! - `handshake`: Upgrade request parsing and judging, accept key, JSON errors (pure)
+//! - `routing`: URL path → handler module name (pure)
+//! - `runtime`: the tokio event loop of the Lua state (standalone mode)
+//! - `http`: the `request` / `response` objects of the handshake
+//! - `connection`: the `ws_connection` object and its outbound queue
+//! - `server`: listener, per-connection handshake and frame loop, graceful stop
+//! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
+//!
+//! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
+//! table), `ws_const.lua` and `ws_util.lua`. One `.so` is the whole module; it is
+//! installed as `service_utils/WS/web_socket.so` with `ws_const.so` and `ws_util.so`
+//! linking to it, each name finding its own `luaopen_` function.
+
+pub mod codec;
+pub mod connection;
+pub mod handshake;
+pub mod http;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+
+use mlua::{Function, Lua, Table, Value};
+
+/// Runs one embedded Lua file with `core` as its argument and returns its table.
+fn load_embedded(lua: &Lua, name: &str, source: &str, core: Table) -> mlua::Result<Table> {
+    lua.load(source).set_name(format!("@{name}")).call(core)
+}
+
+/// The Rust functions the embedded Lua files are built on.
+fn core_table(lua: &Lua) -> mlua::Result<Table> {
+    let core = lua.create_table()?;
+    core.set("server", lua.create_function(|lua, opts: Option<Table>| server::Server::bind(opts, lua))?)?;
+    core.set(
+        "check_upgrade",
+        lua.create_function(|_, (method, hdrs): (String, Table)| {
+            let lookup = |name: &str| -> Option<String> {
+                hdrs.pairs::<Value, Value>()
+                    .flatten()
+                    .find(|(k, _)| matches!(k, Value::String(s) if s.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(name))))
+                    .and_then(|(_, v)| match v {
+                        Value::String(s) => Some(s.to_string_lossy()),
+                        Value::Integer(i) => Some(i.to_string()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+            };
+            let connection_upgrade = lookup("Connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+            Ok(match handshake::check_upgrade(&method, &lookup, connection_upgrade) {
+                Ok(key) => (Some(key), None, false),
+                Err(r) => (None, Some(r.message), r.advertise_version),
+            })
+        })?,
+    )?;
+    core.set("accept_key", lua.create_function(|_, key: String| Ok(handshake::accept_key(&key)))?)?;
+    core.set(
+        "handler_module",
+        lua.create_function(|_, (uri, base): (String, Option<String>)| {
+            Ok(match routing::handler_module(&uri, base.as_deref().unwrap_or("")) {
+                Ok(name) => (Some(name), None),
+                Err(e) => (None, Some(e)),
+            })
+        })?,
+    )?;
+    core.set("json_error", lua.create_function(|_, msg: String| Ok(handshake::json_error(&msg)))?)?;
+    core.set("log", lua.create_function(|_, msg: String| {
+        eprintln!("service_utils.WS: {msg}");
+        Ok(())
+    })?)?;
+    core.set("in_loop", lua.create_function(|_, ()| Ok(runtime::is_driving()))?)?;
+    core.set(
+        "sleep_async",
+        lua.create_async_function(|_, secs: f64| async move {
+            tokio::time::sleep(duration(secs)?).await;
+            Ok(())
+        })?,
+    )?;
+    core.set(
+        "sleep_blocking",
+        lua.create_function(|_, secs: f64| runtime::block_on("ws.sleep", tokio::time::sleep(duration(secs)?)))?,
+    )?;
+    core.set("GUID", handshake::WEBSOCKET_GUID)?;
+    core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
+    Ok(core)
+}
+
+fn duration(secs: f64) -> mlua::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| mlua::Error::runtime(format!("ws.sleep: seconds must be a number >= 0, got {secs}")))
+}
+
+/// `require('service_utils.WS.web_socket')`
+#[mlua::lua_module(name = "service_utils_WS_web_socket", skip_memory_check)]
+fn open_web_socket(lua: &Lua) -> mlua::Result<Table> {
+    let ws = load_embedded(lua, "service_utils/WS/web_socket.lua", include_str!("../lua/web_socket.lua"), core_table(lua)?)?;
+    lua.set_named_registry_value(server::ACCEPT_KEY, ws.get::<Function>("accept")?)?;
+    Ok(ws)
+}
+
+/// `require('service_utils.WS.ws_const')`
+#[mlua::lua_module(name = "service_utils_WS_ws_const", skip_memory_check)]
+fn open_ws_const(lua: &Lua) -> mlua::Result<Table> {
+    load_embedded(lua, "service_utils/WS/ws_const.lua", include_str!("../lua/ws_const.lua"), lua.create_table()?)
+}
+
+/// `require('service_utils.WS.ws_util')`
+#[mlua::lua_module(name = "service_utils_WS_ws_util", skip_memory_check)]
+fn open_ws_util(lua: &Lua) -> mlua::Result<Table> {
+    load_embedded(lua, "service_utils/WS/ws_util.lua", include_str!("../lua/ws_util.lua"), lua.create_table()?)
+}

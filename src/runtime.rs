@@ -1,0 +1,68 @@
+//! runtime: the one event loop of the Lua state (standalone mode).
+//!
+//! A tokio current-thread runtime and a `LocalSet` live on the thread that loaded the
+//! module; Lua values are `!Send`, so every task that touches Lua is a local task. Tasks
+//! make progress only while a blocking entry point (`server:run()`, a `recv` from the main
+//! chunk) drives the loop with [`block_on`]. Handlers run inside that loop and must never
+//! block it again: [`block_on`] refuses to nest and says so.
+
+use std::cell::Cell;
+use std::future::Future;
+use tokio::runtime::Runtime;
+use tokio::task::LocalSet;
+
+struct Reactor {
+    runtime: Runtime,
+    local: LocalSet,
+    /// True while a `block_on` is driving the loop on this thread.
+    driving: Cell<bool>,
+}
+
+thread_local! {
+    static REACTOR: Reactor = Reactor {
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cannot start the tokio runtime"),
+        local: LocalSet::new(),
+        driving: Cell::new(false),
+    };
+}
+
+/// Resets the `driving` flag even if the future panics.
+struct DrivingGuard;
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        REACTOR.with(|r| r.driving.set(false));
+    }
+}
+
+/// Runs the event loop until `fut` completes, serving every other task meanwhile.
+/// `what` names the caller in the error raised when called from inside a handler.
+pub fn block_on<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
+    REACTOR.with(|r| {
+        if r.driving.replace(true) {
+            return Err(mlua::Error::runtime(format!(
+                "{what}: cannot wait here: already inside the event loop (a handler must not call a blocking function; call it from the main chunk)"
+            )));
+        }
+        let _guard = DrivingGuard;
+        Ok(r.local.block_on(&r.runtime, fut))
+    })
+}
+
+/// Whether the loop is being driven right now, i.e. the caller is a handler coroutine
+/// (the main chunk never runs while the loop runs). Blocking calls check this to choose
+/// between suspending the coroutine and driving the loop themselves.
+pub fn is_driving() -> bool {
+    REACTOR.with(|r| r.driving.get())
+}
+
+/// Runs `f` with the runtime entered, for creating tokio I/O objects outside `block_on`.
+pub fn enter<R>(f: impl FnOnce() -> R) -> R {
+    REACTOR.with(|r| {
+        let _guard = r.runtime.enter();
+        f()
+    })
+}
