@@ -81,7 +81,10 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     core.set(
         "sleep_blocking",
-        lua.create_function(|_, secs: f64| runtime::block_on("ws.sleep", tokio::time::sleep(duration(secs)?)))?,
+        lua.create_function(|_, secs: f64| {
+            let d = duration(secs)?;
+            runtime::block_on("ws.sleep", async move { tokio::time::sleep(d).await })
+        })?,
     )?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;

@@ -16,6 +16,7 @@ use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MetaMethod, Table, UserData
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Once;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -160,9 +161,25 @@ impl UserData for Server {
     }
 }
 
+/// The stand-alone interpreter (lua.c) handles SIGINT itself while the main chunk runs,
+/// by raising "interrupted!" at the next Lua instruction; tokio's handler would chain to
+/// it and the error would hit a handler coroutine instead of stopping the server. So the
+/// first time a server runs, that handler is removed before tokio installs its own: from
+/// then on SIGINT stops a running server gracefully and is ignored between runs.
+fn take_over_sigint() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut current) == 0 && current.sa_sigaction != libc::SIG_IGN {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
+    });
+}
+
 /// The accept loop, then the graceful stop.
 async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Result<()> {
     let mut stop = shared.stop.subscribe();
+    take_over_sigint();
     let mut sigint = signal(SignalKind::interrupt()).map_err(mlua::Error::external)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(mlua::Error::external)?;
     let mut tasks = JoinSet::new();

@@ -1,0 +1,57 @@
+-- Loading the module into a real Lua and what it exports.
+local helper = require("spec.support.helper")
+package.cpath = helper.CPATH_ROOT .. "/?.so;" .. package.cpath
+
+describe("require('service_utils.WS.web_socket')", function()
+	local ws = require("service_utils.WS.web_socket")
+
+	it("exports the original fields", function()
+		assert.are.equal("13", ws.WEBSOCKET_VERSION)
+		assert.are.equal("258EAFA5-E914-47DA-95CA-C5AB0DC85B11", ws.WEBSOCKET_GUID)
+		assert.are.equal("function", type(ws.accept))
+		assert.are.equal("function", type(ws.handle_msg))
+		assert.are.equal("function", type(ws.server))
+	end)
+
+	it("loads ws_const with every constant of the original", function()
+		local c = require("service_utils.WS.ws_const")
+		assert.are.same({ 0x80, 0x81, 0x82, 0x0a, 0x100, 1009, 1015, 11 },
+			{ c.FRAME_FLAG_FIN, c.FRAME_TEXT, c.FRAME_BINARY, c.FRAME_OP_PONG, c.FRAME_OP_SETRAW,
+				c.WS_PAYLOAD_TOO_BIG, c.WS_RESERVED_TLS_FAILURE, c.WS_ERR_INCOMPLETE_FRAME })
+		assert.are.equal(14, c.MAX_HEADER_LENGTH)
+	end)
+
+	it("loads ws_util with the original function names", function()
+		local u = require("service_utils.WS.ws_util")
+		for _, name in ipairs({ "send_msg", "ping", "close", "add_ws_to_pool", "get_ws_from_pool" }) do
+			assert.are.equal("function", type(u[name]), name)
+		end
+	end)
+
+	it("binds a server on port 0 and reads the chosen port back", function()
+		local server = ws.server({ port = 0 })
+		assert.is_true(server.port > 0)
+		assert.are.equal("127.0.0.1", server.host)
+		assert.matches("^ws_server ws://127%.0%.0%.1:%d+$", tostring(server))
+		server:stop()
+		assert.is_true(server:run()) -- stopped before running: returns at once
+		local ok, err = pcall(server.run, server)
+		assert.is_false(ok)
+		assert.matches("server:run: this server has already run; create a new one", tostring(err), 1, true)
+	end)
+
+	it("refuses a handler base that is not a dotted identifier", function()
+		assert.has_error(function() ws.server({ handler_base = "../etc" }) end)
+	end)
+
+	it("sleeps from the main chunk", function()
+		local socket = require("socket")
+		local t0 = socket.gettime()
+		ws.sleep(0.05)
+		assert.is_true(socket.gettime() - t0 >= 0.04)
+	end)
+
+	it("explains that handle_msg belongs to evluaserver", function()
+		assert.has_error(function() ws.handle_msg() end)
+	end)
+end)

@@ -1,0 +1,96 @@
+-- Handlers cannot take the server down; waiting handlers do not stop the others; the
+-- server stops cleanly from a handler, from SIGTERM and from SIGINT.
+local helper = require("spec.support.helper")
+local socket = require("socket")
+local OP = helper.OP
+
+describe("robustness", function()
+	it("closes only the failing connection with 1011 and logs the handler's name", function()
+		local server = helper.start_server()
+		local bystander = helper.open(server.port, "/boom")
+		local victim = helper.open(server.port, "/boom")
+		victim:send(helper.frame(OP.TEXT, "boom"))
+		local code = helper.read_close(victim)
+		assert.are.equal(1011, code)
+		victim:close()
+		assert.is_true(helper.eventually(function()
+			local log = helper.read_file(server.log)
+			return log:find("handler 'handlers.boom' failed in handle_message", 1, true) ~= nil
+				and log:find("kaboom from the test handler", 1, true) ~= nil
+		end))
+		bystander:send(helper.frame(OP.TEXT, "still fine"))
+		assert.are.equal("still fine", helper.read_frame(bystander).payload)
+		bystander:close()
+		server.stop()
+	end)
+
+	it("runs a sleeping handler without stopping other connections", function()
+		local server = helper.start_server()
+		local sleeper = helper.open(server.port, "/sleepy")
+		local other = helper.open(server.port, "/echo")
+		sleeper:send(helper.frame(OP.TEXT, "1.5"))
+		local t0 = socket.gettime()
+		other:send(helper.frame(OP.TEXT, "quick"))
+		assert.are.equal("quick", helper.read_frame(other).payload)
+		local quick = socket.gettime() - t0
+		assert.are.equal("slept", helper.read_frame(sleeper).payload)
+		local slow = socket.gettime() - t0
+		-- Ordering, not timing, is the claim: the echo came back while the sleeper slept.
+		assert.is_true(quick < slow, ("echo at %.3f s, sleeper at %.3f s"):format(quick, slow))
+		sleeper:close()
+		other:close()
+		server.stop()
+	end)
+
+	it("stops from inside a handler, closing open connections with 1001", function()
+		local server = helper.start_server()
+		local open = helper.open(server.port, "/echo")
+		local control = helper.open(server.port, "/control")
+		control:send(helper.frame(OP.TEXT, "stop"))
+		local code, reason = helper.read_close(open)
+		assert.are.same({ 1001, "server shutting down" }, { code, reason })
+		open:send(helper.frame(OP.CLOSE, helper.close_payload(1001)))
+		assert.is_true(helper.eventually(function() return not server.alive() end))
+		assert.matches("server stopped", server.stop())
+	end)
+
+	for _, sig in ipairs({ "TERM", "INT" }) do
+		it("stops gracefully on SIG" .. sig .. ", sending 1001 to every connection", function()
+			local server = helper.start_server()
+			local conns = {}
+			for i = 1, 5 do
+				conns[i] = helper.open(server.port, "/echo")
+			end
+			os.execute(("kill -%s %d"):format(sig, server.pid))
+			for i = 1, 5 do
+				assert.are.equal(1001, (helper.read_close(conns[i])), "connection " .. i)
+				conns[i]:send(helper.frame(OP.CLOSE, helper.close_payload(1001)))
+			end
+			assert.matches("server stopped", server.stop())
+		end)
+	end
+
+	it("drops a client that sends its request too slowly", function()
+		local server = helper.start_server({ handshake_timeout = 0.5 })
+		local slow = helper.tcp(server.port)
+		slow:send("GET /echo HTTP/1.1\r\n")
+		local t0 = socket.gettime()
+		assert.is_true(helper.closed_by_peer(slow))
+		assert.is_true(socket.gettime() - t0 < 4)
+		local ok = helper.open(server.port, "/echo")
+		ok:close()
+		server.stop()
+	end)
+
+	it("survives a client that disconnects in the middle of a frame", function()
+		local server = helper.start_server()
+		local sock = helper.open(server.port, "/echo")
+		sock:send(helper.frame(OP.TEXT, string.rep("x", 1000)):sub(1, 100))
+		sock:close()
+		local again = helper.open(server.port, "/echo")
+		again:send(helper.frame(OP.TEXT, "alive"))
+		assert.are.equal("alive", helper.read_frame(again).payload)
+		again:close()
+		server.stop()
+	end)
+end)

@@ -1,0 +1,2 @@
+-- A handler module that fails while loading.
+error("broken at load time")

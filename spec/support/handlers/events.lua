@@ -1,0 +1,27 @@
+-- Reports the handler calls it sees: pings and pongs are answered with text messages
+-- ("ping:<data>", "pong:<data>"); closes are recorded and "report" sends them back.
+local H = {}
+local closes = {}
+function H.handle_ping(msg)
+	assert(msg.op_code == 9 and msg.payload_len == #msg.data and msg.buf == msg.data)
+	msg.conn:send("ping:" .. msg.data)
+end
+function H.handle_pong(msg)
+	msg.conn:send("pong:" .. msg.data)
+end
+function H.handle_close(msg)
+	closes[#closes + 1] = ("%d:%s"):format(msg.code, msg.reason)
+end
+function H.handle_message(msg)
+	if msg.data == "report" then
+		msg.conn:send(table.concat(closes, ","))
+	elseif msg.data == "fields" then
+		msg.conn:send(("%d %d %d %s %s"):format(msg.op_code, msg.flags, msg.payload_len, type(msg.buf), tostring(msg._ss == msg.conn)))
+	elseif msg.data == "close" then
+		msg.conn:close(4001, "bye")
+	elseif msg.data == "ws_util" then
+		local ws_util = require("service_utils.WS.ws_util")
+		assert(ws_util.send_msg({ _ss = msg._ss }, "via ws_util", { msg_type = "BINARY" }))
+	end
+end
+return H

@@ -1,0 +1,2 @@
+-- A handler class without handle_message.
+return { init = function() return true end }

@@ -1,0 +1,293 @@
+-- Test helper: starts servers in child processes and speaks WebSocket over raw
+-- luasocket TCP connections, building and parsing frames byte by byte on its own (an
+-- implementation independent of the module's codec).
+local socket = require("socket")
+
+local M = {}
+
+M.LUA = os.getenv("LUA") or "lua5.4"
+M.CPATH_ROOT = os.getenv("WS_CPATH_ROOT") or ("build/" .. M.LUA)
+M.ARTIFACTS = "spec/artifacts"
+M.PYTHON = os.getenv("WS_PYTHON") or "build/venv/bin/python"
+M.TIMEOUT = 5
+
+os.execute("mkdir -p " .. M.ARTIFACTS)
+
+local server_count = 0
+
+-- Starts spec/support/server.lua with options {key = value}; returns a server record
+-- with port, pid, log (path of its stderr) and stop(signal).
+function M.start_server(options, script)
+	server_count = server_count + 1
+	local args = {}
+	for k, v in pairs(options or {}) do
+		args[#args + 1] = k .. "=" .. tostring(v)
+	end
+	local log = ("%s/server-%d-%d.log"):format(M.ARTIFACTS, os.time(), server_count)
+	local cmd = ("sh -c 'echo $$; LUA_CPATH=\"%s/?.so;;\" exec %s %s %s 2>%s'"):format(
+		M.CPATH_ROOT, M.LUA, script or "spec/support/server.lua", table.concat(args, " "), log)
+	local out = assert(io.popen(cmd, "r"))
+	local pid = assert(tonumber(out:read("l")), "no pid from server")
+	local line = out:read("l")
+	local port = line and tonumber(line:match("listening on ws://[%d%.]+:(%d+)"))
+	if not port then
+		os.execute("kill -9 " .. pid)
+		error("server did not start: " .. tostring(line) .. "\n" .. M.read_file(log))
+	end
+	local server = { pid = pid, port = port, log = log, out = out }
+	-- Sends `sig` (default TERM) and waits (bounded) for the process to end; returns
+	-- the rest of its stdout.
+	function server.stop(sig)
+		os.execute(("kill -%s %d 2>/dev/null"):format(sig or "TERM", pid))
+		local deadline = socket.gettime() + 10
+		while socket.gettime() < deadline and os.execute(("kill -0 %d 2>/dev/null"):format(pid)) do
+			socket.sleep(0.05)
+		end
+		if os.execute(("kill -0 %d 2>/dev/null"):format(pid)) then
+			os.execute("kill -9 " .. pid)
+		end
+		local rest = out:read("a")
+		out:close()
+		return rest
+	end
+	function server.alive()
+		return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) == true
+	end
+	return server
+end
+
+function M.read_file(path)
+	local f = io.open(path, "rb")
+	if not f then
+		return ""
+	end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+-- Waits (bounded) until `pred()` is true.
+function M.eventually(pred, seconds)
+	local deadline = socket.gettime() + (seconds or M.TIMEOUT)
+	repeat
+		if pred() then
+			return true
+		end
+		socket.sleep(0.05)
+	until socket.gettime() > deadline
+	return pred()
+end
+
+function M.tcp(port)
+	local sock = assert(socket.tcp())
+	sock:settimeout(M.TIMEOUT)
+	assert(sock:connect("127.0.0.1", port))
+	sock:setoption("tcp-nodelay", true)
+	return sock
+end
+
+M.KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+M.ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+-- The raw text of an Upgrade request; `headers` replaces or (value false) removes the
+-- standard ones.
+function M.upgrade_request(path, headers)
+	local std = {
+		{ "Host", "127.0.0.1" },
+		{ "Upgrade", "websocket" },
+		{ "Connection", "Upgrade" },
+		{ "Sec-WebSocket-Key", M.KEY },
+		{ "Sec-WebSocket-Version", "13" },
+	}
+	headers = headers or {}
+	local lines = { ("GET %s HTTP/1.1"):format(path) }
+	for _, h in ipairs(std) do
+		local v = headers[h[1]]
+		if v == nil then
+			lines[#lines + 1] = h[1] .. ": " .. h[2]
+		elseif v then
+			lines[#lines + 1] = h[1] .. ": " .. v
+		end
+	end
+	for k, v in pairs(headers) do
+		local standard = false
+		for _, h in ipairs(std) do
+			standard = standard or h[1] == k
+		end
+		if not standard and v then
+			lines[#lines + 1] = k .. ": " .. v
+		end
+	end
+	return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+-- Reads an HTTP response: status, headers (lowercased names), body, raw head text.
+function M.read_response(sock)
+	local status_line, err = sock:receive("*l")
+	if not status_line then
+		return nil, err
+	end
+	local status = tonumber(status_line:match("^HTTP/1%.1 (%d%d%d)"))
+	local headers, raw = {}, { status_line }
+	while true do
+		local line = assert(sock:receive("*l"))
+		if line == "" then
+			break
+		end
+		raw[#raw + 1] = line
+		local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+		headers[k:lower()] = v
+	end
+	local body = ""
+	if status ~= 101 then
+		if headers["transfer-encoding"] == "chunked" then
+			local parts = {}
+			while true do
+				local size = tonumber(assert(sock:receive("*l")), 16)
+				if size == 0 then
+					assert(sock:receive("*l"))
+					break
+				end
+				parts[#parts + 1] = assert(sock:receive(size))
+				assert(sock:receive("*l"))
+			end
+			body = table.concat(parts)
+		elseif tonumber(headers["content-length"] or "0") > 0 then
+			body = assert(sock:receive(tonumber(headers["content-length"])))
+		end
+	end
+	return { status = status, headers = headers, body = body, head = table.concat(raw, "\r\n") }
+end
+
+-- Opens a WebSocket on `path`; returns the socket and the 101 response.
+function M.open(port, path, headers)
+	local sock = M.tcp(port)
+	assert(sock:send(M.upgrade_request(path, headers)))
+	local res = assert(M.read_response(sock))
+	assert(res.status == 101, "expected 101, got " .. tostring(res.status) .. " " .. res.body)
+	return sock, res
+end
+
+-- Sends an Upgrade request and returns the (refusal) response.
+function M.request(port, path, headers)
+	local sock = M.tcp(port)
+	assert(sock:send(M.upgrade_request(path, headers)))
+	local res = M.read_response(sock)
+	sock:close()
+	return res
+end
+
+M.OP = { CONT = 0, TEXT = 1, BINARY = 2, CLOSE = 8, PING = 9, PONG = 10 }
+
+local function xor_mask(payload, mask)
+	local m = { mask:byte(1, 4) }
+	local out = {}
+	for i = 1, #payload, 4096 do
+		local chunk = { payload:byte(i, math.min(i + 4095, #payload)) }
+		for j = 1, #chunk do
+			chunk[j] = chunk[j] ~ m[((i + j - 2) % 4) + 1]
+		end
+		out[#out + 1] = string.char(table.unpack(chunk))
+	end
+	return table.concat(out)
+end
+
+-- Builds one frame. opts: fin (default true), mask (4-byte string, default fixed;
+-- false for an unmasked frame), rsv (bits 0x70), len (announced length override).
+function M.frame(opcode, payload, opts)
+	opts = opts or {}
+	payload = payload or ""
+	local fin = opts.fin ~= false and 0x80 or 0
+	local b1 = fin | (opts.rsv or 0) | opcode
+	local mask = opts.mask == nil and "\55\250\33\61" or opts.mask
+	local mbit = mask and 0x80 or 0
+	local len = opts.len or #payload
+	local head
+	if len < 126 then
+		head = string.char(b1, mbit | len)
+	elseif len <= 0xFFFF then
+		head = string.char(b1, mbit | 126) .. string.pack(">I2", len)
+	else
+		head = string.char(b1, mbit | 127) .. string.pack(">I8", len)
+	end
+	if mask then
+		return head .. mask .. xor_mask(payload, mask)
+	end
+	return head .. payload
+end
+
+-- Reads one frame: {fin, rsv, opcode, masked, payload}; nil, err on timeout/close.
+function M.read_frame(sock)
+	local h, err = sock:receive(2)
+	if not h then
+		return nil, err
+	end
+	local b1, b2 = h:byte(1, 2)
+	local len = b2 & 0x7F
+	if len == 126 then
+		len = string.unpack(">I2", assert(sock:receive(2)))
+	elseif len == 127 then
+		len = string.unpack(">I8", assert(sock:receive(8)))
+	end
+	local mask
+	if b2 & 0x80 ~= 0 then
+		mask = assert(sock:receive(4))
+	end
+	local payload = ""
+	if len > 0 then
+		payload, err = sock:receive(len)
+		if not payload then
+			return nil, err
+		end
+	end
+	if mask then
+		payload = xor_mask(payload, mask)
+	end
+	return { fin = b1 & 0x80 ~= 0, rsv = b1 & 0x70, opcode = b1 & 0x0F, masked = mask ~= nil, payload = payload }
+end
+
+-- Reads frames until a close frame; returns its code (or nil for an empty body), its
+-- reason, and the frames read before it.
+function M.read_close(sock)
+	local before = {}
+	while true do
+		local f, err = M.read_frame(sock)
+		if not f then
+			return nil, "no close frame: " .. tostring(err), before
+		end
+		if f.opcode == M.OP.CLOSE then
+			if #f.payload >= 2 then
+				return string.unpack(">I2", f.payload), f.payload:sub(3), before, f
+			end
+			return false, "", before, f
+		end
+		before[#before + 1] = f
+	end
+end
+
+function M.close_payload(code, reason)
+	return string.pack(">I2", code) .. (reason or "")
+end
+
+-- Whether the server has closed the TCP connection (reads until EOF, bounded).
+function M.closed_by_peer(sock)
+	local _, err = sock:receive("*a")
+	return err == nil or err == "closed"
+end
+
+-- Runs spec/support/py_client.py with arguments; returns its stdout lines.
+function M.python(...)
+	local args = { ... }
+	for i, a in ipairs(args) do
+		args[i] = "'" .. tostring(a) .. "'"
+	end
+	local p = assert(io.popen(("timeout 60 %s spec/support/py_client.py %s 2>&1"):format(M.PYTHON, table.concat(args, " "))))
+	local lines = {}
+	for line in p:lines() do
+		lines[#lines + 1] = line
+	end
+	p:close()
+	return lines
+end
+
+return M

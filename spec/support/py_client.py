@@ -1,0 +1,60 @@
+"""Independent client for the specs: Python's `websockets` library.
+
+    py_client.py echo PORT       payload round trips against /echo, one line per check
+    py_client.py chat PORT       two clients on /chat, one sends, both must receive
+    py_client.py close PORT      normal close handshake, prints the close codes seen
+Prints "ok <what>" or "FAIL <what>: <detail>"; the spec asserts on those lines.
+"""
+import asyncio
+import sys
+
+from websockets.asyncio.client import connect
+
+
+def check(what, cond, detail=""):
+    print(("ok " if cond else "FAIL ") + what + ("" if cond else ": " + detail), flush=True)
+
+
+async def echo(port):
+    url = f"ws://127.0.0.1:{port}/echo"
+    async with connect(url, max_size=None) as ws:
+        cases = [("text", "hello"), ("text-utf8", "κόσμε ünïcode ✓"), ("binary-nul", b"\x00\x01\x00\xff")]
+        for n in [0, 125, 126, 65535, 65536, 8 << 20]:
+            cases.append((f"binary-{n}", bytes(i % 251 for i in range(n))))
+            cases.append((f"text-{n}", "a" * n))
+        for name, payload in cases:
+            await ws.send(payload)
+            got = await ws.recv()
+            check(name, got == payload and type(got) is type(payload), f"got {type(got).__name__} of {len(got)}")
+        await ws.send(["frag", "men", "ted"])
+        check("fragmented-text", await ws.recv() == "fragmented")
+        await ws.send([b"\x01", b"\x02", b""])
+        check("fragmented-binary", await ws.recv() == b"\x01\x02")
+        pong = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong, 5)
+        check("ping-pong", True)
+
+
+async def chat(port):
+    url = f"ws://127.0.0.1:{port}/chat"
+    async with connect(url) as a, connect(url) as b:
+        await asyncio.sleep(0.2)
+        await a.send("hello room")
+        got_a = await asyncio.wait_for(a.recv(), 5)
+        got_b = await asyncio.wait_for(b.recv(), 5)
+        check("broadcast-to-sender", got_a == "hello room", got_a)
+        check("broadcast-to-other", got_b == "hello room", got_b)
+
+
+async def close(port):
+    ws = await connect(f"ws://127.0.0.1:{port}/echo")
+    await ws.close(code=4000, reason="done")
+    check("close-code-echoed", ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 4000, repr(ws.protocol.close_rcvd))
+
+
+async def main():
+    cmd, port = sys.argv[1], int(sys.argv[2])
+    await {"echo": echo, "chat": chat, "close": close}[cmd](port)
+
+
+asyncio.run(main())

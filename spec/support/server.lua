@@ -1,0 +1,23 @@
+-- Test server: `LUA spec/support/server.lua [key=value ...]`, run by helper.start_server.
+-- Options are ws.server options (numbers converted); handler modules come from
+-- spec/support/handlers (namespace "handlers") and then examples/handlers.
+-- Prints "listening on ws://HOST:PORT" once bound and serves until stopped.
+package.path = "spec/support/?.lua;examples/?.lua;" .. package.path
+
+local ws = require("service_utils.WS.web_socket")
+
+local options = { handler_base = "handlers" }
+for _, a in ipairs(arg) do
+	local k, v = a:match("^([%w_]+)=(.*)$")
+	assert(k, "bad argument " .. a)
+	options[k] = math.tointeger(tonumber(v)) or tonumber(v) or (v == "true" and true) or (v ~= "false" and v) or false
+end
+
+local server = ws.server(options)
+-- Lets handlers reach the server (handlers.control stops it).
+package.loaded.spec_server = { server = server }
+print(("listening on ws://%s:%d"):format(server.host, server.port))
+io.stdout:flush()
+server:run()
+print("server stopped")
+io.stdout:flush()
