@@ -594,11 +594,18 @@ mod tests {
 
     #[test]
     fn frames_from_tungstenite_decode_identically() {
-        use tungstenite::protocol::frame::{coding::OpCode, Frame};
-        let mut frame = Frame::message(b"interop".to_vec(), OpCode::Data(tungstenite::protocol::frame::coding::Data::Binary), true);
-        frame.header_mut().set_random_mask();
-        let mut wire = Vec::new();
-        frame.format(&mut wire).unwrap();
-        assert_eq!(decode_all(&mut server(), &wire).unwrap(), vec![Event::Binary(Bytes::from_static(b"interop"))]);
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tungstenite::protocol::frame::Frame;
+        for (len, mask) in [(7usize, [1u8, 2, 3, 4]), (300, [0xde, 0xad, 0xbe, 0xef]), (70_000, [9, 8, 7, 6])] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
+            let mut frame = Frame::message(payload.clone(), OpCode::Data(Data::Binary), true);
+            frame.header_mut().mask = Some(mask);
+            let mut wire = Vec::new();
+            frame.format(&mut wire).unwrap();
+            assert_eq!(decode_all(&mut server(), &wire).unwrap(), vec![Event::Binary(Bytes::from(payload.clone()))]);
+            let mut ours = BytesMut::new();
+            encode_frame(&mut ours, true, opcode::BINARY, &payload, Some(mask));
+            assert_eq!(&ours[..], &wire[..], "our encoding of {len} bytes equals tungstenite's");
+        }
     }
 }

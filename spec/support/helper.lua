@@ -5,7 +5,7 @@ local socket = require("socket")
 
 local M = {}
 
-M.LUA = os.getenv("LUA") or "lua5.4"
+M.LUA = "lua" .. _VERSION:match("%d+%.%d+") -- the servers run on the same Lua as busted
 M.CPATH_ROOT = os.getenv("WS_CPATH_ROOT") or ("build/" .. M.LUA)
 M.ARTIFACTS = "spec/artifacts"
 M.PYTHON = os.getenv("WS_PYTHON") or "build/venv/bin/python"

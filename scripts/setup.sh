@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on Debian 12, or says exactly what is missing.
+#   scripts/setup.sh run    what the example server needs: Rust (cargo), lua5.4
+#   scripts/setup.sh test   also lua5.3, busted, luasocket, a Python venv with websockets
+# apt packages are installed when running as root; otherwise the missing ones are named.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT="${1:-test}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || {
+  echo "setup.sh: cargo is missing: install Rust with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+}
+
+need=(lua5.4)
+if [ "$WHAT" = test ]; then
+  need+=(lua5.3 lua-busted lua-socket)
+fi
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq "${missing[@]}" >&2
+  else
+    echo "setup.sh: missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+if [ "$WHAT" = test ]; then
+  # The independent peer of the interop specs: Python's websockets, in a venv of our own.
+  if [ ! -x build/venv/bin/python ] || ! build/venv/bin/python -c 'import websockets' 2>/dev/null; then
+    if ! python3 -m venv build/venv >/dev/null 2>&1; then
+      if [ "$(id -u)" = 0 ]; then
+        apt-get install -y -qq python3-venv >&2
+        python3 -m venv build/venv
+      else
+        echo "setup.sh: python3 cannot make a venv: install python3-venv" >&2
+        exit 1
+      fi
+    fi
+    build/venv/bin/pip install -q --disable-pip-version-check "websockets>=13" >&2
+  fi
+fi

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust unit tests, then the busted specs against the module built
+# for Lua 5.4 and for Lua 5.3 (each spec run loads that build into that Lua and talks to
+# it over 127.0.0.1). Ends with one line "N passed, N failed"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test || exit 1
+mkdir -p spec/artifacts
+
+passed=0
+failed=0
+status=0
+
+echo "== cargo test (codec, handshake, routing, http)"
+cargo test --release --quiet 2>&1 | tee spec/artifacts/cargo-test.log
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+while read -r p f; do
+  passed=$((passed + p)); failed=$((failed + f))
+done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' spec/artifacts/cargo-test.log)
+
+for lua in lua5.4 lua5.3; do
+  echo "== busted on $lua"
+  root="$(scripts/build.sh "$lua")" || { status=1; failed=$((failed + 1)); continue; }
+  WS_CPATH_ROOT="$root" busted --lua="$lua" -o plainTerminal 2>&1 | tee "spec/artifacts/busted-$lua.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  line="$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "spec/artifacts/busted-$lua.log" | tail -n 1)"
+  if [ -z "$line" ]; then
+    echo "busted on $lua printed no summary" >&2
+    failed=$((failed + 1)); status=1
+    continue
+  fi
+  read -r s f e < <(echo "$line" | sed -E 's#^([0-9]+) successes? / ([0-9]+) failures? / ([0-9]+) errors?.*#\1 \2 \3#')
+  passed=$((passed + s)); failed=$((failed + f + e))
+done
+
+[ "$failed" = 0 ] || status=1
+echo "$passed passed, $failed failed"
+exit $status
