@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the module for one Lua version and lays it out as a cpath root:
 #   build/<lua>/service_utils/WS/web_socket.so   (+ ws_const.so, ws_util.so linking to it)
-# Usage: scripts/build.sh [lua5.4|lua5.3]   (default lua5.4). Prints the cpath root.
+# Usage: scripts/build.sh [lua5.4|lua5.3|/path/to/lua]   (default lua5.4). Prints the cpath root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LUA="${1:-lua5.4}"
+case "$LUA" in */*) LUA="lua$("$LUA" -e 'io.write((_VERSION:gsub("Lua ", "")))')" ;; esac
 case "$LUA" in
   lua5.4) FEATURES=lua54 ;;
   lua5.3) FEATURES=lua53 ;;

@@ -5,7 +5,7 @@ local helper = require("spec.support.helper")
 describe("handshake", function()
 	local server
 	setup(function() server = helper.start_server() end)
-	teardown(function() server.stop() end)
+	teardown(function() server.stop(); helper.stop_all() end)
 
 	local function refusal(res, message)
 		local json = '{"error_message":"' .. message .. '"}'

@@ -4,7 +4,7 @@ local helper = require("spec.support.helper")
 describe("interop with Python websockets", function()
 	local server
 	setup(function() server = helper.start_server() end)
-	teardown(function() server.stop() end)
+	teardown(function() server.stop(); helper.stop_all() end)
 
 	local function all_ok(lines, expected)
 		assert.is_true(#lines >= expected, table.concat(lines, "\n"))

@@ -5,7 +5,7 @@ local OP = helper.OP
 describe("messages", function()
 	local server
 	setup(function() server = helper.start_server() end)
-	teardown(function() server.stop() end)
+	teardown(function() server.stop(); helper.stop_all() end)
 
 	local function echo(sock, opcode, payload)
 		sock:send(helper.frame(opcode, payload))

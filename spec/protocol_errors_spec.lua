@@ -6,7 +6,7 @@ local OP = helper.OP
 describe("protocol errors", function()
 	local server
 	setup(function() server = helper.start_server({ max_message_size = 1048576 }) end)
-	teardown(function() server.stop() end)
+	teardown(function() server.stop(); helper.stop_all() end)
 
 	-- Sends `bytes` on a fresh /echo connection; returns the close code received.
 	local function close_code_for(bytes)

@@ -5,6 +5,8 @@ local socket = require("socket")
 local OP = helper.OP
 
 describe("robustness", function()
+	after_each(helper.stop_all)
+
 	it("closes only the failing connection with 1011 and logs the handler's name", function()
 		local server = helper.start_server()
 		local bystander = helper.open(server.port, "/boom")
@@ -42,6 +44,31 @@ describe("robustness", function()
 		server.stop()
 	end)
 
+	it("suspends a handler sending to a peer that does not read, serving the others meanwhile", function()
+		local server = helper.start_server()
+		local sink = helper.open(server.port, "/flood")
+		local other = helper.open(server.port, "/echo")
+		local rss_before = server.rss_kib()
+		sink:send(helper.frame(OP.TEXT, "256")) -- 16 MiB, far more than socket buffers hold
+		socket.sleep(0.5)
+		-- The handler is parked on a full outbox (1 MiB), not queueing all 16 MiB.
+		local growth = server.rss_kib() - rss_before
+		assert.is_true(growth < 8 * 1024, ("server grew by %d KiB"):format(growth))
+		for i = 1, 20 do
+			other:send(helper.frame(OP.TEXT, "ping " .. i))
+			assert.are.equal("ping " .. i, helper.read_frame(other).payload)
+		end
+		-- Now drain the sink: every block arrives, then "done".
+		for i = 1, 256 do
+			local f = helper.read_frame(sink)
+			assert.are.equal(65536, #f.payload, "block " .. i)
+		end
+		assert.are.equal("done", helper.read_frame(sink).payload)
+		sink:close()
+		other:close()
+		server.stop()
+	end)
+
 	it("stops from inside a handler, closing open connections with 1001", function()
 		local server = helper.start_server()
 		local open = helper.open(server.port, "/echo")
@@ -50,6 +77,8 @@ describe("robustness", function()
 		local code, reason = helper.read_close(open)
 		assert.are.same({ 1001, "server shutting down" }, { code, reason })
 		open:send(helper.frame(OP.CLOSE, helper.close_payload(1001)))
+		assert.are.equal(1001, (helper.read_close(control)))
+		control:send(helper.frame(OP.CLOSE, helper.close_payload(1001)))
 		assert.is_true(helper.eventually(function() return not server.alive() end))
 		assert.matches("server stopped", server.stop())
 	end)

@@ -340,11 +340,13 @@ async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: Socket
 struct Ending {
     code: u16,
     reason: String,
+    /// Whether the peer's close frame arrived (the closing handshake completed).
+    clean: bool,
 }
 
 impl Ending {
     fn abnormal(reason: &str) -> Self {
-        Ending { code: close_code::ABNORMAL, reason: reason.to_owned() }
+        Ending { code: close_code::ABNORMAL, reason: reason.to_owned(), clean: false }
     }
 }
 
@@ -395,10 +397,8 @@ impl Session<'_> {
             Event::Close(status) => {
                 // Echo the peer's code (§5.5.1); a close without a code is answered without one.
                 self.conn.queue_close(status.as_ref().map(|(code, _)| (*code, "")));
-                return Ok(Some(match status {
-                    Some((code, reason)) => Ending { code, reason },
-                    None => Ending { code: close_code::NO_STATUS, reason: String::new() },
-                }));
+                let (code, reason) = status.unwrap_or((close_code::NO_STATUS, String::new()));
+                return Ok(Some(Ending { code, reason, clean: true }));
             }
         }
         Ok(None)
@@ -455,16 +455,20 @@ async fn run_websocket(lua: &Lua, server: &Shared, stream: TcpStream, mut rbuf: 
     if let Some(f) = &handler.on_close {
         let msg = message_table(lua, &session.conn_ud, opcode::CLOSE, ending.reason.as_bytes())?;
         msg.raw_set("code", ending.code)?;
-        msg.raw_set("reason", ending.reason)?;
+        msg.raw_set("reason", ending.reason.as_str())?;
         session.call(f, "handle_close", msg).await;
     }
-    // Flush what is queued (our close frame), send FIN, then read until the peer closes
-    // too, so the close frame is not lost to a reset (RFC 6455 §7.1.1).
+    // Flush what is queued (our close frame) and send FIN: the server closes the TCP
+    // connection first (RFC 6455 §7.1.1). When the handshake did not complete, unread
+    // bytes may still arrive; read them until the peer closes too, so that our close
+    // frame is not lost to a reset.
     conn.finish();
     if timeout(opts.close_timeout, &mut writer_task).await.is_err() {
         writer_task.abort();
     }
-    let _ = timeout(opts.close_timeout, drain(&mut reader)).await;
+    if !ending.clean {
+        let _ = timeout(opts.close_timeout, drain(&mut reader)).await;
+    }
     Ok(())
 }
 

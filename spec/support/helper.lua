@@ -14,6 +14,9 @@ M.TIMEOUT = 5
 os.execute("mkdir -p " .. M.ARTIFACTS)
 
 local server_count = 0
+-- Servers started and not yet stopped: stop_all() ends them, so that a failing test
+-- cannot leave a process behind (busted would wait for it at exit).
+local running = {}
 
 -- Starts spec/support/server.lua with options {key = value}; returns a server record
 -- with port, pid, log (path of its stderr) and stop(signal).
@@ -46,14 +49,27 @@ function M.start_server(options, script)
 		if os.execute(("kill -0 %d 2>/dev/null"):format(pid)) then
 			os.execute("kill -9 " .. pid)
 		end
+		running[server] = nil
 		local rest = out:read("a")
 		out:close()
 		return rest
 	end
+	-- Resident memory of the server process, in KiB.
+	function server.rss_kib()
+		return tonumber(M.read_file(("/proc/%d/status"):format(pid)):match("VmRSS:%s*(%d+)"))
+	end
 	function server.alive()
 		return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) == true
 	end
+	running[server] = true
 	return server
+end
+
+-- Stops every server still running (for after_each / teardown).
+function M.stop_all()
+	for server in pairs(running) do
+		server.stop("KILL")
+	end
 end
 
 function M.read_file(path)
