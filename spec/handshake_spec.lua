@@ -92,6 +92,13 @@ describe("handshake", function()
 		refusal(helper.request(server.port, "/refuse"), "go away, 127.0.0.1")
 	end)
 
+	it("answers 500 when init raises an error, and logs it", function()
+		local res = helper.request(server.port, "/initboom")
+		assert.are.equal(500, res.status)
+		assert.are.equal('{"error_message":"Internal error while accepting the WebSocket handshake"}', res.body)
+		assert.is_true(helper.eventually(function() return helper.read_file(server.log):find("init exploded", 1, true) ~= nil end))
+	end)
+
 	it("lets init add response headers and read the request through uc", function()
 		local sock, res = helper.open(server.port, "/proto?room=1", { ["User-Agent"] = "spec-agent" })
 		assert.are.equal("chat.v1", res.headers["sec-websocket-protocol"])
