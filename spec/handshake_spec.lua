@@ -27,11 +27,7 @@ describe("handshake", function()
 	it("matches header names in any case and accepts a Connection token list", function()
 		local raw = "GET /echo HTTP/1.1\r\nhost: x\r\nUPGRADE: WebSocket\r\nconnection: keep-alive, Upgrade\r\n" ..
 			"sec-websocket-key: " .. helper.KEY .. "\r\nsec-websocket-VERSION: 13\r\n\r\n"
-		local sock = helper.tcp(server.port)
-		sock:send(raw)
-		local res = helper.read_response(sock)
-		assert.are.equal(101, res.status)
-		sock:close()
+		assert.are.equal(101, helper.raw_request(server.port, raw).status)
 	end)
 
 	it("refuses a missing version with the original message", function()
@@ -110,11 +106,7 @@ describe("handshake", function()
 	end)
 
 	it("answers a plain HTTP request with 426", function()
-		local sock = helper.tcp(server.port)
-		sock:send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-		local res = helper.read_response(sock)
-		assert.are.equal(426, res.status)
-		sock:close()
+		assert.are.equal(426, helper.raw_request(server.port, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").status)
 	end)
 
 	it("answers an oversized request head with 431", function()
@@ -123,11 +115,7 @@ describe("handshake", function()
 	end)
 
 	it("answers a request that is not HTTP with 400", function()
-		local sock = helper.tcp(server.port)
-		sock:send("\1\2\3 nonsense\r\n\r\n")
-		local res = helper.read_response(sock)
-		assert.are.equal(400, res.status)
-		sock:close()
+		assert.are.equal(400, helper.raw_request(server.port, "\1\2\3 nonsense\r\n\r\n").status)
 	end)
 
 	it("handles frames sent in the same packet as the request", function()

@@ -7,6 +7,17 @@ describe("messages", function()
 	setup(function() server = helper.start_server() end)
 	teardown(function() server.stop(); helper.stop_all() end)
 
+	-- Whether handlers.events recorded a handle_close call matching "<code>:<reason>".
+	local function handle_close_saw(entry)
+		local probe = helper.open(server.port, "/events")
+		local seen = helper.eventually(function()
+			probe:send(helper.frame(OP.TEXT, "report"))
+			return helper.read_frame(probe).payload:find(entry, 1, true) ~= nil
+		end)
+		probe:close()
+		return seen
+	end
+
 	local function echo(sock, opcode, payload)
 		sock:send(helper.frame(opcode, payload))
 		return helper.read_frame(sock)
@@ -116,12 +127,7 @@ describe("messages", function()
 		sock:send(helper.frame(OP.CLOSE, helper.close_payload(4000, "done here")))
 		helper.read_close(sock)
 		sock:close()
-		local probe = helper.open(server.port, "/events")
-		assert.is_true(helper.eventually(function()
-			probe:send(helper.frame(OP.TEXT, "report"))
-			return helper.read_frame(probe).payload:find("4000:done here", 1, true) ~= nil
-		end))
-		probe:close()
+		assert.is_true(handle_close_saw("4000:done here"))
 	end)
 
 	it("calls handle_close with 1006 when the peer vanishes", function()
@@ -129,12 +135,7 @@ describe("messages", function()
 		sock:send(helper.frame(OP.TEXT, "fields"))
 		helper.read_frame(sock)
 		sock:close()
-		local probe = helper.open(server.port, "/events")
-		assert.is_true(helper.eventually(function()
-			probe:send(helper.frame(OP.TEXT, "report"))
-			return helper.read_frame(probe).payload:find("1006:", 1, true) ~= nil
-		end))
-		probe:close()
+		assert.is_true(handle_close_saw("1006:"))
 	end)
 
 	it("lets a handler start the closing handshake with its own code", function()

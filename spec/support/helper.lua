@@ -175,6 +175,15 @@ function M.read_response(sock)
 	return { status = status, headers = headers, body = body, head = table.concat(raw, "\r\n") }
 end
 
+-- Sends raw bytes on a fresh connection and returns the HTTP response.
+function M.raw_request(port, bytes)
+	local sock = M.tcp(port)
+	assert(sock:send(bytes))
+	local res = M.read_response(sock)
+	sock:close()
+	return res
+end
+
 -- Opens a WebSocket on `path`; returns the socket and the 101 response.
 function M.open(port, path, headers)
 	local sock = M.tcp(port)
@@ -186,11 +195,7 @@ end
 
 -- Sends an Upgrade request and returns the (refusal) response.
 function M.request(port, path, headers)
-	local sock = M.tcp(port)
-	assert(sock:send(M.upgrade_request(path, headers)))
-	local res = M.read_response(sock)
-	sock:close()
-	return res
+	return M.raw_request(port, M.upgrade_request(path, headers))
 end
 
 M.OP = { CONT = 0, TEXT = 1, BINARY = 2, CLOSE = 8, PING = 9, PONG = 10 }
