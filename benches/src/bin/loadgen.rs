@@ -1,0 +1,357 @@
+//! The load generator of the benchmark: one thread, one JSON line of results per run.
+//!
+//!     loadgen echo  (--ws URL | --tcp HOST:PORT) --conns C --window W --size S --seconds T [--pid PID]
+//!     loadgen storm --ws URL --count N --concurrency K [--pid PID]
+//!     loadgen idle  (--ws URL | --tcp HOST:PORT) --count N [--pid PID]
+//!
+//! echo: C connections each keep W messages of S bytes in flight for T seconds; reports
+//! messages/s, MB/s each way, p50/p99 round-trip latency, errors, and — with the server's
+//! PID — its CPU time per echoed message from /proc/PID/stat (on a 2-core machine the
+//! load can be as busy as the server, so CPU per message is the fair comparison).
+//! storm: N connect + handshake + close cycles, K at a time; handshakes/s and CPU each.
+//! idle: opens N connections and holds them; the server's RSS growth per connection.
+use futures_util::{SinkExt, StreamExt};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// `--key value` arguments.
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(raw: &[String]) -> Args {
+        let mut map = HashMap::new();
+        let mut it = raw.iter();
+        while let Some(k) = it.next() {
+            let key = k.strip_prefix("--").unwrap_or_else(|| panic!("expected --option, got {k}"));
+            let value = it.next().unwrap_or_else(|| panic!("--{key} needs a value"));
+            map.insert(key.to_owned(), value.clone());
+        }
+        Args(map)
+    }
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn num(&self, key: &str, default: u64) -> u64 {
+        self.str(key).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("--{key} must be a number")))
+    }
+}
+
+/// Where the server is and how to talk to it.
+#[derive(Clone)]
+enum Target {
+    Ws(String),
+    Tcp(String),
+}
+
+impl Target {
+    fn from(args: &Args) -> Target {
+        match (args.str("ws"), args.str("tcp")) {
+            (Some(url), _) => Target::Ws(url.to_owned()),
+            (None, Some(addr)) => Target::Tcp(addr.to_owned()),
+            _ => panic!("give --ws URL or --tcp HOST:PORT"),
+        }
+    }
+}
+
+/// The server process, read from /proc.
+struct ServerProc(Option<u32>);
+
+impl ServerProc {
+    /// CPU time (user + system) in microseconds.
+    fn cpu_us(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0?)).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks * 1e6 / USER_HZ)
+    }
+    fn rss_kib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0?)).ok()?;
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+/// Clock ticks per second in /proc/PID/stat (USER_HZ): 100 on every Linux ABI we run on.
+const USER_HZ: f64 = 100.0;
+
+fn json_num(v: Option<f64>) -> String {
+    v.map_or("null".into(), |v| format!("{v:.3}"))
+}
+
+#[derive(Default)]
+struct EchoStats {
+    messages: u64,
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+async fn connect_ws(url: &str) -> Result<Ws, String> {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        let _ = s.set_nodelay(true);
+    }
+    Ok(ws)
+}
+
+async fn connect_tcp(addr: &str) -> Result<TcpStream, String> {
+    let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+enum Conn {
+    Ws(Ws),
+    Tcp(TcpStream),
+}
+
+async fn connect(target: &Target) -> Result<Conn, String> {
+    match target {
+        Target::Ws(url) => connect_ws(url).await.map(Conn::Ws),
+        Target::Tcp(addr) => connect_tcp(addr).await.map(Conn::Tcp),
+    }
+}
+
+/// Opens `n` connections, `k` at a time; returns the open ones and the error count.
+async fn connect_many(target: &Target, n: usize, k: usize) -> (Vec<Conn>, u64) {
+    let mut conns = Vec::with_capacity(n);
+    let mut errors = 0;
+    let mut pending = futures_util::stream::iter((0..n).map(|_| connect(target))).buffer_unordered(k.max(1));
+    while let Some(r) = pending.next().await {
+        match r {
+            Ok(c) => conns.push(c),
+            Err(_) => errors += 1,
+        }
+    }
+    (conns, errors)
+}
+
+/// One connection of the echo mode: keeps `window` messages in flight until `stop`.
+async fn echo_loop(conn: Conn, size: usize, window: usize, stop: Rc<Cell<bool>>, stats: Rc<RefCell<EchoStats>>) {
+    let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
+    let record = |t: Instant, stats: &RefCell<EchoStats>, stop: &Cell<bool>| {
+        if !stop.get() {
+            let mut s = stats.borrow_mut();
+            s.messages += 1;
+            s.latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+    };
+    match conn {
+        Conn::Ws(ws) => {
+            let payload = Bytes::from(vec![b'x'; size]);
+            let (mut tx, mut rx) = ws.split();
+            for _ in 0..window {
+                in_flight.push_back(Instant::now());
+                if tx.feed(Message::Binary(payload.clone())).await.is_err() {
+                    stats.borrow_mut().errors += 1;
+                    return;
+                }
+            }
+            if tx.flush().await.is_err() {
+                stats.borrow_mut().errors += 1;
+                return;
+            }
+            while let Some(msg) = rx.next().await {
+                match msg {
+                    Ok(Message::Binary(b)) if b.len() == size => {
+                        let Some(t) = in_flight.pop_front() else { break };
+                        record(t, &stats, &stop);
+                        if !stop.get() {
+                            in_flight.push_back(Instant::now());
+                            if tx.send(Message::Binary(payload.clone())).await.is_err() {
+                                stats.borrow_mut().errors += 1;
+                                break;
+                            }
+                        } else if in_flight.is_empty() {
+                            break;
+                        }
+                    }
+                    Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                    _ => {
+                        stats.borrow_mut().errors += 1;
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(Message::Close(None)).await;
+        }
+        Conn::Tcp(mut s) => {
+            let payload = vec![b'x'; size];
+            let mut burst = Vec::with_capacity(size * window);
+            for _ in 0..window {
+                in_flight.push_back(Instant::now());
+                burst.extend_from_slice(&payload);
+            }
+            if s.write_all(&burst).await.is_err() {
+                stats.borrow_mut().errors += 1;
+                return;
+            }
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut partial = 0usize;
+            loop {
+                let n = match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        if !stop.get() {
+                            stats.borrow_mut().errors += 1;
+                        }
+                        break;
+                    }
+                    Ok(n) => n,
+                };
+                partial += n;
+                let mut refill = 0;
+                while partial >= size {
+                    partial -= size;
+                    let Some(t) = in_flight.pop_front() else { break };
+                    record(t, &stats, &stop);
+                    if !stop.get() {
+                        in_flight.push_back(Instant::now());
+                        refill += 1;
+                    }
+                }
+                if refill > 0 {
+                    burst.clear();
+                    for _ in 0..refill {
+                        burst.extend_from_slice(&payload);
+                    }
+                    if s.write_all(&burst).await.is_err() {
+                        stats.borrow_mut().errors += 1;
+                        break;
+                    }
+                }
+                if stop.get() && in_flight.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    Some(sorted[i] as f64)
+}
+
+async fn echo(args: &Args, target: Target, server: ServerProc) {
+    let (conns, size, window, secs) = (args.num("conns", 1) as usize, args.num("size", 16) as usize, args.num("window", 1) as usize, args.num("seconds", 3));
+    let (open, connect_errors) = connect_many(&target, conns, 64).await;
+    let stop = Rc::new(Cell::new(false));
+    let stats = Rc::new(RefCell::new(EchoStats::default()));
+    let local = tokio::task::LocalSet::new();
+    let cpu0 = server.cpu_us();
+    let t0 = Instant::now();
+    for c in open {
+        local.spawn_local(echo_loop(c, size, window, Rc::clone(&stop), Rc::clone(&stats)));
+    }
+    let elapsed = local
+        .run_until(async {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            stop.set(true);
+            t0.elapsed()
+        })
+        .await;
+    let cpu1 = server.cpu_us();
+    // Let the connections drain what is in flight and close (bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(5), local).await;
+    let mut s = stats.borrow_mut();
+    s.latencies_us.sort_unstable();
+    let secs = elapsed.as_secs_f64();
+    let rate = s.messages as f64 / secs;
+    let cpu_per_msg = match (cpu0, cpu1) {
+        (Some(a), Some(b)) if s.messages > 0 => Some((b - a) / s.messages as f64),
+        _ => None,
+    };
+    println!(
+        "{{\"mode\":\"echo\",\"label\":\"{}\",\"size\":{size},\"conns\":{conns},\"window\":{window},\"seconds\":{secs:.3},\"messages\":{},\"msgs_per_s\":{rate:.1},\"mb_per_s_each_way\":{:.3},\"p50_us\":{},\"p99_us\":{},\"errors\":{},\"server_cpu_us_per_msg\":{}}}",
+        args.str("label").unwrap_or(""),
+        s.messages,
+        rate * size as f64 / 1e6,
+        json_num(percentile(&s.latencies_us, 0.50)),
+        json_num(percentile(&s.latencies_us, 0.99)),
+        s.errors + connect_errors,
+        json_num(cpu_per_msg),
+    );
+}
+
+async fn storm(args: &Args, target: Target, server: ServerProc) {
+    let Target::Ws(url) = target else { panic!("storm needs --ws") };
+    let (count, k) = (args.num("count", 2000) as usize, args.num("concurrency", 32) as usize);
+    let cpu0 = server.cpu_us();
+    let t0 = Instant::now();
+    let cycle = |url: String| async move {
+        let mut ws = connect_ws(&url).await?;
+        ws.close(None).await.map_err(|e| e.to_string())?;
+        // Wait for the server's close and the end of the stream.
+        while let Some(Ok(_)) = ws.next().await {}
+        Ok::<(), String>(())
+    };
+    let mut done = 0u64;
+    let mut errors = 0u64;
+    let mut pending = futures_util::stream::iter((0..count).map(|_| cycle(url.clone()))).buffer_unordered(k.max(1));
+    while let Some(r) = pending.next().await {
+        match r {
+            Ok(()) => done += 1,
+            Err(_) => errors += 1,
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = match (cpu0, server.cpu_us()) {
+        (Some(a), Some(b)) if done > 0 => Some((b - a) / done as f64),
+        _ => None,
+    };
+    println!(
+        "{{\"mode\":\"storm\",\"label\":\"{}\",\"count\":{count},\"concurrency\":{k},\"seconds\":{secs:.3},\"handshakes\":{done},\"handshakes_per_s\":{:.1},\"errors\":{errors},\"server_cpu_us_per_handshake\":{}}}",
+        args.str("label").unwrap_or(""),
+        done as f64 / secs,
+        json_num(cpu),
+    );
+}
+
+async fn idle(args: &Args, target: Target, server: ServerProc) {
+    let count = args.num("count", 10000) as usize;
+    let rss0 = server.rss_kib();
+    let (open, errors) = connect_many(&target, count, 64).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss1 = server.rss_kib();
+    let per_conn = match (rss0, rss1) {
+        (Some(a), Some(b)) if !open.is_empty() => Some((b - a) / open.len() as f64),
+        _ => None,
+    };
+    println!(
+        "{{\"mode\":\"idle\",\"label\":\"{}\",\"count\":{count},\"open\":{},\"errors\":{errors},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{},\"server_kib_per_conn\":{}}}",
+        args.str("label").unwrap_or(""),
+        open.len(),
+        json_num(rss0),
+        json_num(rss1),
+        json_num(per_conn),
+    );
+    drop(open);
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((mode, rest)) = argv.split_first() else {
+        eprintln!("usage: loadgen echo|storm|idle --ws URL|--tcp HOST:PORT [options]");
+        std::process::exit(2);
+    };
+    let args = Args::parse(rest);
+    let target = Target::from(&args);
+    let server = ServerProc(args.str("pid").map(|p| p.parse().expect("--pid must be a number")));
+    match mode.as_str() {
+        "echo" => echo(&args, target, server).await,
+        "storm" => storm(&args, target, server).await,
+        "idle" => idle(&args, target, server).await,
+        other => panic!("unknown mode {other}"),
+    }
+}
