@@ -146,31 +146,47 @@ impl FrameHeader {
     }
 }
 
-/// Writes one frame into `out`: header, then the payload (masked when `mask` is given).
+/// The largest frame header: 2 bytes, 8 of length, 4 of mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// Writes a frame header for a payload of `len` bytes into `out`; returns its length.
 /// The shortest length encoding is always used (§5.2).
-pub fn encode_frame(out: &mut BytesMut, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
-    out.reserve(14 + payload.len());
-    out.put_u8(if fin { 0x80 } else { 0 } | (opcode & 0x0F));
+pub fn encode_header(out: &mut [u8; MAX_HEADER_LEN], fin: bool, opcode: u8, len: usize, mask: Option<[u8; 4]>) -> usize {
+    out[0] = if fin { 0x80 } else { 0 } | (opcode & 0x0F);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.put_u8(mask_bit | n as u8),
+    let mut at = match len {
+        n if n < 126 => {
+            out[1] = mask_bit | n as u8;
+            2
+        }
         n if n <= 0xFFFF => {
-            out.put_u8(mask_bit | 126);
-            out.put_u16(n as u16);
+            out[1] = mask_bit | 126;
+            out[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            4
         }
         n => {
-            out.put_u8(mask_bit | 127);
-            out.put_u64(n as u64);
+            out[1] = mask_bit | 127;
+            out[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+            10
         }
+    };
+    if let Some(m) = mask {
+        out[at..at + 4].copy_from_slice(&m);
+        at += 4;
     }
-    match mask {
-        Some(m) => {
-            out.put_slice(&m);
-            let start = out.len();
-            out.put_slice(payload);
-            apply_mask(&mut out[start..], m);
-        }
-        None => out.put_slice(payload),
+    at
+}
+
+/// Writes one frame into `out`: header, then the payload (masked when `mask` is given).
+pub fn encode_frame(out: &mut BytesMut, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let header_len = encode_header(&mut header, fin, opcode, payload.len(), mask);
+    out.reserve(header_len + payload.len());
+    out.put_slice(&header[..header_len]);
+    let start = out.len();
+    out.put_slice(payload);
+    if let Some(m) = mask {
+        apply_mask(&mut out[start..], m);
     }
 }
 

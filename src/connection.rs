@@ -1,19 +1,26 @@
 //! connection: one open WebSocket as Lua sees it (the `ws_connection` object) and the
-//! queue of bytes waiting to be written to it.
+//! writing of bytes to it.
 //!
-//! Sending never touches the socket: a frame is encoded into the connection's outbox and
-//! a writer task flushes whatever has accumulated in one write, so several sends made by
-//! one handler call cost one syscall. The outbox is bounded: above `high_water` bytes a
-//! sender waits (suspending only its own coroutine) until the writer has drained it.
+//! Sending never waits for the socket. A small frame is encoded into the connection's
+//! outbox and a writer task flushes whatever has accumulated in one write, so several
+//! sends made by one handler call cost one syscall. A large frame, when nothing is queued,
+//! goes to the socket straight from the Lua string (one copy fewer); what the socket does
+//! not take is queued. The outbox is bounded: above `high_water` bytes a sender waits
+//! (suspending only its own coroutine) until the writer has drained it.
 
-use crate::codec::{self, close_code, encode_frame, opcode};
+use crate::codec::{self, close_code, encode_frame, encode_header, opcode, MAX_HEADER_LEN};
 use bytes::BytesMut;
-use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef};
+use mlua::{MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef};
 use std::cell::{Cell, RefCell};
+use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
+
+/// Payloads at least this large skip the outbox when nothing is queued; smaller ones are
+/// batched, since a syscall per small message costs more than copying it.
+const DIRECT_WRITE_MIN: usize = 16 << 10;
 
 /// Where the closing handshake stands (RFC 6455 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,10 +55,16 @@ pub struct Connection {
     drained: Notify,
     /// Set by the reader when the connection ends: the writer flushes and shuts down.
     finished: Cell<bool>,
+    /// The socket's write half, shared by direct writes and the writer task; `None` once
+    /// shut down (dropping the last reference sends FIN).
+    socket: RefCell<Option<Rc<OwnedWriteHalf>>>,
+    /// True while the writer holds bytes taken from the outbox that are not yet written:
+    /// a direct write then would overtake them.
+    writing: Cell<bool>,
 }
 
 impl Connection {
-    pub fn new(id: u64, peer: SocketAddr, path: String, handler_name: String, high_water: usize) -> Rc<Self> {
+    pub fn new(id: u64, peer: SocketAddr, path: String, handler_name: String, high_water: usize, socket: OwnedWriteHalf) -> Rc<Self> {
         Rc::new(Connection {
             id,
             peer,
@@ -63,6 +76,8 @@ impl Connection {
             wake_writer: Notify::new(),
             drained: Notify::new(),
             finished: Cell::new(false),
+            socket: RefCell::new(Some(Rc::new(socket))),
+            writing: Cell::new(false),
         })
     }
 
@@ -70,10 +85,33 @@ impl Connection {
         self.state.get()
     }
 
-    /// Queues one frame. Server frames are never masked (RFC 6455 §5.1).
+    /// Sends or queues one frame. Server frames are never masked (RFC 6455 §5.1).
     fn queue_frame(&self, op: u8, payload: &[u8]) {
-        encode_frame(&mut self.outbox.borrow_mut(), true, op, payload, None);
-        self.wake_writer.notify_one();
+        let mut outbox = self.outbox.borrow_mut();
+        if payload.len() >= DIRECT_WRITE_MIN && outbox.is_empty() && !self.writing.get() {
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let header_len = encode_header(&mut header, true, op, payload.len(), None);
+            let written = self.try_write(&[IoSlice::new(&header[..header_len]), IoSlice::new(payload)]);
+            if written < header_len {
+                outbox.extend_from_slice(&header[written..header_len]);
+                outbox.extend_from_slice(payload);
+            } else {
+                outbox.extend_from_slice(&payload[written - header_len..]);
+            }
+        } else {
+            encode_frame(&mut outbox, true, op, payload, None);
+        }
+        if !outbox.is_empty() {
+            self.wake_writer.notify_one();
+        }
+    }
+
+    /// Writes what the socket takes without waiting; errors are left to the writer.
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> usize {
+        match self.socket.borrow().as_ref().map(|s| s.try_write_vectored(bufs)) {
+            Some(Ok(n)) => n,
+            _ => 0,
+        }
     }
 
     /// Queues a data message; fails once a close has been queued or the socket is gone.
@@ -126,13 +164,16 @@ impl Connection {
 
     fn mark_closed(&self) {
         self.state.set(State::Closed);
+        self.socket.borrow_mut().take();
         self.outbox.borrow_mut().clear();
         self.drained.notify_waiters();
     }
 
     /// The writer task: flushes the outbox whenever frames are queued, reusing two
-    /// buffers, until [`finish`](Self::finish) is called and everything is written.
-    pub async fn write_loop<W: AsyncWrite + Unpin>(self: Rc<Self>, mut socket: W) {
+    /// buffers, until [`finish`](Self::finish) is called and everything is written; then
+    /// shuts the socket's write half.
+    pub async fn write_loop(self: Rc<Self>) {
+        let Some(socket) = self.socket.borrow().clone() else { return };
         let mut spare = BytesMut::new();
         loop {
             let woken = self.wake_writer.notified();
@@ -148,16 +189,34 @@ impl Connection {
                 }
                 std::mem::swap(&mut *outbox, &mut spare);
             }
-            if socket.write_all(&spare).await.is_err() {
-                self.mark_closed();
-                return;
+            self.writing.set(true);
+            let written = write_all(&socket, &spare).await;
+            self.writing.set(false);
+            if !written {
+                break;
             }
             spare.clear();
             self.drained.notify_waiters();
         }
-        let _ = socket.shutdown().await;
+        drop(socket);
         self.mark_closed();
     }
+}
+
+/// Writes all of `buf`, waiting for the socket as needed; false on error.
+async fn write_all(socket: &OwnedWriteHalf, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        match socket.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Message types a Lua caller may name in `{msg_type = ...}`.
@@ -176,13 +235,6 @@ fn message_opcode(opts: Option<Table>) -> mlua::Result<u8> {
 /// The `ws_connection` object handed to Lua.
 #[derive(Clone)]
 pub struct LuaConnection(pub Rc<Connection>);
-
-impl LuaConnection {
-    /// The Lua object for a connection.
-    pub fn into_lua_object(self, lua: &Lua) -> mlua::Result<AnyUserData> {
-        lua.create_userdata(self)
-    }
-}
 
 impl UserData for LuaConnection {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::sync::Once;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -278,8 +279,9 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
     };
     let id = server.next_id.get() + 1;
     server.next_id.set(id);
-    let conn = Connection::new(id, peer, path, handler.name.clone(), opts.send_buffer);
-    if let Err(e) = run_websocket(&lua, &server, stream, buf, conn, handler).await {
+    let (reader, writer) = stream.into_split();
+    let conn = Connection::new(id, peer, path, handler.name.clone(), opts.send_buffer, writer);
+    if let Err(e) = run_websocket(&lua, &server, reader, buf, conn, handler).await {
         server.log(format_args!("{peer}: {e}"));
     }
 }
@@ -406,10 +408,9 @@ impl Session<'_> {
 }
 
 /// The frame loop of an upgraded connection, then its closing.
-async fn run_websocket(lua: &Lua, server: &Shared, stream: TcpStream, mut rbuf: BytesMut, conn: Rc<Connection>, handler: Handler) -> mlua::Result<()> {
+async fn run_websocket(lua: &Lua, server: &Shared, mut reader: OwnedReadHalf, mut rbuf: BytesMut, conn: Rc<Connection>, handler: Handler) -> mlua::Result<()> {
     let opts = &server.options;
-    let (mut reader, writer) = stream.into_split();
-    let mut writer_task = tokio::task::spawn_local(Rc::clone(&conn).write_loop(writer));
+    let mut writer_task = tokio::task::spawn_local(Rc::clone(&conn).write_loop());
     let conn_ud = lua.create_userdata(LuaConnection(Rc::clone(&conn)))?;
     let session = Session { lua, server, conn: &conn, conn_ud, handler: &handler };
     if let Some(f) = &handler.on_open {
@@ -418,6 +419,7 @@ async fn run_websocket(lua: &Lua, server: &Shared, stream: TcpStream, mut rbuf: 
     let mut stop = server.stop.subscribe();
     let mut decoder = Decoder::new(Role::Server, opts.limits);
     let mut close_deadline: Option<Instant> = None;
+    let mut read_sizer = ReadSizer::new();
     let ending = loop {
         match decoder.decode(&mut rbuf) {
             Ok(Some(event)) => {
@@ -436,13 +438,11 @@ async fn run_websocket(lua: &Lua, server: &Shared, stream: TcpStream, mut rbuf: 
         if conn.state() != State::Open && close_deadline.is_none() {
             close_deadline = Some(Instant::now() + opts.close_timeout);
         }
-        // Reserve what the frame in progress needs at once (its size was checked against
-        // the limits from its header), at least one read's worth.
-        rbuf.reserve(decoder.bytes_wanted().saturating_sub(rbuf.len()).max(4096));
+        let offered = read_sizer.prepare(&mut rbuf, decoder.bytes_wanted());
         tokio::select! {
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) | Err(_) => break Ending::abnormal("connection dropped without a close frame"),
-                Ok(_) => {}
+                Ok(n) => read_sizer.after_read(n, offered),
             },
             _ = stop.wait_for(|stopped| *stopped), if conn.state() == State::Open => {
                 conn.queue_close(Some((close_code::GOING_AWAY, "server shutting down")));
@@ -470,6 +470,41 @@ async fn run_websocket(lua: &Lua, server: &Shared, stream: TcpStream, mut rbuf: 
         let _ = timeout(opts.close_timeout, drain(&mut reader)).await;
     }
     Ok(())
+}
+
+/// How much room each read offers. At least what the frame in progress still needs (its
+/// size was checked against the limits from its header), reserved at once; beyond that
+/// 4 KiB, doubling up to 256 KiB while reads fill what was offered, so that a busy
+/// connection takes many frames per syscall and a quiet one holds little. A large buffer
+/// is released once it is empty and traffic has slowed down again.
+struct ReadSizer {
+    hint: usize,
+}
+
+impl ReadSizer {
+    const MIN: usize = 4 << 10;
+    const MAX: usize = 256 << 10;
+
+    fn new() -> Self {
+        ReadSizer { hint: Self::MIN }
+    }
+
+    /// Makes room in `buf` for the next read; returns the room offered.
+    fn prepare(&self, buf: &mut BytesMut, frame_needs: usize) -> usize {
+        if buf.is_empty() && self.hint == Self::MIN && buf.capacity() > Self::MAX {
+            *buf = BytesMut::new();
+        }
+        buf.reserve(frame_needs.saturating_sub(buf.len()).max(self.hint));
+        buf.capacity() - buf.len()
+    }
+
+    fn after_read(&mut self, n: usize, offered: usize) {
+        if n >= offered {
+            self.hint = (self.hint * 2).min(Self::MAX);
+        } else if n < self.hint / 4 {
+            self.hint = (self.hint / 2).max(Self::MIN);
+        }
+    }
 }
 
 /// Reads and discards until end of stream.

@@ -12,8 +12,9 @@ async fn main() {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let (mut r, mut w) = stream.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let (r, mut w) = stream.split();
+            let mut r = tokio::io::BufReader::with_capacity(256 << 10, r);
+            let _ = tokio::io::copy_buf(&mut r, &mut w).await;
         });
     }
 }
