@@ -100,13 +100,8 @@ end
 ws.server = core.server
 
 -- ws.sleep(seconds): inside a handler suspends only that handler; from the main chunk
--- keeps serving every server while it waits.
-function ws.sleep(seconds)
-	if core.in_loop() then
-		return core.sleep_async(seconds)
-	end
-	return core.sleep_blocking(seconds)
-end
+-- keeps serving every server and connection while it waits.
+ws.sleep = core.sleep
 
 -- ws.handle_msg(request, response): evluaserver calls this for each arriving frame.
 -- The standalone server reads frames and calls handlers itself.

@@ -8,7 +8,8 @@
 //! - `runtime`: the tokio event loop of the Lua state (standalone mode)
 //! - `http`: the `request` / `response` objects of the handshake
 //! - `connection`: the `ws_connection` object and its outbound queue
-//! - `server`: listener, per-connection handshake and frame loop, graceful stop
+//! - `session`: the frame loop of an open connection, shared by server and client
+//! - `server`: listener, per-connection handshake, graceful stop
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
 //! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
@@ -23,6 +24,7 @@ pub mod http;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod session;
 
 use mlua::{Function, Lua, Table, Value};
 
@@ -71,19 +73,12 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
         eprintln!("service_utils.WS: {msg}");
         Ok(())
     })?)?;
-    core.set("in_loop", lua.create_function(|_, ()| Ok(runtime::is_driving()))?)?;
     core.set(
-        "sleep_async",
+        "sleep",
         lua.create_async_function(|_, secs: f64| async move {
-            tokio::time::sleep(duration(secs)?).await;
-            Ok(())
-        })?,
-    )?;
-    core.set(
-        "sleep_blocking",
-        lua.create_function(|_, secs: f64| {
             let d = duration(secs)?;
-            runtime::block_on("ws.sleep", async move { tokio::time::sleep(d).await })
+            // Timers must be created inside the runtime: build the sleep in the future.
+            runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
         })?,
     )?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;

@@ -4,7 +4,8 @@
 //! module; Lua values are `!Send`, so every task that touches Lua is a local task. Tasks
 //! make progress only while a blocking entry point (`server:run()`, a `recv` from the main
 //! chunk) drives the loop with [`block_on`]. Handlers run inside that loop and must never
-//! block it again: [`block_on`] refuses to nest and says so.
+//! block it again: [`block_on`] refuses to nest and says so, and [`wait`] picks between
+//! suspending (inside the loop) and driving it (from the main chunk).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -57,6 +58,23 @@ pub fn block_on<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
 /// between suspending the coroutine and driving the loop themselves.
 pub fn is_driving() -> bool {
     REACTOR.with(|r| r.driving.get())
+}
+
+/// Waits for `fut` in the way the caller can: a handler coroutine (the loop is running)
+/// suspends until it completes; the main chunk drives the loop until it completes.
+/// Timers must be created inside `fut` (they need the runtime), not before the call.
+pub async fn wait<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
+    if is_driving() {
+        Ok(fut.await)
+    } else {
+        block_on(what, fut)
+    }
+}
+
+/// Schedules a task on the loop (a client connection's frame loop); it runs whenever
+/// the loop is being driven.
+pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
+    REACTOR.with(|r| drop(r.local.spawn_local(fut)));
 }
 
 /// Runs `f` with the runtime entered, for creating tokio I/O objects outside `block_on`.

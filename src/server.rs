@@ -5,26 +5,26 @@
 //! the graceful stop (close 1001 to everyone, wait for the handshakes, drop the rest).
 //! Every task here is a local task on the runtime of the Lua state (`runtime`).
 
-use crate::codec::{close_code, opcode, Decoder, Event, Limits, Role};
-use crate::connection::{Connection, LuaConnection, State};
+use crate::codec::{Limits, Role};
+use crate::connection::{Connection, ConnectionInfo, LuaConnection, WriteSide};
 use crate::handshake::{parse_request, HeadError, RequestHead};
 use crate::http::{header_table, Request, Response};
 use crate::routing;
 use crate::runtime;
+use crate::session::{self, Delivery, Handler, LoopConfig};
 use bytes::{Buf, BytesMut};
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
+use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Once;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::timeout;
 
 /// Registry name of `ws.accept`, the Lua function that judges every Upgrade request.
 pub const ACCEPT_KEY: &str = "service_utils.WS.accept";
@@ -280,8 +280,28 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
     let id = server.next_id.get() + 1;
     server.next_id.set(id);
     let (reader, writer) = stream.into_split();
-    let conn = Connection::new(id, peer, path, handler.name.clone(), opts.send_buffer, writer);
-    if let Err(e) = run_websocket(&lua, &server, reader, buf, conn, handler).await {
+    let writer = Rc::new(writer);
+    let info = ConnectionInfo {
+        id,
+        peer,
+        host: peer.ip().to_string(),
+        port: peer.port(),
+        path,
+        handler_name: Some(handler.name.clone()),
+        role: Role::Server,
+        is_tls: false,
+        high_water: opts.send_buffer,
+        inbox_bytes: 0,
+        close_timeout: opts.close_timeout,
+    };
+    let conn = Connection::new(info, Some(Rc::clone(&writer)));
+    let cfg = LoopConfig { role: Role::Server, limits: opts.limits, close_timeout: opts.close_timeout, log: opts.log };
+    let stop = Some(server.stop.subscribe());
+    let result = match lua.create_userdata(LuaConnection(Rc::clone(&conn))) {
+        Ok(ud) => session::run(&lua, &cfg, reader, WriteSide::Plain(writer), buf, conn, ud, Delivery::Handler(handler), stop).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         server.log(format_args!("{peer}: {e}"));
     }
 }
@@ -289,29 +309,6 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
 async fn answer(stream: &mut TcpStream, response: &Response) {
     let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.shutdown().await;
-}
-
-/// The handler class of one connection, its functions looked up once.
-struct Handler {
-    name: String,
-    on_open: Option<Function>,
-    on_message: Function,
-    on_ping: Option<Function>,
-    on_pong: Option<Function>,
-    on_close: Option<Function>,
-}
-
-impl Handler {
-    fn from_table(name: String, t: &Table) -> mlua::Result<Self> {
-        Ok(Handler {
-            on_open: t.get("handle_open")?,
-            on_message: t.get("handle_message").map_err(|_| mlua::Error::runtime(format!("handler '{name}' has no handle_message function")))?,
-            on_ping: t.get("handle_ping")?,
-            on_pong: t.get("handle_pong")?,
-            on_close: t.get("handle_close")?,
-            name,
-        })
-    }
 }
 
 /// Calls `ws.accept(request, response, uc)`; returns the response to write and, when the
@@ -337,197 +334,3 @@ async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: Socket
     Ok((response, handler))
 }
 
-/// How a connection ended, for `handle_close`: the peer's close code and reason, 1005
-/// for a close frame without a code, 1006 when no close frame came.
-struct Ending {
-    code: u16,
-    reason: String,
-    /// Whether the peer's close frame arrived (the closing handshake completed).
-    clean: bool,
-}
-
-impl Ending {
-    fn abnormal(reason: &str) -> Self {
-        Ending { code: close_code::ABNORMAL, reason: reason.to_owned(), clean: false }
-    }
-}
-
-/// One upgraded connection as the frame loop sees it.
-struct Session<'a> {
-    lua: &'a Lua,
-    server: &'a Shared,
-    conn: &'a Rc<Connection>,
-    conn_ud: AnyUserData,
-    handler: &'a Handler,
-}
-
-impl Session<'_> {
-    /// Runs one handler function in its own coroutine. A Lua error is logged with the
-    /// handler's name and closes this connection with 1011; nothing else is affected.
-    async fn call(&self, f: &Function, what: &str, arg: impl IntoLuaMulti) {
-        if let Err(e) = f.call_async::<()>(arg).await {
-            let c = self.conn;
-            self.server.log(format_args!("handler '{}' failed in {what} on connection #{} ({}): {e}", self.handler.name, c.id, c.peer));
-            c.queue_close(Some((close_code::INTERNAL_ERROR, "handler error")));
-        }
-    }
-
-    /// Delivers one event. Returns how the connection ended once a close frame arrived.
-    async fn dispatch(&self, event: Event) -> mlua::Result<Option<Ending>> {
-        let h = self.handler;
-        match event {
-            Event::Text(data) | Event::Binary(data) if self.conn.state() != State::Open => drop(data),
-            Event::Text(data) => {
-                let msg = message_table(self.lua, &self.conn_ud, opcode::TEXT, &data)?;
-                self.call(&h.on_message, "handle_message", msg).await;
-            }
-            Event::Binary(data) => {
-                let msg = message_table(self.lua, &self.conn_ud, opcode::BINARY, &data)?;
-                self.call(&h.on_message, "handle_message", msg).await;
-            }
-            Event::Ping(data) => {
-                self.conn.queue_pong(&data);
-                if let Some(f) = &h.on_ping {
-                    self.call(f, "handle_ping", message_table(self.lua, &self.conn_ud, opcode::PING, &data)?).await;
-                }
-            }
-            Event::Pong(data) => {
-                if let Some(f) = &h.on_pong {
-                    self.call(f, "handle_pong", message_table(self.lua, &self.conn_ud, opcode::PONG, &data)?).await;
-                }
-            }
-            Event::Close(status) => {
-                // Echo the peer's code (§5.5.1); a close without a code is answered without one.
-                self.conn.queue_close(status.as_ref().map(|(code, _)| (*code, "")));
-                let (code, reason) = status.unwrap_or((close_code::NO_STATUS, String::new()));
-                return Ok(Some(Ending { code, reason, clean: true }));
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// The frame loop of an upgraded connection, then its closing.
-async fn run_websocket(lua: &Lua, server: &Shared, mut reader: OwnedReadHalf, mut rbuf: BytesMut, conn: Rc<Connection>, handler: Handler) -> mlua::Result<()> {
-    let opts = &server.options;
-    let mut writer_task = tokio::task::spawn_local(Rc::clone(&conn).write_loop());
-    let conn_ud = lua.create_userdata(LuaConnection(Rc::clone(&conn)))?;
-    let session = Session { lua, server, conn: &conn, conn_ud, handler: &handler };
-    if let Some(f) = &handler.on_open {
-        session.call(f, "handle_open", session.conn_ud.clone()).await;
-    }
-    let mut stop = server.stop.subscribe();
-    let mut decoder = Decoder::new(Role::Server, opts.limits);
-    let mut close_deadline: Option<Instant> = None;
-    let mut read_sizer = ReadSizer::new();
-    let ending = loop {
-        match decoder.decode(&mut rbuf) {
-            Ok(Some(event)) => {
-                if let Some(ending) = session.dispatch(event).await? {
-                    break ending;
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                server.log(format_args!("connection #{} ({}): protocol error: {e}", conn.id, conn.peer));
-                conn.queue_close(Some((e.close_code, e.reason)));
-                break Ending::abnormal(e.reason);
-            }
-        }
-        if conn.state() != State::Open && close_deadline.is_none() {
-            close_deadline = Some(Instant::now() + opts.close_timeout);
-        }
-        let offered = read_sizer.prepare(&mut rbuf, decoder.bytes_wanted());
-        tokio::select! {
-            read = reader.read_buf(&mut rbuf) => match read {
-                Ok(0) | Err(_) => break Ending::abnormal("connection dropped without a close frame"),
-                Ok(n) => read_sizer.after_read(n, offered),
-            },
-            _ = stop.wait_for(|stopped| *stopped), if conn.state() == State::Open => {
-                conn.queue_close(Some((close_code::GOING_AWAY, "server shutting down")));
-            }
-            _ = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
-                break Ending::abnormal("no close frame in answer to ours");
-            }
-        }
-    };
-    if let Some(f) = &handler.on_close {
-        let msg = message_table(lua, &session.conn_ud, opcode::CLOSE, ending.reason.as_bytes())?;
-        msg.raw_set("code", ending.code)?;
-        msg.raw_set("reason", ending.reason.as_str())?;
-        session.call(f, "handle_close", msg).await;
-    }
-    // Flush what is queued (our close frame) and send FIN: the server closes the TCP
-    // connection first (RFC 6455 §7.1.1). When the handshake did not complete, unread
-    // bytes may still arrive; read them until the peer closes too, so that our close
-    // frame is not lost to a reset.
-    conn.finish();
-    if timeout(opts.close_timeout, &mut writer_task).await.is_err() {
-        writer_task.abort();
-    }
-    if !ending.clean {
-        let _ = timeout(opts.close_timeout, drain(&mut reader)).await;
-    }
-    Ok(())
-}
-
-/// How much room each read offers. At least what the frame in progress still needs (its
-/// size was checked against the limits from its header), reserved at once; beyond that
-/// 4 KiB, doubling up to 256 KiB while reads fill what was offered, so that a busy
-/// connection takes many frames per syscall and a quiet one holds little. A large buffer
-/// is released once it is empty and traffic has slowed down again.
-struct ReadSizer {
-    hint: usize,
-}
-
-impl ReadSizer {
-    const MIN: usize = 4 << 10;
-    const MAX: usize = 256 << 10;
-
-    fn new() -> Self {
-        ReadSizer { hint: Self::MIN }
-    }
-
-    /// Makes room in `buf` for the next read; returns the room offered.
-    fn prepare(&self, buf: &mut BytesMut, frame_needs: usize) -> usize {
-        if buf.is_empty() && self.hint == Self::MIN && buf.capacity() > Self::MAX {
-            *buf = BytesMut::new();
-        }
-        buf.reserve(frame_needs.saturating_sub(buf.len()).max(self.hint));
-        buf.capacity() - buf.len()
-    }
-
-    fn after_read(&mut self, n: usize, offered: usize) {
-        if n >= offered {
-            self.hint = (self.hint * 2).min(Self::MAX);
-        } else if n < self.hint / 4 {
-            self.hint = (self.hint / 2).max(Self::MIN);
-        }
-    }
-}
-
-/// Reads and discards until end of stream.
-async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut scratch = [0u8; 4096];
-    while let Ok(n) = reader.read(&mut scratch).await {
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// Builds the `msg` table handed to handler functions: the original fields (`op_code`,
-/// `flags`, `payload_len`, `buf`, `_ss`) plus `data` and `conn`.
-fn message_table(lua: &Lua, conn: &AnyUserData, op: u8, payload: &[u8]) -> mlua::Result<Table> {
-    let msg = lua.create_table_with_capacity(0, 7)?;
-    let data = lua.create_string(payload)?;
-    msg.raw_set("op_code", op)?;
-    msg.raw_set("flags", 0x80 | op)?;
-    msg.raw_set("payload_len", payload.len())?;
-    msg.raw_set("buf", &data)?;
-    msg.raw_set("data", data)?;
-    msg.raw_set("_ss", conn)?;
-    msg.raw_set("conn", conn)?;
-    Ok(msg)
-}
