@@ -99,6 +99,12 @@ end
 -- server:run() serves until server:stop() or SIGINT/SIGTERM.
 ws.server = core.server
 
+-- ws.connect{url =, hdrs =, external =, msg_handler =, secure =, timeout =, credentials =,
+--             ca_file =, verify =} -> connection, status, headers | nil, message
+-- From the main chunk it keeps every server and connection going while it waits; from a
+-- handler it suspends that handler only.
+ws.connect = core.connect
+
 -- ws.sleep(seconds): inside a handler suspends only that handler; from the main chunk
 -- keeps serving every server and connection while it waits.
 ws.sleep = core.sleep

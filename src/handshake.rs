@@ -29,28 +29,102 @@ pub struct RequestHead {
     pub headers: Vec<(String, String)>,
 }
 
+/// The value of header `name` (any case) in `headers`. Repeated headers are joined with
+/// ", " (RFC 9110 §5.3).
+pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {
+    let mut values = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |acc, v| acc + ", " + v))
+}
+
+/// Whether the comma-separated header `name` contains `token` (any case).
+pub fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
 impl RequestHead {
-    /// The value of header `name` (any case). Repeated headers are joined with ", "
-    /// (RFC 9110 §5.3).
     pub fn header(&self, name: &str) -> Option<String> {
-        let mut values = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        let first = values.next()?;
-        Some(values.fold(first.to_owned(), |acc, v| acc + ", " + v))
+        header_value(&self.headers, name)
     }
 
-    /// Whether the comma-separated header `name` contains `token` (any case).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        has_token(&self.headers, name, token)
     }
 
     /// Whether this request asks to switch to WebSocket at all (`Upgrade: websocket`).
     pub fn is_websocket_upgrade(&self) -> bool {
         self.has_token("Upgrade", "websocket")
     }
+}
+
+/// A parsed response head (client side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+pub const NO_CONNECTION_UPGRADE: &str = "No Connection: Upgrade header in handshake response";
+pub const NO_UPGRADE_WEBSOCKET: &str = "No Upgrade: websocket header in handshake response";
+pub const BAD_ACCEPT: &str = "Invalid or missing Sec-WebSocket-Accept header in handshake response";
+
+/// Parses the response head at the start of `buf`, like [`parse_request`].
+pub fn parse_response(buf: &[u8], max_headers: usize, max_head_bytes: usize) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut res = httparse::Response::new(&mut storage);
+    match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_head_bytes => {
+            let headers = res
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+                .collect();
+            let head = ResponseHead { status: res.code.unwrap_or(0), reason: res.reason.unwrap_or_default().to_owned(), headers };
+            Ok(Some((head, len)))
+        }
+        Ok(httparse::Status::Partial) if buf.len() <= max_head_bytes => Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(e) => Err(HeadError::Malformed(e.to_string())),
+    }
+}
+
+/// Judges a 101 answer to our Upgrade request with the original client's messages.
+pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), &'static str> {
+    if !has_token(&head.headers, "Connection", "upgrade") {
+        return Err(NO_CONNECTION_UPGRADE);
+    }
+    if !has_token(&head.headers, "Upgrade", "websocket") {
+        return Err(NO_UPGRADE_WEBSOCKET);
+    }
+    match header_value(&head.headers, "Sec-WebSocket-Accept") {
+        Some(accept) if accept.trim() == accept_key(key) => Ok(()),
+        _ => Err(BAD_ACCEPT),
+    }
+}
+
+/// A fresh client key: 16 random bytes in base64 (§4.1).
+pub fn client_key(random: [u8; 16]) -> String {
+    BASE64.encode(random)
+}
+
+/// The Upgrade request a client sends: `target` is path and query; `extra` are the
+/// caller's headers (already checked for CR/LF), which may override `Host`.
+pub fn client_request(target: &str, host: &str, key: &str, extra: &[(String, String)]) -> String {
+    let mut out = format!("GET {target} HTTP/1.1\r\n");
+    if !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("Host")) {
+        out.push_str(&format!("Host: {host}\r\n"));
+    }
+    out.push_str(&format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {WEBSOCKET_VERSION}\r\n"));
+    for (n, v) in extra {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out
 }
 
 /// Why a request head could not be read.
@@ -232,6 +306,35 @@ mod tests {
         let h = head("GET / HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
         assert_eq!(h.header("X-A").as_deref(), Some("1, 2"));
         assert_eq!(h.header("missing"), None);
+    }
+
+    fn response(raw: &str) -> ResponseHead {
+        parse_response(raw.as_bytes(), 64, 8192).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn a_101_is_judged_with_the_original_client_messages() {
+        let ok = response("HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nconnection: upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+        assert_eq!(check_response(&ok, KEY), Ok(()));
+        let no_conn = response("HTTP/1.1 101 X\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+        assert_eq!(check_response(&no_conn, KEY), Err(NO_CONNECTION_UPGRADE));
+        let no_upgrade = response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+        assert_eq!(check_response(&no_upgrade, KEY), Err(NO_UPGRADE_WEBSOCKET));
+        let no_accept = response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(check_response(&no_accept, KEY), Err(BAD_ACCEPT));
+        let wrong = response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAA\r\n\r\n");
+        assert_eq!(check_response(&wrong, KEY), Err(BAD_ACCEPT));
+    }
+
+    #[test]
+    fn the_client_request_carries_path_query_key_and_extra_headers() {
+        let req = client_request("/chat?room=1", "example.com:8080", KEY, &[("X-Token".into(), "abc".into())]);
+        assert!(req.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
+        assert!(req.contains("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(req.ends_with("X-Token: abc\r\n\r\n"));
+        let (head, _) = parse_request(req.as_bytes(), 64, 8192).unwrap().unwrap();
+        assert_eq!(head.header("connection").as_deref(), Some("Upgrade"));
+        assert!(is_valid_key(&client_key([1; 16])));
     }
 
     #[test]

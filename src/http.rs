@@ -5,7 +5,7 @@
 //! and `httpsresp`), so the same Lua code runs on both runtimes. The response is only
 //! collected here; [`Response::to_bytes`] turns it into HTTP/1.1 for the server to write.
 
-use crate::handshake::{json_error, RequestHead};
+use crate::handshake::{header_value, json_error, RequestHead};
 use mlua::{Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
 use std::net::SocketAddr;
 
@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 const HEADER_MT: &str = "service_utils.WS.header_mt";
 
 /// A header table: names stored lowercased, any case found through the metatable.
-pub fn header_table(lua: &Lua, head: &RequestHead) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, head.headers.len())?;
-    for (name, _) in &head.headers {
+pub fn header_table(lua: &Lua, headers: &[(String, String)]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, headers.len())?;
+    for (name, _) in headers {
         let key = name.to_ascii_lowercase();
         if !t.contains_key(key.as_str())? {
-            t.raw_set(key, head.header(name))?;
+            t.raw_set(key, header_value(headers, name))?;
         }
     }
     let mt = match lua.named_registry_value::<Option<Table>>(HEADER_MT)? {
@@ -50,7 +50,7 @@ impl UserData for Request {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("get_hdr_fields", |lua, this, ()| header_table(lua, &this.head));
+        methods.add_method("get_hdr_fields", |lua, this, ()| header_table(lua, &this.head.headers));
         methods.add_method("get_hdr_field", |_, this, name: String| Ok(this.head.header(&name)));
         methods.add_method("get_uri", |_, this, ()| Ok(this.head.uri.clone()));
         methods.add_method("get_method", |_, this, ()| Ok(this.head.method.clone()));

@@ -10,6 +10,7 @@
 //! - `connection`: the `ws_connection` object and its outbound queue
 //! - `session`: the frame loop of an open connection, shared by server and client
 //! - `server`: listener, per-connection handshake, graceful stop
+//! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
 //! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
@@ -17,6 +18,7 @@
 //! installed as `service_utils/WS/web_socket.so` with `ws_const.so` and `ws_util.so`
 //! linking to it, each name finding its own `luaopen_` function.
 
+pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod handshake;
@@ -37,6 +39,7 @@ fn load_embedded(lua: &Lua, name: &str, source: &str, core: Table) -> mlua::Resu
 fn core_table(lua: &Lua) -> mlua::Result<Table> {
     let core = lua.create_table()?;
     core.set("server", lua.create_function(|lua, opts: Option<Table>| server::Server::bind(opts, lua))?)?;
+    core.set("connect", lua.create_async_function(client::connect)?)?;
     core.set(
         "check_upgrade",
         lua.create_function(|_, (method, hdrs): (String, Table)| {

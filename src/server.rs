@@ -316,7 +316,7 @@ async fn answer(stream: &mut TcpStream, response: &Response) {
 async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: SocketAddr) -> mlua::Result<(Response, Option<Handler>)> {
     let accept: Function = lua.named_registry_value(ACCEPT_KEY)?;
     let uc = lua.create_table_with_capacity(0, 6)?;
-    uc.raw_set("headers", header_table(lua, &head)?)?;
+    uc.raw_set("headers", header_table(lua, &head.headers)?)?;
     uc.raw_set("peer", peer.to_string())?;
     uc.raw_set("peer_host", peer.ip().to_string())?;
     uc.raw_set("peer_port", peer.port())?;
