@@ -22,6 +22,12 @@ function ws_util.send_msg(conn, msg, opts)
 	return connection_of(conn, "send_msg"):send(msg, opts)
 end
 
+-- recv_frame(conn [, timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason
+-- Raises the original error on a connection that has a msg_handler.
+function ws_util.recv_frame(conn, timeout)
+	return connection_of(conn, "recv_frame"):recv(timeout)
+end
+
 -- ping(conn [, payload]) -> true | nil, err
 function ws_util.ping(conn, payload)
 	return connection_of(conn, "ping"):ping(payload)

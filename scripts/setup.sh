@@ -23,6 +23,12 @@ missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ "$WHAT" = test ]; then
+  # Commands that may come from elsewhere than Debian (Node from NodeSource, say).
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup.sh: installing ${missing[*]}" >&2
@@ -48,5 +54,9 @@ if [ "$WHAT" = test ]; then
       fi
     fi
     build/venv/bin/pip install -q --disable-pip-version-check "websockets>=13" >&2
+  fi
+  # The other independent peer: Node's ws.
+  if [ ! -d build/node/node_modules/ws ]; then
+    npm install --silent --no-audit --no-fund --prefix build/node ws@8 >&2
   fi
 fi

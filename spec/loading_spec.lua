@@ -1,6 +1,5 @@
 -- Loading the module into a real Lua and what it exports.
-local helper = require("spec.support.helper")
-package.cpath = helper.CPATH_ROOT .. "/?.so;" .. package.cpath
+require("spec.support.helper") -- puts the built module on package.cpath
 
 describe("require('service_utils.WS.web_socket')", function()
 	local ws = require("service_utils.WS.web_socket")

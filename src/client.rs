@@ -75,6 +75,14 @@ struct Inputs {
     limits: Limits,
 }
 
+/// What Lua's `type()` says of `v` (mlua names integers apart).
+fn lua_type(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) | Value::Number(_) => "number",
+        other => other.type_name(),
+    }
+}
+
 /// `inputs.<key>` of Lua type `want` (`"string"`, `"table"`, ...), or an error naming it.
 fn input(t: &Table, key: &str, want: &str, required: bool) -> mlua::Result<Value> {
     let v: Value = t.get(key)?;
@@ -82,8 +90,8 @@ fn input(t: &Table, key: &str, want: &str, required: bool) -> mlua::Result<Value
         (Value::Nil, false) => Ok(v),
         (Value::Nil, true) => Err(mlua::Error::runtime(format!("connect: inputs.{key} is required ({want})"))),
         (Value::Integer(_) | Value::Number(_), _) if want == "number" => Ok(v),
-        (v2, _) if v2.type_name() == want => Ok(v),
-        (v2, _) => Err(mlua::Error::runtime(format!("connect: inputs.{key} must be a {want}, got {}", v2.type_name()))),
+        (v2, _) if lua_type(v2) == want => Ok(v),
+        (v2, _) => Err(mlua::Error::runtime(format!("connect: inputs.{key} must be a {want}, got {}", lua_type(v2)))),
     }
 }
 
@@ -92,7 +100,7 @@ fn header_text(what: &str, v: Value) -> mlua::Result<String> {
         Value::String(s) => s.to_str()?.to_owned(),
         Value::Integer(i) => i.to_string(),
         Value::Number(n) => n.to_string(),
-        other => return Err(mlua::Error::runtime(format!("connect: {what} must be a string, got {}", other.type_name()))),
+        other => return Err(mlua::Error::runtime(format!("connect: {what} must be a string, got {}", lua_type(&other)))),
     };
     if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(mlua::Error::runtime(format!("connect: {what} must not contain CR, LF or NUL")));

@@ -12,30 +12,27 @@ M.PYTHON = os.getenv("WS_PYTHON") or "build/venv/bin/python"
 M.TIMEOUT = 5
 
 os.execute("mkdir -p " .. M.ARTIFACTS)
+-- The busted process itself loads the module too (the client specs use it).
+package.cpath = M.CPATH_ROOT .. "/?.so;" .. package.cpath
 
 local server_count = 0
 -- Servers started and not yet stopped: stop_all() ends them, so that a failing test
 -- cannot leave a process behind (busted would wait for it at exit).
 local running = {}
 
--- Starts spec/support/server.lua with options {key = value}; returns a server record
--- with port, pid, log (path of its stderr) and stop(signal).
-function M.start_server(options, script)
+-- Starts `command` (a shell command that prints "listening on ws://HOST:PORT" once it
+-- serves) as a child process; returns a record with port, pid, log (its stderr) and
+-- stop(signal). `name` names the log file.
+function M.start_process(command, name)
 	server_count = server_count + 1
-	local args = {}
-	for k, v in pairs(options or {}) do
-		args[#args + 1] = k .. "=" .. tostring(v)
-	end
-	local log = ("%s/server-%d-%d.log"):format(M.ARTIFACTS, os.time(), server_count)
-	local cmd = ("sh -c 'echo $$; LUA_CPATH=\"%s/?.so;;\" exec %s %s %s 2>%s'"):format(
-		M.CPATH_ROOT, M.LUA, script or "spec/support/server.lua", table.concat(args, " "), log)
-	local out = assert(io.popen(cmd, "r"))
-	local pid = assert(tonumber(out:read("l")), "no pid from server")
+	local log = ("%s/%s-%d-%d.log"):format(M.ARTIFACTS, name, os.time(), server_count)
+	local out = assert(io.popen(("sh -c 'echo $$; %s 2>%s'"):format(command, log), "r"))
+	local pid = assert(tonumber(out:read("l")), "no pid from " .. name)
 	local line = out:read("l")
-	local port = line and tonumber(line:match("listening on ws://[%d%.]+:(%d+)"))
+	local port = line and tonumber(line:match("listening on wss?://[%w%.]+:(%d+)"))
 	if not port then
 		os.execute("kill -9 " .. pid)
-		error("server did not start: " .. tostring(line) .. "\n" .. M.read_file(log))
+		error(name .. " did not start: " .. tostring(line) .. "\n" .. M.read_file(log))
 	end
 	local server = { pid = pid, port = port, log = log, out = out }
 	-- Sends `sig` (default TERM) and waits (bounded) for the process to end; returns
@@ -63,6 +60,37 @@ function M.start_server(options, script)
 	end
 	running[server] = true
 	return server
+end
+
+-- Starts spec/support/server.lua (the module's server) with options {key = value}.
+function M.start_server(options, script)
+	local args = {}
+	for k, v in pairs(options or {}) do
+		args[#args + 1] = k .. "=" .. tostring(v)
+	end
+	return M.start_process(('LUA_CPATH="%s/?.so;;" exec %s %s %s'):format(
+		M.CPATH_ROOT, M.LUA, script or "spec/support/server.lua", table.concat(args, " ")), "server")
+end
+
+-- Starts spec/support/py_server.py with its arguments (Python's websockets, or a raw
+-- misbehaving server).
+function M.start_python(...)
+	return M.start_process(("exec %s spec/support/py_server.py %s"):format(M.PYTHON, table.concat({ ... }, " ")), "py_server")
+end
+
+-- Starts spec/support/node_server.js (Node's ws).
+function M.start_node()
+	return M.start_process("NODE_PATH=build/node/node_modules exec node spec/support/node_server.js", "node_server")
+end
+
+-- A self-signed certificate for 127.0.0.1 / localhost, made once per run: cert, key paths.
+function M.certificate()
+	local cert, key = M.ARTIFACTS .. "/test-cert.pem", M.ARTIFACTS .. "/test-key.pem"
+	if not io.open(cert) then
+		assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost " ..
+			"-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null"):format(key, cert)))
+	end
+	return cert, key
 end
 
 -- Stops every server still running (for after_each / teardown).

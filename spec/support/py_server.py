@@ -1,0 +1,91 @@
+"""Independent servers for the client specs: Python's `websockets`, plus raw misbehaving ones.
+
+    py_server.py echo          websockets echo server with test commands (below)
+    py_server.py tls CERT KEY  the same over TLS
+    py_server.py bad MODE      a raw TCP server that answers the handshake wrongly:
+        no-connection | no-upgrade | no-accept | wrong-accept | status-xmsg | status | silent
+
+Prints "listening on ws://127.0.0.1:PORT" and serves until killed. Commands understood by
+the echo server (text messages): "!frag" sends a text message in three fragments, "!close
+CODE REASON" closes with that code, "!abort" drops the TCP connection, "!ping" pings the
+client and reports "pong:<payload>" when the pong comes back, "!big N" sends N bytes.
+"""
+import asyncio
+import ssl
+import sys
+
+from websockets.asyncio.server import serve
+from websockets.frames import Frame, Opcode
+
+
+async def handler(ws):
+    async for msg in ws:
+        if isinstance(msg, str) and msg.startswith("!"):
+            cmd, _, arg = msg.partition(" ")
+            if cmd == "!frag":
+                await ws.send(["frag", "men", "ted"])
+            elif cmd == "!close":
+                code, _, reason = arg.partition(" ")
+                await ws.close(int(code), reason)
+            elif cmd == "!abort":
+                ws.transport.abort()
+                return
+            elif cmd == "!ping":
+                waiter = await ws.ping(b"srv")
+                await waiter
+                await ws.send("pong:srv")
+            elif cmd == "!big":
+                await ws.send(b"z" * int(arg))
+            continue
+        await ws.send(msg)
+
+
+BAD = {
+    "no-connection": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    "no-upgrade": "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    "no-accept": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    "wrong-accept": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+    "status-xmsg": 'HTTP/1.1 400 Bad Request\r\nX-msg: {{"error_message":"nope"}}\r\nContent-Length: 0\r\n\r\n',
+    "status": "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+}
+
+
+async def bad_server(mode):
+    import base64
+    import hashlib
+
+    async def on_client(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        if mode == "silent":
+            await asyncio.sleep(3600)
+            return
+        key = ""
+        for line in head.decode().split("\r\n"):
+            if line.lower().startswith("sec-websocket-key:"):
+                key = line.split(":", 1)[1].strip()
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        writer.write(BAD[mode].format(accept=accept).encode())
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    print(f"listening on ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await server.serve_forever()
+
+
+async def main():
+    mode = sys.argv[1]
+    if mode == "bad":
+        return await bad_server(sys.argv[2])
+    ctx = None
+    if mode == "tls":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    async with serve(handler, "127.0.0.1", 0, ssl=ctx, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"listening on ws://127.0.0.1:{port}", flush=True)
+        await asyncio.get_running_loop().create_future()
+
+
+asyncio.run(main())
