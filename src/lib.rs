@@ -98,6 +98,7 @@ fn duration(secs: f64) -> mlua::Result<std::time::Duration> {
 fn open_web_socket(lua: &Lua) -> mlua::Result<Table> {
     let ws = load_embedded(lua, "service_utils/WS/web_socket.lua", include_str!("../lua/web_socket.lua"), core_table(lua)?)?;
     lua.set_named_registry_value(server::ACCEPT_KEY, ws.get::<Function>("accept")?)?;
+    lua.set_named_registry_value("service_utils.WS.loop_guard", runtime::LoopGuard)?;
     Ok(ws)
 }
 

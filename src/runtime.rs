@@ -7,14 +7,15 @@
 //! block it again: [`block_on`] refuses to nest and says so, and [`wait`] picks between
 //! suspending (inside the loop) and driving it (from the main chunk).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 
 struct Reactor {
     runtime: Runtime,
-    local: LocalSet,
+    /// Replaced by a fresh one when the Lua state closes (see [`LoopGuard`]).
+    local: RefCell<LocalSet>,
     /// True while a `block_on` is driving the loop on this thread.
     driving: Cell<bool>,
 }
@@ -25,7 +26,7 @@ thread_local! {
             .enable_all()
             .build()
             .expect("cannot start the tokio runtime"),
-        local: LocalSet::new(),
+        local: RefCell::new(LocalSet::new()),
         driving: Cell::new(false),
     };
 }
@@ -49,7 +50,8 @@ pub fn block_on<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
             )));
         }
         let _guard = DrivingGuard;
-        Ok(r.local.block_on(&r.runtime, fut))
+        let local = r.local.borrow();
+        Ok(local.block_on(&r.runtime, fut))
     })
 }
 
@@ -74,7 +76,7 @@ pub async fn wait<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
 /// Schedules a task on the loop (a client connection's frame loop); it runs whenever
 /// the loop is being driven.
 pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
-    REACTOR.with(|r| drop(r.local.spawn_local(fut)));
+    REACTOR.with(|r| drop(r.local.borrow().spawn_local(fut)));
 }
 
 /// Runs `f` with the runtime entered, for creating tokio I/O objects outside `block_on`.
@@ -83,4 +85,22 @@ pub fn enter<R>(f: impl FnOnce() -> R) -> R {
         let _guard = r.runtime.enter();
         f()
     })
+}
+
+/// Kept in the Lua registry: when the Lua state closes, its finalizer drops every task
+/// still on the loop (open connections, a server never run), while their Lua values can
+/// still be released — not later, at thread exit, when the state is gone.
+pub struct LoopGuard;
+
+impl mlua::UserData for LoopGuard {}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        let _ = REACTOR.try_with(|r| {
+            if let Ok(mut local) = r.local.try_borrow_mut() {
+                let _entered = r.runtime.enter();
+                drop(std::mem::replace(&mut *local, LocalSet::new()));
+            }
+        });
+    }
 }

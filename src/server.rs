@@ -3,7 +3,7 @@
 //! Owns the listener and the accept loop, each connection's life (read the Upgrade
 //! request, let `ws.accept` judge it, then read frames and call the handler class), and
 //! the graceful stop (close 1001 to everyone, wait for the handshakes, drop the rest).
-//! Every task here is a local task on the runtime of the Lua state (`runtime`).
+//! Every task here is a local task on the event loop of the Lua state (`runtime`).
 
 use crate::codec::{Limits, Role};
 use crate::connection::{Connection, ConnectionInfo, LuaConnection, WriteSide};
@@ -14,7 +14,7 @@ use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use bytes::{Buf, BytesMut};
 use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Once;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
@@ -94,8 +94,9 @@ impl Options {
 struct Shared {
     options: Options,
     local_addr: SocketAddr,
-    /// Taken by `run`; `None` once the server has run.
-    listener: RefCell<Option<TcpListener>>,
+    /// Set when the accept loop and every connection have ended.
+    done: Cell<bool>,
+    done_notify: Notify,
     /// Flipped to true to stop: the accept loop ends and every connection closes with 1001.
     stop: watch::Sender<bool>,
     /// Serial numbers for connections.
@@ -123,13 +124,23 @@ impl Server {
         std_listener.set_nonblocking(true).map_err(mlua::Error::external)?;
         let local_addr = std_listener.local_addr().map_err(mlua::Error::external)?;
         let listener = runtime::enter(|| TcpListener::from_std(std_listener)).map_err(mlua::Error::external)?;
-        Ok(Server(Rc::new(Shared {
+        let shared = Rc::new(Shared {
             options,
             local_addr,
-            listener: RefCell::new(Some(listener)),
+            done: Cell::new(false),
+            done_notify: Notify::new(),
             stop: watch::Sender::new(false),
             next_id: Cell::new(0),
-        })))
+        });
+        let (lua, serving) = (lua.clone(), Rc::clone(&shared));
+        runtime::spawn(async move {
+            if let Err(e) = serve(lua, Rc::clone(&serving), listener).await {
+                serving.log(format_args!("server stopped on an error: {e}"));
+            }
+            serving.done.set(true);
+            serving.done_notify.notify_waiters();
+        });
+        Ok(Server(shared))
     }
 }
 
@@ -140,10 +151,19 @@ impl UserData for Server {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // run(): serves until stop() or SIGINT/SIGTERM; returns true.
-        methods.add_method("run", |lua, this, ()| {
-            let listener = this.0.listener.borrow_mut().take().ok_or_else(|| mlua::Error::runtime("server:run: this server has already run; create a new one"))?;
-            runtime::block_on("server:run", serve(lua.clone(), Rc::clone(&this.0), listener))??;
+        // run(): runs the event loop until the server has stopped (stop(), SIGINT or
+        // SIGTERM) and its connections are closed; returns true.
+        methods.add_method("run", |_, this, ()| {
+            let shared = Rc::clone(&this.0);
+            runtime::block_on("server:run", async move {
+                loop {
+                    let done = shared.done_notify.notified();
+                    if shared.done.get() {
+                        return;
+                    }
+                    done.await;
+                }
+            })?;
             Ok(true)
         });
         // stop([timeout]): stop accepting, close every connection with 1001, wait up to

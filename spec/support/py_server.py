@@ -4,6 +4,8 @@
     py_server.py tls CERT KEY  the same over TLS
     py_server.py bad MODE      a raw TCP server that answers the handshake wrongly:
         no-connection | no-upgrade | no-accept | wrong-accept | status-xmsg | status | silent
+    py_server.py bad masks     a raw server that accepts, reads 20 client frames and answers
+        with one text message: "<masked bits> <distinct mask keys>", e.g. "11111111111111111111 20"
 
 Prints "listening on ws://127.0.0.1:PORT" and serves until killed. Commands understood by
 the echo server (text messages): "!frag" sends a text message in three fragments, "!close
@@ -64,6 +66,27 @@ async def bad_server(mode):
             if line.lower().startswith("sec-websocket-key:"):
                 key = line.split(":", 1)[1].strip()
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if mode == "masks":
+            writer.write(BAD["no-accept"].replace("\r\n\r\n", f"\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            bits, keys = "", set()
+            for _ in range(20):
+                b0, b1 = await reader.readexactly(2)
+                masked = b1 & 0x80
+                length = b1 & 0x7F
+                if length == 126:
+                    length = int.from_bytes(await reader.readexactly(2), "big")
+                elif length == 127:
+                    length = int.from_bytes(await reader.readexactly(8), "big")
+                bits += "1" if masked else "0"
+                if masked:
+                    keys.add(await reader.readexactly(4))
+                await reader.readexactly(length)
+            report = f"{bits} {len(keys)}".encode()
+            writer.write(bytes([0x81, len(report)]) + report)
+            await writer.drain()
+            await asyncio.sleep(1)
+            writer.close()
+            return
         writer.write(BAD[mode].format(accept=accept).encode())
         await writer.drain()
         await asyncio.sleep(1)
