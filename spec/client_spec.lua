@@ -147,6 +147,18 @@ describe("ws.connect against the module's own server", function()
 		conn:close()
 	end)
 
+	it("connects, sends and receives from inside a server handler without blocking others", function()
+		local via = assert(connect(("ws://127.0.0.1:%d/relay"):format(server.port)))
+		local other = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
+		via:send(("ws://127.0.0.1:%d/sleepy 0.5"):format(server.port)) -- the relay waits on /sleepy...
+		other:send("meanwhile")
+		assert.are.equal("meanwhile", other:recv(5).data) -- ...while others are served
+		assert.are.same({ nil, "timeout" }, { via:recv(0.1) })
+		assert.are.equal("via relay: slept", assert(via:recv(5)).data)
+		via:close()
+		other:close()
+	end)
+
 	it("keeps open connections in named pools and skips dead ones", function()
 		local a = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
 		local b = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
