@@ -9,6 +9,8 @@ use crate::connection::{fill_random, Connection, ConnectionInfo, LuaConnection, 
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
 use crate::http::header_table;
 use crate::session::{self, Delivery, Handler, LoopConfig};
+use crate::stats::{Level, Logger};
+use std::rc::Rc;
 use base64::Engine;
 use bytes::{Buf, BytesMut};
 use mlua::{AnyUserData, Function, Lua, Table, Value};
@@ -273,7 +275,7 @@ async fn open(lua: &Lua, inputs: Inputs, handler: Option<Handler>) -> Result<(An
         let mut tcp = tcp;
         let (head, rest) = handshake(&mut tcp, url, &key, &inputs.headers).await?;
         let (r, w) = tcp.into_split();
-        (Box::new(r), WriteSide::Plain(std::rc::Rc::new(w)), head, rest)
+        (Box::new(r), WriteSide::Plain(Rc::new(w)), head, rest)
     };
     if head.status != 101 {
         return Err(refusal(&head));
@@ -296,16 +298,28 @@ async fn open(lua: &Lua, inputs: Inputs, handler: Option<Handler>) -> Result<(An
         high_water: 1 << 20,
         inbox_bytes: inputs.limits.max_message_size,
         close_timeout,
+        send_timeout: None,
+        subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
+        stats: None,
     };
     let conn = Connection::new(info, None);
-    let ud = lua.create_userdata(LuaConnection(std::rc::Rc::clone(&conn))).map_err(|e| e.to_string())?;
+    let ud = lua.create_userdata(LuaConnection(Rc::clone(&conn))).map_err(|e| e.to_string())?;
     let headers = header_table(lua, &head.headers).map_err(|e| e.to_string())?;
-    let cfg = LoopConfig { role: Role::Client, limits: inputs.limits, close_timeout, log: true };
+    let cfg = LoopConfig {
+        role: Role::Client,
+        limits: inputs.limits,
+        close_timeout,
+        ping_interval: None,
+        pong_timeout: close_timeout,
+        idle_timeout: None,
+        logger: Rc::new(Logger::stderr()),
+        stats: None,
+    };
     let delivery = handler.map_or(Delivery::Inbox, Delivery::Handler);
     let (lua2, ud2) = (lua.clone(), ud.clone());
     crate::runtime::spawn(async move {
         if let Err(e) = session::run(&lua2, &cfg, reader, writer, rest, conn, ud2, delivery, None).await {
-            cfg.log(format_args!("client connection #{id}: {e}"));
+            cfg.logger.log(Level::Error, format_args!("client connection #{id}: {e}"));
         }
     });
     Ok((ud, head.status, headers))

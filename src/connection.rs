@@ -12,6 +12,7 @@
 use crate::codec::{self, close_code, encode_frame, encode_header, opcode, Role, MAX_HEADER_LEN};
 use crate::runtime;
 use crate::session::message_table;
+use crate::stats::{bump, Stats};
 use bytes::{Bytes, BytesMut};
 use mlua::{AnyUserData, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef};
 use std::cell::{Cell, RefCell};
@@ -102,6 +103,12 @@ pub struct ConnectionInfo {
     pub inbox_bytes: usize,
     /// How long `close` from the main chunk waits for the peer's answer.
     pub close_timeout: Duration,
+    /// How long `send` waits for room before closing with 1008 (`None`: forever).
+    pub send_timeout: Option<Duration>,
+    /// The subprotocol agreed in the handshake, if any.
+    pub subprotocol: Option<String>,
+    /// The server's counters (`None` for clients).
+    pub stats: Option<Rc<Stats>>,
 }
 
 /// The shared state of one connection: held by its frame loop, its writer task and
@@ -130,6 +137,10 @@ pub struct Connection {
     /// Set once the frame loop has ended (socket closed).
     ended: Cell<bool>,
     ended_notify: Notify,
+    /// Wakes the frame loop when a close is queued from elsewhere (another handler).
+    closing: Notify,
+    /// When the last data message went either way (for the idle timeout).
+    last_data: Cell<std::time::Instant>,
 }
 
 impl Connection {
@@ -148,6 +159,8 @@ impl Connection {
             inbox,
             ended: Cell::new(false),
             ended_notify: Notify::new(),
+            closing: Notify::new(),
+            last_data: Cell::new(std::time::Instant::now()),
             info,
         })
     }
@@ -193,10 +206,42 @@ impl Connection {
         }
     }
 
+    /// Notes that a data message went either way now.
+    pub fn touch(&self) {
+        self.last_data.set(std::time::Instant::now());
+    }
+
+    pub fn last_data(&self) -> std::time::Instant {
+        self.last_data.get()
+    }
+
+    /// Whether the outbox holds more than the high-water mark.
+    pub fn is_full(&self) -> bool {
+        self.outbox.borrow().len() > self.info.high_water
+    }
+
+    /// Resolves when a close has been queued (by anyone) or the socket is gone.
+    pub async fn closing(&self) {
+        loop {
+            let notified = self.closing.notified();
+            if self.state.get() != State::Open {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Queues a data message; fails once a close has been queued or the socket is gone.
     pub fn queue_message(&self, op: u8, payload: &[u8]) -> Result<(), &'static str> {
         match self.state.get() {
             State::Open => {
+                if op == opcode::TEXT || op == opcode::BINARY {
+                    self.touch();
+                    if let Some(stats) = &self.info.stats {
+                        bump(&stats.messages_out, 1);
+                        bump(&stats.bytes_out, payload.len() as u64);
+                    }
+                }
                 self.queue_frame(op, payload);
                 Ok(())
             }
@@ -212,6 +257,13 @@ impl Connection {
         }
     }
 
+    /// Sends a keepalive ping, unless closing.
+    pub fn queue_ping(&self, payload: &[u8]) {
+        if self.state.get() == State::Open {
+            self.queue_frame(opcode::PING, payload);
+        }
+    }
+
     /// Starts (or answers) the closing handshake. Returns false when a close was already
     /// queued. `None` sends a close frame without a body.
     pub fn queue_close(&self, status: Option<(u16, &str)>) -> bool {
@@ -221,6 +273,7 @@ impl Connection {
         let payload = status.map(|(code, reason)| codec::close_payload(code, reason)).unwrap_or_default();
         self.queue_frame(opcode::CLOSE, &payload);
         self.state.set(State::Closing);
+        self.closing.notify_waiters();
         true
     }
 
@@ -261,6 +314,7 @@ impl Connection {
 
     fn mark_closed(&self) {
         self.state.set(State::Closed);
+        self.closing.notify_waiters();
         self.direct.borrow_mut().take();
         self.outbox.borrow_mut().clear();
         self.drained.notify_waiters();
@@ -437,6 +491,7 @@ impl UserData for LuaConnection {
         fields.add_field_method_get("handler", |_, this| Ok(this.0.info.handler_name.clone()));
         fields.add_field_method_get("msg_handler", |_, this| Ok(this.0.info.handler_name.clone()));
         fields.add_field_method_get("is_TLS", |_, this| Ok(this.0.info.is_tls));
+        fields.add_field_method_get("subprotocol", |_, this| Ok(this.0.info.subprotocol.clone()));
         // The original code reaches the socket as `conn.ss` / `msg._ss`: here that is the
         // connection itself, so `ws_util.send_msg({_ss = msg._ss}, ...)` works.
         fields.add_field_function_get("ss", |_, ud| Ok(ud));
@@ -457,8 +512,37 @@ impl UserData for LuaConnection {
                 return Ok((None, Some(format!("send: {e}"))));
             }
             drop(bytes);
-            runtime::wait("send", conn.wait_writable()).await?;
+            let limit = conn.info.send_timeout;
+            let room = runtime::wait("send", async {
+                match limit {
+                    Some(d) => tokio::time::timeout(d, conn.wait_writable()).await.is_ok(),
+                    None => {
+                        conn.wait_writable().await;
+                        true
+                    }
+                }
+            });
+            if !room.await? {
+                // The peer has not read for send_timeout: give up on it (RFC 6455 §7.4.1: 1008).
+                conn.queue_close(Some((close_code::POLICY, "send timeout")));
+                return Ok((None, Some("send timeout".to_owned())));
+            }
             Ok((Some(true), None))
+        });
+        // try_send(data [, opts]) -> true | false (outbox full: nothing queued) | nil, err
+        methods.add_method("try_send", |_, this, (data, opts): (mlua::String, Option<Table>)| {
+            let op = message_opcode(opts)?;
+            let bytes = data.as_bytes();
+            if op == opcode::TEXT && std::str::from_utf8(&bytes).is_err() {
+                return Ok((None, Some("try_send: text message is not valid UTF-8 (send it with msg_type = \"BINARY\")".to_owned())));
+            }
+            if this.0.is_full() {
+                return Ok((Some(false), None));
+            }
+            Ok(match this.0.queue_message(op, &bytes) {
+                Ok(()) => (Some(true), None),
+                Err(e) => (None, Some(format!("try_send: {e}"))),
+            })
         });
         // recv([timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason
         methods.add_async_function("recv", |lua, (ud, limit): (AnyUserData, Option<f64>)| async move {

@@ -42,11 +42,14 @@ pub struct Request {
     pub peer: SocketAddr,
     /// The server's handler base namespace, read by `ws.accept` (`request.handler_base`).
     pub handler_base: String,
+    /// The server's Origin allow-list, read by `ws.accept` (`request.allowed_origins`).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl UserData for Request {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("handler_base", |_, this| Ok(this.handler_base.clone()));
+        fields.add_field_method_get("allowed_origins", |_, this| Ok(this.allowed_origins.clone()));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {

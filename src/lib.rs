@@ -9,7 +9,8 @@
 //! - `http`: the `request` / `response` objects of the handshake
 //! - `connection`: the `ws_connection` object and its outbound queue
 //! - `session`: the frame loop of an open connection, shared by server and client
-//! - `server`: listener, per-connection handshake, graceful stop
+//! - `stats`: server counters (`server:stats()`) and the logger
+//! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
 //! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
@@ -27,6 +28,7 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod stats;
 
 use mlua::{Function, Lua, Table, Value};
 

@@ -12,6 +12,7 @@ use crate::http::{header_table, Request, Response};
 use crate::routing;
 use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
+use crate::stats::{bump, Level, Logger, Stats};
 use bytes::{Buf, BytesMut};
 use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
 use std::cell::Cell;
@@ -19,12 +20,14 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Once;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_native_tls::TlsStream;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at, Instant};
 
 /// Registry name of `ws.accept`, the Lua function that judges every Upgrade request.
 pub const ACCEPT_KEY: &str = "service_utils.WS.accept";
@@ -52,8 +55,45 @@ pub struct Options {
     shutdown_timeout: Cell<Duration>,
     /// Queued outbound bytes above which `send` waits for the socket. Default 1 MiB.
     send_buffer: usize,
-    /// Whether to log connection errors and handler failures to stderr. Default true.
-    log: bool,
+    /// How long `send` waits for room before closing with 1008. Default 30 s.
+    send_timeout: Duration,
+    /// Most connections open at once (handshaking included); beyond, 503. Default 10,000.
+    max_connections: u64,
+    /// Keepalive: ping after this long, close 1011 without a pong within `pong_timeout`.
+    /// Defaults 30 s and 10 s; `ping_interval = 0` turns keepalive off.
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    /// Close (1000) after this long without a data message either way. Default 0: off.
+    idle_timeout: Option<Duration>,
+    /// Origins allowed to connect (browsers' `Origin` header); others get 403. Default: any.
+    origins: Option<Vec<String>>,
+    /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
+    tls: Option<tokio_native_tls::TlsAcceptor>,
+    logger: Rc<Logger>,
+}
+
+/// `Some(d)` for a positive number of seconds, `None` for 0 (the feature is off).
+fn optional(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// Builds the TLS acceptor from PEM files: certificate (+ chain) and a PKCS#8 key.
+fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
+    let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
+        match t.get::<Option<String>>(key)? {
+            Some(path) => std::fs::read(&path).map_err(|e| mlua::Error::runtime(format!("ws.server: cannot read tls.{key} '{path}': {e}"))),
+            None if required => Err(mlua::Error::runtime(format!("ws.server: tls.{key} (a PEM file) is required"))),
+            None => Ok(Vec::new()),
+        }
+    };
+    let mut cert = read("cert", true)?;
+    let key = read("key", true)?;
+    cert.extend_from_slice(b"\n");
+    cert.extend(read("chain", false)?);
+    let identity = native_tls::Identity::from_pkcs8(&cert, &key)
+        .map_err(|e| mlua::Error::runtime(format!("ws.server: tls.cert / tls.key are not a PEM certificate and PKCS#8 key: {e}")))?;
+    let acceptor = native_tls::TlsAcceptor::new(identity).map_err(|e| mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")))?;
+    Ok(acceptor.into())
 }
 
 fn seconds(t: &Table, key: &str, default: f64) -> mlua::Result<Duration> {
@@ -85,7 +125,14 @@ impl Options {
             close_timeout: seconds(t, "close_timeout", 5.0)?,
             shutdown_timeout: Cell::new(seconds(t, "shutdown_timeout", 5.0)?),
             send_buffer: t.get::<Option<usize>>("send_buffer")?.unwrap_or(1 << 20),
-            log: t.get::<Option<bool>>("log")?.unwrap_or(true),
+            send_timeout: seconds(t, "send_timeout", 30.0)?,
+            max_connections: t.get::<Option<u64>>("max_connections")?.unwrap_or(10_000),
+            ping_interval: optional(seconds(t, "ping_interval", 30.0)?),
+            pong_timeout: seconds(t, "pong_timeout", 10.0)?,
+            idle_timeout: optional(seconds(t, "idle_timeout", 0.0)?),
+            origins: t.get("origins")?,
+            tls: t.get::<Option<Table>>("tls")?.map(|tls| tls_acceptor(&tls)).transpose()?,
+            logger: Rc::new(Logger::from_options("ws.server", t.get("log")?, t.get("log_level")?)?),
         })
     }
 }
@@ -101,13 +148,36 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// Serial numbers for connections.
     next_id: Cell<u64>,
+    /// TCP connections being served (handshaking included), for `max_connections`.
+    active: Cell<u64>,
+    stats: Rc<Stats>,
 }
 
 impl Shared {
-    fn log(&self, message: impl std::fmt::Display) {
-        if self.options.log {
-            eprintln!("service_utils.WS: {message}");
-        }
+    fn log(&self, level: Level, message: impl std::fmt::Display) {
+        self.options.logger.log(level, message);
+    }
+
+    /// Counts a refused handshake and logs it.
+    fn reject(&self, peer: SocketAddr, reason: &str, detail: impl std::fmt::Display) {
+        self.stats.reject(reason);
+        self.log(Level::Info, format_args!("{peer}: handshake refused ({reason}): {detail}"));
+    }
+}
+
+/// Counts a TCP connection as active while it lives.
+struct ActiveGuard(Rc<Shared>);
+
+impl ActiveGuard {
+    fn new(shared: &Rc<Shared>) -> Self {
+        bump(&shared.active, 1);
+        ActiveGuard(Rc::clone(shared))
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
     }
 }
 
@@ -131,11 +201,13 @@ impl Server {
             done_notify: Notify::new(),
             stop: watch::Sender::new(false),
             next_id: Cell::new(0),
+            active: Cell::new(0),
+            stats: Rc::new(Stats::default()),
         });
         let (lua, serving) = (lua.clone(), Rc::clone(&shared));
         runtime::spawn(async move {
             if let Err(e) = serve(lua, Rc::clone(&serving), listener).await {
-                serving.log(format_args!("server stopped on an error: {e}"));
+                serving.log(Level::Error, format_args!("server stopped on an error: {e}"));
             }
             serving.done.set(true);
             serving.done_notify.notify_waiters();
@@ -148,6 +220,7 @@ impl UserData for Server {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("port", |_, this| Ok(this.0.local_addr.port()));
         fields.add_field_method_get("host", |_, this| Ok(this.0.local_addr.ip().to_string()));
+        fields.add_field_method_get("is_TLS", |_, this| Ok(this.0.options.tls.is_some()));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -178,7 +251,12 @@ impl UserData for Server {
             this.0.stop.send_replace(true);
             Ok(true)
         });
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("ws_server ws://{}", this.0.local_addr)));
+        // stats() -> table of counters (see README)
+        methods.add_method("stats", |lua, this, ()| this.0.stats.to_lua(lua));
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
+            let scheme = if this.0.options.tls.is_some() { "wss" } else { "ws" };
+            Ok(format!("ws_server {scheme}://{}", this.0.local_addr))
+        });
     }
 }
 
@@ -213,13 +291,13 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    shared.log(format_args!("accept failed: {e}"));
+                    shared.log(Level::Error, format_args!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
             _ = stop.wait_for(|stopped| *stopped) => break,
-            _ = sigint.recv() => { shared.log("SIGINT: stopping"); break }
-            _ = sigterm.recv() => { shared.log("SIGTERM: stopping"); break }
+            _ = sigint.recv() => { shared.log(Level::Warn, "SIGINT: stopping"); break }
+            _ = sigterm.recv() => { shared.log(Level::Warn, "SIGTERM: stopping"); break }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
@@ -227,7 +305,7 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
     shared.stop.send_replace(true);
     let all_closed = async { while tasks.join_next().await.is_some() {} };
     if timeout(shared.options.shutdown_timeout.get(), all_closed).await.is_err() {
-        shared.log(format_args!("stop: dropping {} connections that did not close in time", tasks.len()));
+        shared.log(Level::Warn, format_args!("stop: dropping {} connections that did not close in time", tasks.len()));
     }
     tasks.shutdown().await;
     Ok(())
@@ -241,7 +319,7 @@ enum HeadFailure {
     Answer(Response),
 }
 
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, opts: &Options) -> Result<RequestHead, HeadFailure> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, opts: &Options) -> Result<RequestHead, HeadFailure> {
     loop {
         match parse_request(buf, opts.max_headers, opts.max_header_bytes) {
             Ok(Some((head, len))) => {
@@ -264,28 +342,74 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, opts: &Options) -
     }
 }
 
-/// One accepted TCP connection: handshake, then WebSocket until it closes.
+/// A stream a WebSocket can run on once upgraded: split into the session's halves.
+trait Upgraded: AsyncRead + AsyncWrite + Unpin {
+    /// Reader, writer, and the plain socket for direct writes (plain TCP only).
+    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide, Option<Rc<OwnedWriteHalf>>);
+}
+
+impl Upgraded for TcpStream {
+    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide, Option<Rc<OwnedWriteHalf>>) {
+        let (reader, writer) = self.into_split();
+        let writer = Rc::new(writer);
+        (Box::new(reader), WriteSide::Plain(Rc::clone(&writer)), Some(writer))
+    }
+}
+
+impl Upgraded for TlsStream<TcpStream> {
+    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide, Option<Rc<OwnedWriteHalf>>) {
+        let (reader, writer) = tokio::io::split(self);
+        (Box::new(reader), WriteSide::Tls(writer), None)
+    }
+}
+
+/// One accepted TCP connection: the connection cap, TLS, then the WebSocket.
 async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let _active = ActiveGuard::new(&server);
+    let opts = &server.options;
+    if server.active.get() > opts.max_connections {
+        server.reject(peer, "503", "max_connections reached");
+        let response = Response::error(503, "Server is at its connection limit; try again later");
+        return answer(&mut stream, &response).await;
+    }
+    let deadline = Instant::now() + opts.handshake_timeout;
+    match &opts.tls {
+        None => serve_stream(lua, &server, stream, peer, deadline).await,
+        Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => serve_stream(lua, &server, tls, peer, deadline).await,
+            Ok(Err(e)) => {
+                server.stats.reject("tls");
+                server.log(Level::Warn, format_args!("{peer}: TLS handshake failed: {e}"));
+            }
+            Err(_) => server.reject(peer, "timeout", "no TLS handshake within handshake_timeout"),
+        },
+    }
+}
+
+/// The opening handshake on `stream` (plain or TLS), then the WebSocket until it closes.
+async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S, peer: SocketAddr, deadline: Instant) {
     let opts = &server.options;
     let mut buf = BytesMut::with_capacity(1024);
-    let head = match timeout(opts.handshake_timeout, read_head(&mut stream, &mut buf, opts)).await {
-        Err(_) => {
-            server.log(format_args!("{peer}: no complete Upgrade request within {:?}; dropped", opts.handshake_timeout));
-            return;
-        }
+    let head = match timeout_at(deadline, read_head(&mut stream, &mut buf, opts)).await {
+        Err(_) => return server.reject(peer, "timeout", format_args!("no complete Upgrade request within {:?}; dropped", opts.handshake_timeout)),
         Ok(Err(HeadFailure::Gone)) => return,
-        Ok(Err(HeadFailure::Answer(response))) => return answer(&mut stream, &response).await,
+        Ok(Err(HeadFailure::Answer(response))) => {
+            server.reject(peer, &response.status.to_string(), "malformed or oversized request head");
+            return answer(&mut stream, &response).await;
+        }
         Ok(Ok(head)) => head,
     };
     if !head.is_websocket_upgrade() {
+        server.reject(peer, "426", "not an Upgrade: websocket request");
         let response = Response::error(426, "This endpoint speaks WebSocket only: send a GET with Upgrade: websocket");
         return answer(&mut stream, &response).await;
     }
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
-    let (response, handler) = match call_accept(&lua, &server, head, peer).await {
+    let (response, handler) = match call_accept(&lua, server, head, peer).await {
         Ok(result) => result,
         Err(e) => {
-            server.log(format_args!("{peer}: ws.accept raised an error: {e}"));
+            server.stats.reject("500");
+            server.log(Level::Error, format_args!("{peer}: ws.accept raised an error: {e}"));
             let response = Response::error(500, "Internal error while accepting the WebSocket handshake");
             return answer(&mut stream, &response).await;
         }
@@ -294,13 +418,17 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
         return;
     }
     let Some(handler) = handler else {
+        server.reject(peer, &response.status.to_string(), response.header("X-msg").unwrap_or(""));
         let _ = stream.shutdown().await;
         return;
     };
     let id = server.next_id.get() + 1;
     server.next_id.set(id);
-    let (reader, writer) = stream.into_split();
-    let writer = Rc::new(writer);
+    bump(&server.stats.handshakes_accepted, 1);
+    bump(&server.stats.open, 1);
+    let is_tls = opts.tls.is_some();
+    server.log(Level::Info, format_args!("{peer}: connection #{id} open on {path} ({})", handler.name));
+    let (reader, writer, direct) = stream.split_for_session();
     let info = ConnectionInfo {
         id,
         peer,
@@ -309,24 +437,38 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
         path,
         handler_name: Some(handler.name.clone()),
         role: Role::Server,
-        is_tls: false,
+        is_tls,
         high_water: opts.send_buffer,
         inbox_bytes: 0,
         close_timeout: opts.close_timeout,
+        send_timeout: Some(opts.send_timeout),
+        subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
+        stats: Some(Rc::clone(&server.stats)),
     };
-    let conn = Connection::new(info, Some(Rc::clone(&writer)));
-    let cfg = LoopConfig { role: Role::Server, limits: opts.limits, close_timeout: opts.close_timeout, log: opts.log };
+    let conn = Connection::new(info, direct);
+    let cfg = LoopConfig {
+        role: Role::Server,
+        limits: opts.limits,
+        close_timeout: opts.close_timeout,
+        ping_interval: opts.ping_interval,
+        pong_timeout: opts.pong_timeout,
+        idle_timeout: opts.idle_timeout,
+        logger: Rc::clone(&opts.logger),
+        stats: Some(Rc::clone(&server.stats)),
+    };
     let stop = Some(server.stop.subscribe());
     let result = match lua.create_userdata(LuaConnection(Rc::clone(&conn))) {
-        Ok(ud) => session::run(&lua, &cfg, reader, WriteSide::Plain(writer), buf, conn, ud, Delivery::Handler(handler), stop).await,
+        Ok(ud) => session::run(&lua, &cfg, reader, writer, buf, Rc::clone(&conn), ud, Delivery::Handler(handler), stop).await,
         Err(e) => Err(e),
     };
+    server.stats.open.set(server.stats.open.get() - 1);
     if let Err(e) = result {
-        server.log(format_args!("{peer}: {e}"));
+        server.log(Level::Error, format_args!("{peer}: {e}"));
     }
+    server.log(Level::Info, format_args!("{peer}: connection #{id} closed"));
 }
 
-async fn answer(stream: &mut TcpStream, response: &Response) {
+async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, response: &Response) {
     let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -343,7 +485,12 @@ async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: Socket
     let mut parts = head.uri.splitn(2, '?');
     uc.raw_set("path", parts.next().unwrap_or_default())?;
     uc.raw_set("query", parts.next())?;
-    let request = lua.create_userdata(Request { head, peer, handler_base: server.options.handler_base.clone() })?;
+    let request = lua.create_userdata(Request {
+        head,
+        peer,
+        handler_base: server.options.handler_base.clone(),
+        allowed_origins: server.options.origins.clone(),
+    })?;
     let response = lua.create_userdata(Response::new())?;
     let (ok, name, class): (bool, Option<String>, Option<Table>) = accept.call_async((request, &response, uc)).await?;
     let response = response.take::<Response>()?;

@@ -7,6 +7,7 @@
 
 use crate::codec::{close_code, opcode, Decoder, Event, Limits, Role};
 use crate::connection::{Connection, State, WriteSide};
+use crate::stats::{bump, Level, Logger, Stats};
 use bytes::BytesMut;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
 use std::rc::Rc;
@@ -23,6 +24,7 @@ pub struct Handler {
     on_ping: Option<Function>,
     on_pong: Option<Function>,
     on_close: Option<Function>,
+    on_timeout: Option<Function>,
 }
 
 impl Handler {
@@ -33,6 +35,7 @@ impl Handler {
             on_ping: t.get("handle_ping")?,
             on_pong: t.get("handle_pong")?,
             on_close: t.get("handle_close")?,
+            on_timeout: t.get("handle_timeout")?,
             name,
         })
     }
@@ -51,14 +54,36 @@ pub struct LoopConfig {
     pub limits: Limits,
     /// Time the peer has to answer our close frame.
     pub close_timeout: Duration,
-    /// Log handler failures and protocol errors to stderr.
-    pub log: bool,
+    /// Send a ping after this long without one (`None`: no keepalive)...
+    pub ping_interval: Option<Duration>,
+    /// ...and close with 1011 "keepalive timeout" when no pong came within this.
+    pub pong_timeout: Duration,
+    /// Close with 1000 "idle timeout" after this long without a data message either way.
+    pub idle_timeout: Option<Duration>,
+    pub logger: Rc<Logger>,
+    /// The server's counters (`None` for clients).
+    pub stats: Option<Rc<Stats>>,
 }
 
-impl LoopConfig {
-    pub fn log(&self, message: impl std::fmt::Display) {
-        if self.log {
-            eprintln!("service_utils.WS: {message}");
+/// When the loop must act without input: the keepalive and idle timers.
+struct Liveness {
+    /// When the ping we sent went out, while its pong is awaited.
+    ping_sent: Option<Instant>,
+    /// When the last ping went out or, without one, when the connection opened.
+    last_ping: Instant,
+}
+
+impl Liveness {
+    /// The next instant a timer fires, if any is configured.
+    fn deadline(&self, cfg: &LoopConfig, conn: &Connection) -> Option<Instant> {
+        let keepalive = cfg.ping_interval.map(|every| match self.ping_sent {
+            Some(sent) => sent + cfg.pong_timeout,
+            None => self.last_ping + every,
+        });
+        let idle = cfg.idle_timeout.map(|d| Instant::from_std(conn.last_data()) + d);
+        match (keepalive, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
@@ -93,7 +118,7 @@ impl Session<'_> {
     async fn call(&self, name: &str, f: &Function, what: &str, arg: impl IntoLuaMulti) {
         if let Err(e) = f.call_async::<()>(arg).await {
             let c = self.conn;
-            self.cfg.log(format_args!("handler '{name}' failed in {what} on connection #{} ({}): {e}", c.id, c.peer));
+            self.cfg.logger.log(Level::Error, format_args!("handler '{name}' failed in {what} on connection #{} ({}): {e}", c.id, c.peer));
             c.queue_close(Some((close_code::INTERNAL_ERROR, "handler error")));
         }
     }
@@ -127,6 +152,13 @@ impl Session<'_> {
 
     /// Delivers one event. Returns how the connection ended once a close frame arrived.
     async fn dispatch(&self, event: Event) -> mlua::Result<Option<Ending>> {
+        if let (Event::Text(data) | Event::Binary(data), Some(stats)) = (&event, &self.cfg.stats) {
+            bump(&stats.messages_in, 1);
+            bump(&stats.bytes_in, data.len() as u64);
+        }
+        if matches!(event, Event::Text(_) | Event::Binary(_)) {
+            self.conn.touch();
+        }
         match event {
             Event::Text(data) | Event::Binary(data) if self.conn.state() != State::Open => drop(data),
             Event::Text(data) => self.deliver(opcode::TEXT, data).await?,
@@ -172,9 +204,13 @@ pub async fn run<R: AsyncRead + Unpin>(
     let mut decoder = Decoder::new(cfg.role, cfg.limits);
     let mut close_deadline: Option<Instant> = None;
     let mut read_sizer = ReadSizer::new();
+    let mut liveness = Liveness { ping_sent: None, last_ping: Instant::now() };
     let ending = loop {
         match decoder.decode(&mut rbuf) {
             Ok(Some(event)) => {
+                if matches!(event, Event::Pong(_)) {
+                    liveness.ping_sent = None;
+                }
                 if let Some(ending) = session.dispatch(event).await? {
                     break ending;
                 }
@@ -182,7 +218,10 @@ pub async fn run<R: AsyncRead + Unpin>(
             }
             Ok(None) => {}
             Err(e) => {
-                cfg.log(format_args!("connection #{} ({}): protocol error: {e}", conn.id, conn.peer));
+                cfg.logger.log(Level::Warn, format_args!("connection #{} ({}): protocol error: {e}", conn.id, conn.peer));
+                if let Some(stats) = &cfg.stats {
+                    stats.protocol_close(e.close_code);
+                }
                 conn.queue_close(Some((e.close_code, e.reason)));
                 break Ending::abnormal(e.reason);
             }
@@ -190,6 +229,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         if conn.state() != State::Open && close_deadline.is_none() {
             close_deadline = Some(Instant::now() + cfg.close_timeout);
         }
+        let timer = liveness.deadline(cfg, &conn);
         let offered = read_sizer.prepare(&mut rbuf, decoder.bytes_wanted());
         let stopping = async {
             match stop.as_mut() {
@@ -205,8 +245,32 @@ pub async fn run<R: AsyncRead + Unpin>(
             _ = stopping, if conn.state() == State::Open => {
                 conn.queue_close(Some((close_code::GOING_AWAY, "server shutting down")));
             }
+            // A close queued by someone else (a send timeout in another handler): go
+            // round again to start the close deadline.
+            _ = conn.closing(), if conn.state() == State::Open => {}
             _ = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
                 break Ending::abnormal("no close frame in answer to ours");
+            }
+            _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() && conn.state() == State::Open => {
+                let now = Instant::now();
+                let idle = cfg.idle_timeout.is_some_and(|d| Instant::from_std(conn.last_data()) + d <= now);
+                let silent = liveness.ping_sent.is_some_and(|sent| sent + cfg.pong_timeout <= now);
+                if idle || silent {
+                    let (code, reason) = if silent { (close_code::INTERNAL_ERROR, "keepalive timeout") } else { (close_code::NORMAL, "idle timeout") };
+                    cfg.logger.log(Level::Info, format_args!("connection #{} ({}): {reason}", conn.id, conn.peer));
+                    if let Delivery::Handler(h) = &delivery {
+                        if let Some(f) = &h.on_timeout {
+                            let msg = message_table(lua, &session.conn_ud, opcode::CLOSE, reason.as_bytes())?;
+                            msg.raw_set("reason", reason)?;
+                            session.call(&h.name, f, "handle_timeout", msg).await;
+                        }
+                    }
+                    conn.queue_close(Some((code, reason)));
+                } else if liveness.ping_sent.is_none() && cfg.ping_interval.is_some() {
+                    conn.queue_ping(b"keepalive");
+                    liveness.ping_sent = Some(now);
+                    liveness.last_ping = now;
+                }
             }
         }
     };
