@@ -16,11 +16,11 @@ local ws = {}
 ws.WEBSOCKET_GUID = core.GUID
 ws.WEBSOCKET_VERSION = core.VERSION
 
--- Answers a refused handshake the way the original does: status 400, JSON body
--- {"error_message": ...}, the same JSON in an X-msg header.
-local function reject(response, message, advertise_version)
+-- Answers a refused handshake the way the original does: status 400 (or `status`), JSON
+-- body {"error_message": ...}, the same JSON in an X-msg header.
+local function reject(response, message, advertise_version, status)
 	local json = core.json_error(message)
-	response:set_status(400)
+	response:set_status(status or 400)
 	response:set_chunked_trfencoding(true)
 	response:set_content_type("application/json")
 	response:set_hdr_field("X-msg", json)
@@ -35,6 +35,43 @@ end
 -- The namespace handler modules live under: the server's option in standalone mode.
 local function handler_base(request)
 	return request.handler_base or ""
+end
+
+-- Whether `list` (nil: no restriction) allows the request's Origin. Requests without an
+-- Origin header (non-browser clients) are not restricted: Origin is what browsers send.
+local function origin_allowed(list, origin)
+	if list == nil or origin == nil then
+		return true
+	end
+	for _, allowed in ipairs(list) do
+		if allowed == "*" or allowed:lower() == origin:lower() then
+			return true
+		end
+	end
+	return false
+end
+
+-- Picks the subprotocol: the first of the handler's `subprotocols` (its order of
+-- preference) that the client offers. Returns the name, false for none, or nil and a
+-- message when the handler sets `require_subprotocol` and nothing matches.
+local function choose_subprotocol(request, handler)
+	local spoken = handler.subprotocols
+	if spoken == nil then
+		return false
+	end
+	local offered = {}
+	for token in (request:get_hdr_field("Sec-WebSocket-Protocol") or ""):gmatch("[^,%s]+") do
+		offered[token] = true
+	end
+	for _, name in ipairs(spoken) do
+		if offered[name] then
+			return name
+		end
+	end
+	if handler.require_subprotocol then
+		return nil, "No supported subprotocol: this endpoint speaks " .. table.concat(spoken, ", ")
+	end
+	return false
 end
 
 -- Loads a handler class; returns it, or nil and the message for the client.
@@ -66,6 +103,11 @@ function ws.accept(request, response, uc)
 		return reject(response, err, advertise_version)
 	end
 
+	local origin = request:get_hdr_field("Origin")
+	if not origin_allowed(request.allowed_origins, origin) then
+		return reject(response, "Origin '" .. origin .. "' is not allowed", false, 403)
+	end
+
 	local name
 	name, err = core.handler_module(request:get_uri(), handler_base(request))
 	if not name then
@@ -76,6 +118,19 @@ function ws.accept(request, response, uc)
 	handler, err = load_handler(name)
 	if not handler then
 		return reject(response, err)
+	end
+
+	if not origin_allowed(handler.origins, origin) then
+		return reject(response, "Origin '" .. origin .. "' is not allowed on " .. name, false, 403)
+	end
+
+	local subprotocol
+	subprotocol, err = choose_subprotocol(request, handler)
+	if subprotocol == nil then
+		return reject(response, err)
+	end
+	if type(uc) == "table" then
+		uc.subprotocol = subprotocol or nil
 	end
 
 	if handler.init ~= nil then
@@ -89,6 +144,9 @@ function ws.accept(request, response, uc)
 	response:set_hdr_field("Upgrade", "websocket")
 	response:set_hdr_field("Connection", "Upgrade")
 	response:set_hdr_field("Sec-WebSocket-Accept", core.accept_key(key))
+	if subprotocol and response:get_hdr_field("Sec-WebSocket-Protocol") == nil then
+		response:set_hdr_field("Sec-WebSocket-Protocol", subprotocol)
+	end
 	response:set_content_length(0)
 	response:send()
 	return true, name, handler

@@ -3,6 +3,8 @@
     py_client.py echo PORT       payload round trips against /echo, one line per check
     py_client.py chat PORT       two clients on /chat, one sends, both must receive
     py_client.py close PORT      normal close handshake, prints the close codes seen
+    py_client.py tls PORT CERT   wss echo against a server whose certificate is CERT
+    py_client.py idle PORT SECS  stays connected SECS seconds without sending (answering pings)
 Prints "ok <what>" or "FAIL <what>: <detail>"; the spec asserts on those lines.
 """
 import asyncio
@@ -52,9 +54,24 @@ async def close(port):
     check("close-code-echoed", ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 4000, repr(ws.protocol.close_rcvd))
 
 
+async def tls(port, cert):
+    import ssl
+    ctx = ssl.create_default_context(cafile=cert)
+    async with connect(f"wss://127.0.0.1:{port}/echo", ssl=ctx) as ws:
+        await ws.send("over tls")
+        check("tls-echo", await ws.recv() == "over tls")
+
+
+async def idle(port, secs):
+    async with connect(f"ws://127.0.0.1:{port}/echo", ping_interval=None) as ws:
+        await asyncio.sleep(float(secs))
+        await ws.send("still here")
+        check("idle-kept-open", await asyncio.wait_for(ws.recv(), 5) == "still here")
+
+
 async def main():
-    cmd, port = sys.argv[1], int(sys.argv[2])
-    await {"echo": echo, "chat": chat, "close": close}[cmd](port)
+    cmd, port, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    await {"echo": echo, "chat": chat, "close": close, "tls": tls, "idle": idle}[cmd](port, *rest)
 
 
 asyncio.run(main())

@@ -6,11 +6,23 @@ package.path = "spec/support/?.lua;examples/?.lua;" .. package.path
 
 local ws = require("service_utils.WS.web_socket")
 
+-- key=value arguments; "origins" is a comma-separated list; tls_cert / tls_key make the
+-- server a wss server.
 local options = { handler_base = "handlers" }
 for _, a in ipairs(arg) do
 	local k, v = a:match("^([%w_]+)=(.*)$")
 	assert(k, "bad argument " .. a)
-	options[k] = math.tointeger(tonumber(v)) or tonumber(v) or (v == "true" and true) or (v ~= "false" and v) or false
+	if k == "origins" then
+		options.origins = {}
+		for o in v:gmatch("[^,]+") do
+			options.origins[#options.origins + 1] = o
+		end
+	elseif k == "tls_cert" or k == "tls_key" then
+		options.tls = options.tls or {}
+		options.tls[k:sub(5)] = v
+	else
+		options[k] = math.tointeger(tonumber(v)) or tonumber(v) or (v == "true" and true) or (v ~= "false" and v) or false
+	end
 end
 
 local server = ws.server(options)
@@ -20,4 +32,8 @@ print(("listening on ws://%s:%d"):format(server.host, server.port))
 io.stdout:flush()
 server:run()
 print("server stopped")
+local events = package.loaded["handlers.events"]
+if events then
+	print(("handle_close calls: %d"):format(#events.closes))
+end
 io.stdout:flush()

@@ -1,0 +1,290 @@
+-- The production server: wss, subprotocols, Origin, limits, liveness, backpressure,
+-- graceful shutdown and stats, over real sockets.
+local helper = require("spec.support.helper")
+local socket = require("socket")
+local ws = require("service_utils.WS.web_socket")
+local OP = helper.OP
+
+local function all_ok(lines, expected)
+	assert.is_true(#lines >= expected, table.concat(lines, "\n"))
+	for _, line in ipairs(lines) do
+		assert.matches("^ok ", line)
+	end
+end
+
+describe("wss server", function()
+	local server, cert
+	setup(function()
+		local key
+		cert, key = helper.certificate()
+		server = helper.start_server({ tls_cert = cert, tls_key = key })
+	end)
+	teardown(function() server.stop(); helper.stop_all() end)
+
+	it("serves the module's own client over TLS", function()
+		local conn = assert(ws.connect({ url = ("wss://127.0.0.1:%d/echo"):format(server.port), hdrs = {}, external = false, ca_file = cert }))
+		conn:send("secret")
+		assert.are.equal("secret", conn:recv(5).data)
+		conn:close()
+	end)
+
+	it("serves Python's websockets over TLS", function()
+		all_ok(helper.python("tls", server.port, cert), 1)
+	end)
+
+	it("logs a failed TLS handshake and keeps serving the others", function()
+		local raw = helper.tcp(server.port)
+		raw:send("GET /echo HTTP/1.1\r\n\r\n") -- plain HTTP on the TLS port
+		assert.is_true(helper.closed_by_peer(raw))
+		assert.is_true(helper.eventually(function() return helper.read_file(server.log):find("TLS handshake failed", 1, true) ~= nil end))
+		local conn = assert(ws.connect({ url = ("wss://127.0.0.1:%d/echo"):format(server.port), hdrs = {}, external = false, ca_file = cert }))
+		conn:close()
+	end)
+
+	it("runs beside a plain listener in the same process", function()
+		package.path = "examples/?.lua;" .. package.path
+		local key
+		cert, key = helper.certificate()
+		local plain = ws.server({ handler_base = "handlers" })
+		local tls = ws.server({ handler_base = "handlers", tls = { cert = cert, key = key } })
+		assert.is_true(tls.is_TLS)
+		local a = assert(ws.connect({ url = ("ws://127.0.0.1:%d/echo"):format(plain.port), hdrs = {}, external = false }))
+		local b = assert(ws.connect({ url = ("wss://127.0.0.1:%d/echo"):format(tls.port), hdrs = {}, external = false, ca_file = cert }))
+		a:send("plain")
+		b:send("tls")
+		assert.are.same({ "plain", "tls" }, { a:recv(5).data, b:recv(5).data })
+		a:close()
+		b:close()
+		plain:stop()
+		tls:stop()
+		plain:run()
+		tls:run()
+	end)
+end)
+
+describe("subprotocols and Origin", function()
+	local server
+	setup(function() server = helper.start_server({ origins = "https://good.example,https://locked.example" }) end)
+	teardown(function() server.stop(); helper.stop_all() end)
+
+	it("picks the handler's preferred subprotocol among those offered, exactly one header", function()
+		local sock, res = helper.open(server.port, "/subproto", { ["Sec-WebSocket-Protocol"] = "chat.v1, chat.v2" })
+		assert.are.equal("chat.v2", res.headers["sec-websocket-protocol"])
+		assert.is_nil(res.head:find("chat.v1", 1, true))
+		sock:send(helper.frame(OP.TEXT, "which"))
+		assert.are.equal("chat.v2", helper.read_frame(sock).payload)
+		sock:close()
+		sock, res = helper.open(server.port, "/subproto", { ["Sec-WebSocket-Protocol"] = "chat.v1" })
+		assert.are.equal("chat.v1", res.headers["sec-websocket-protocol"])
+		sock:close()
+	end)
+
+	it("answers without the header when nothing matches", function()
+		local sock, res = helper.open(server.port, "/subproto", { ["Sec-WebSocket-Protocol"] = "mqtt" })
+		assert.is_nil(res.headers["sec-websocket-protocol"])
+		sock:send(helper.frame(OP.TEXT, "which"))
+		assert.are.equal("nil", helper.read_frame(sock).payload)
+		sock:close()
+	end)
+
+	it("refuses with 400 when the handler requires a subprotocol", function()
+		local res = helper.request(server.port, "/subproto_strict", { ["Sec-WebSocket-Protocol"] = "chat.v1" })
+		assert.are.equal(400, res.status)
+		assert.are.equal('{"error_message":"No supported subprotocol: this endpoint speaks chat.v2"}', res.body)
+	end)
+
+	it("refuses an Origin outside the server's list with 403 before init", function()
+		local res = helper.request(server.port, "/refuse", { Origin = "https://evil.example" })
+		assert.are.equal(403, res.status)
+		assert.are.equal('{"error_message":"Origin \'https://evil.example\' is not allowed"}', res.body)
+		local sock = helper.open(server.port, "/echo", { Origin = "https://good.example" })
+		sock:close()
+		sock = helper.open(server.port, "/echo") -- no Origin: not a browser
+		sock:close()
+	end)
+
+	it("applies a handler's own Origin list too", function()
+		local res = helper.request(server.port, "/origin_locked", { Origin = "https://good.example" })
+		assert.are.equal(403, res.status)
+		assert.matches("is not allowed on handlers.origin_locked", res.body, 1, true)
+		local sock = helper.open(server.port, "/origin_locked", { Origin = "https://locked.example" })
+		sock:close()
+	end)
+end)
+
+describe("limits", function()
+	after_each(helper.stop_all)
+
+	it("answers 503 beyond max_connections and serves again once one closes", function()
+		local server = helper.start_server({ max_connections = 3 })
+		local open = {}
+		for i = 1, 3 do
+			open[i] = helper.open(server.port, "/echo")
+		end
+		assert.are.equal(503, helper.request(server.port, "/echo").status)
+		open[1]:send(helper.frame(OP.CLOSE, helper.close_payload(1000)))
+		helper.read_close(open[1])
+		open[1]:close()
+		assert.is_true(helper.eventually(function()
+			local res = helper.request(server.port, "/echo")
+			return res ~= nil and res.status == 101
+		end))
+		server.stop()
+	end)
+
+	it("answers 431 to too many header lines", function()
+		local server = helper.start_server({ max_headers = 8 })
+		local headers = {}
+		for i = 1, 10 do
+			headers["X-H" .. i] = "v"
+		end
+		assert.are.equal(431, helper.request(server.port, "/echo", headers).status)
+		server.stop()
+	end)
+
+	it("closes a frame over max_frame_size with 1009", function()
+		local server = helper.start_server({ max_frame_size = 1000 })
+		local sock = helper.open(server.port, "/echo")
+		sock:send(helper.frame(OP.BINARY, string.rep("f", 1001)))
+		assert.are.equal(1009, (helper.read_close(sock)))
+		sock:close()
+		server.stop()
+	end)
+end)
+
+describe("liveness", function()
+	after_each(helper.stop_all)
+
+	it("pings a silent peer and closes with 1011 when no pong comes, telling the handler", function()
+		local server = helper.start_server({ ping_interval = 0.3, pong_timeout = 0.3 })
+		local sock = helper.open(server.port, "/events")
+		local ping = helper.read_frame(sock)
+		assert.are.equal(OP.PING, ping.opcode)
+		local code, reason = helper.read_close(sock) -- never answered
+		assert.are.same({ 1011, "keepalive timeout" }, { code, reason })
+		sock:close()
+		local probe = helper.open(server.port, "/events")
+		probe:send(helper.frame(OP.TEXT, "report"))
+		assert.matches("timeout:keepalive timeout", helper.read_frame(probe).payload, 1, true)
+		probe:close()
+		server.stop()
+	end)
+
+	it("keeps a quiet peer that answers pings", function()
+		local server = helper.start_server({ ping_interval = 0.2, pong_timeout = 0.5 })
+		all_ok(helper.python("idle", server.port, 1.5), 1)
+		server.stop()
+	end)
+
+	it("closes an idle connection with 1000 after idle_timeout", function()
+		local server = helper.start_server({ idle_timeout = 0.3, ping_interval = 0 })
+		local sock = helper.open(server.port, "/echo")
+		sock:send(helper.frame(OP.TEXT, "one"))
+		assert.are.equal("one", helper.read_frame(sock).payload)
+		local code, reason = helper.read_close(sock)
+		assert.are.same({ 1000, "idle timeout" }, { code, reason })
+		sock:close()
+		server.stop()
+	end)
+end)
+
+describe("backpressure", function()
+	after_each(helper.stop_all)
+
+	it("closes with 1008 and returns 'send timeout' when the peer does not read", function()
+		local server = helper.start_server({ send_timeout = 0.5 })
+		local sink = helper.open(server.port, "/slowsend")
+		sink:send(helper.frame(OP.TEXT, "go"))
+		assert.is_true(helper.eventually(function()
+			return helper.read_file(server.log):find("slowsend: send returned nil, send timeout", 1, true) ~= nil
+		end))
+		-- What was queued arrives, then the close frame.
+		local code = helper.read_close(sink)
+		assert.are.equal(1008, code)
+		sink:close()
+		server.stop()
+	end)
+
+	it("broadcasts with try_send to everyone who reads while one member never reads", function()
+		local server = helper.start_server()
+		local stuck = helper.open(server.port, "/chat")
+		local readers = {}
+		for i = 1, 20 do
+			readers[i] = helper.open(server.port, "/chat")
+		end
+		local rss_before = server.rss_kib()
+		local block = string.rep("b", 65536)
+		for n = 1, 40 do
+			readers[1]:send(helper.frame(OP.BINARY, block))
+			for i = 1, 20 do
+				local f = helper.read_frame(readers[i])
+				assert.are.equal(65536, #f.payload, ("reader %d, message %d"):format(i, n))
+			end
+		end
+		local growth = server.rss_kib() - rss_before
+		assert.is_true(growth < 16 * 1024, ("server grew by %d KiB"):format(growth))
+		stuck:close()
+		for i = 1, 20 do
+			readers[i]:close()
+		end
+		server.stop()
+	end)
+end)
+
+describe("graceful shutdown", function()
+	it("sends 1001 to each of 50 connections and runs handle_close for each", function()
+		local server = helper.start_server()
+		local conns = {}
+		for i = 1, 50 do
+			conns[i] = helper.open(server.port, "/events")
+		end
+		os.execute("kill -TERM " .. server.pid)
+		for i = 1, 50 do
+			assert.are.equal(1001, (helper.read_close(conns[i])), "connection " .. i)
+			conns[i]:send(helper.frame(OP.CLOSE, helper.close_payload(1001)))
+		end
+		local out = server.stop()
+		assert.matches("handle_close calls: 50", out, 1, true)
+		helper.stop_all()
+	end)
+end)
+
+describe("observability", function()
+	after_each(helper.stop_all)
+
+	it("counts connections, refusals, messages, bytes and protocol-error closes", function()
+		local server = helper.start_server()
+		assert.are.equal(400, helper.request(server.port, "/nosuch").status)
+		local bad = helper.open(server.port, "/echo")
+		bad:send(helper.frame(OP.TEXT, "x", { mask = false }))
+		helper.read_close(bad)
+		bad:close()
+		local sock = helper.open(server.port, "/events")
+		sock:send(helper.frame(OP.TEXT, "fields"))
+		helper.read_frame(sock)
+		assert.is_true(helper.eventually(function()
+			sock:send(helper.frame(OP.TEXT, "stats"))
+			local s = helper.read_frame(sock).payload
+			return s:match("^open=1 accepted=2 rejected=1 r400=1 in=%d+ out=%d+ bytes_in=%d+ p1002=1$") ~= nil
+		end))
+		sock:close()
+		server.stop()
+	end)
+
+	it("hands events to a log function at the chosen level", function()
+		package.path = "examples/?.lua;" .. package.path
+		local seen = {}
+		local server = ws.server({ handler_base = "handlers", log_level = "info", log = function(level, message)
+			seen[#seen + 1] = level .. " " .. message
+		end })
+		local conn = assert(ws.connect({ url = ("ws://127.0.0.1:%d/echo"):format(server.port), hdrs = {}, external = false }))
+		conn:close()
+		local refused = ws.connect({ url = ("ws://127.0.0.1:%d/"):format(server.port), hdrs = {}, external = false })
+		assert.is_nil(refused)
+		server:stop()
+		server:run()
+		local all = table.concat(seen, "\n")
+		assert.matches("info [%d%.:]+: connection #1 open on /echo %(handlers%.echo%)", all)
+		assert.matches("info [%d%.:]+: handshake refused %(400%)", all)
+	end)
+end)
