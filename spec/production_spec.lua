@@ -214,7 +214,7 @@ describe("backpressure", function()
 		end
 		local rss_before = server.rss_kib()
 		local block = string.rep("b", 65536)
-		for n = 1, 40 do
+		for n = 1, 160 do
 			readers[1]:send(helper.frame(OP.BINARY, block))
 			for i = 1, 20 do
 				local f = helper.read_frame(readers[i])
