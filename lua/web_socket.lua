@@ -9,12 +9,26 @@
 --    the configured base namespace, made of plain identifiers, checked before `require`.
 --  * Failures a client causes are 400 answers with a message it can act on; failures of
 --    the server's own code are logged with the handler's name.
+--  * Two runtimes: with the `platform` global (evluaserver) the I/O paths come from
+--    platform.lua; without it, the Rust standalone runtime serves and connects.
 local core = ...
 
 local ws = {}
 
 ws.WEBSOCKET_GUID = core.GUID
 ws.WEBSOCKET_VERSION = core.VERSION
+
+-- The evluaserver runtime, when running inside evluaserver.
+local evl = rawget(_G, "platform") ~= nil and assert(load(core.platform_source, "@service_utils/WS/platform.lua"))(core, ws) or nil
+
+-- A setting the standalone server hands over on its request object (evluaserver's
+-- request objects carry none).
+local function server_setting(request, key)
+	if evl then
+		return nil
+	end
+	return request[key]
+end
 
 -- Answers a refused handshake the way the original does: status 400 (or `status`), JSON
 -- body {"error_message": ...}, the same JSON in an X-msg header.
@@ -32,8 +46,12 @@ local function reject(response, message, advertise_version, status)
 	return false
 end
 
--- The namespace handler modules live under: the server's option in standalone mode.
+-- The namespace handler modules live under: the REST controller's appBasePath property
+-- under evluaserver, the server's option in standalone mode.
 local function handler_base(request)
+	if evl then
+		return evl.handler_base()
+	end
 	return request.handler_base or ""
 end
 
@@ -104,7 +122,7 @@ function ws.accept(request, response, uc)
 	end
 
 	local origin = request:get_hdr_field("Origin")
-	if not origin_allowed(request.allowed_origins, origin) then
+	if not origin_allowed(server_setting(request, "allowed_origins"), origin) then
 		return reject(response, "Origin '" .. origin .. "' is not allowed", false, 403)
 	end
 
@@ -144,8 +162,11 @@ function ws.accept(request, response, uc)
 	response:set_hdr_field("Upgrade", "websocket")
 	response:set_hdr_field("Connection", "Upgrade")
 	response:set_hdr_field("Sec-WebSocket-Accept", core.accept_key(key))
-	if subprotocol and response:get_hdr_field("Sec-WebSocket-Protocol") == nil then
+	if subprotocol then
 		response:set_hdr_field("Sec-WebSocket-Protocol", subprotocol)
+	end
+	if evl then
+		evl.upgrade(name)
 	end
 	response:set_content_length(0)
 	response:send()
@@ -161,7 +182,7 @@ ws.server = core.server
 --             ca_file =, verify =} -> connection, status, headers | nil, message
 -- From the main chunk it keeps every server and connection going while it waits; from a
 -- handler it suspends that handler only.
-ws.connect = core.connect
+ws.connect = evl and evl.connect or core.connect
 
 -- ws.sleep(seconds): inside a handler suspends only that handler; from the main chunk
 -- keeps serving every server and connection while it waits.
@@ -169,8 +190,15 @@ ws.sleep = core.sleep
 
 -- ws.handle_msg(request, response): evluaserver calls this for each arriving frame.
 -- The standalone server reads frames and calls handlers itself.
-function ws.handle_msg()
-	error("ws.handle_msg is called by evluaserver for each frame; the standalone server (ws.server) dispatches frames to handlers itself", 2)
+if evl then
+	ws.handle_msg = evl.handle_msg
+else
+	function ws.handle_msg()
+		error("ws.handle_msg is called by evluaserver for each frame; the standalone server (ws.server) dispatches frames to handlers itself", 2)
+	end
 end
+
+-- ws_util under evluaserver (service_utils.WS.ws_util returns it there).
+ws._platform_util = evl and evl.util
 
 return ws

@@ -4,6 +4,11 @@
 -- (`{_ss = msg._ss}`, as the original's callers write). Errors are values: nil, message.
 local ws_const = require("service_utils.WS.ws_const")
 
+-- Under evluaserver (the `platform` global) the functions do their I/O through platform.*.
+if rawget(_G, "platform") ~= nil then
+	return require("service_utils.WS.web_socket")._platform_util
+end
+
 local ws_util = {}
 
 local function connection_of(conn, fname)

@@ -267,6 +267,16 @@ impl Decoder {
         }
     }
 
+    /// Judges a complete frame header (without its payload) by every rule the header
+    /// alone decides; returns the payload length. For readers that fetch the payload only
+    /// once the header passed.
+    pub fn check_header_bytes(&self, header: &[u8]) -> Result<Option<u64>, ProtocolError> {
+        match FrameHeader::parse(header) {
+            Some((h, _)) => self.check_header(&h).map(|()| Some(h.payload_len)),
+            None => Ok(None),
+        }
+    }
+
     /// Every rule that can be judged from the header alone (§5.2, §5.4, §5.5).
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         use close_code::*;

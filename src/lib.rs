@@ -12,10 +12,12 @@
 //! - `stats`: server counters (`server:stats()`) and the logger
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
 //! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
+//! - `platform_bytes`: frame decoder/encoder and buffers for the evluaserver glue
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
 //! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
-//! table), `ws_const.lua` and `ws_util.lua`. One `.so` is the whole module; it is
+//! table), `platform.lua` (the evluaserver runtime, used when the `platform` global
+//! exists), `ws_const.lua` and `ws_util.lua`. One `.so` is the whole module; it is
 //! installed as `service_utils/WS/web_socket.so` with `ws_const.so` and `ws_util.so`
 //! linking to it, each name finding its own `luaopen_` function.
 
@@ -23,6 +25,7 @@ pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod handshake;
+pub mod platform_bytes;
 pub mod http;
 pub mod routing;
 pub mod runtime;
@@ -45,21 +48,27 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set(
         "check_upgrade",
         lua.create_function(|_, (method, hdrs): (String, Table)| {
-            let lookup = |name: &str| -> Option<String> {
-                hdrs.pairs::<Value, Value>()
-                    .flatten()
-                    .find(|(k, _)| matches!(k, Value::String(s) if s.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(name))))
-                    .and_then(|(_, v)| match v {
-                        Value::String(s) => Some(s.to_string_lossy()),
-                        Value::Integer(i) => Some(i.to_string()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-            };
+            let lookup = |name: &str| header_in_table(&hdrs, name);
             let connection_upgrade = lookup("Connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
-            Ok(match handshake::check_upgrade(&method, &lookup, connection_upgrade) {
+            Ok(match handshake::check_upgrade(&method, lookup, connection_upgrade) {
                 Ok(key) => (Some(key), None, false),
                 Err(r) => (None, Some(r.message), r.advertise_version),
+            })
+        })?,
+    )?;
+    // check_response(status, hdrs, key) -> true | nil, message: a client's judgement of
+    // the answer to its Upgrade request (the original's messages).
+    core.set(
+        "check_response",
+        lua.create_function(|_, (status, hdrs, key): (u16, Table, String)| {
+            let headers: Vec<(String, String)> = ["Connection", "Upgrade", "Sec-WebSocket-Accept"]
+                .iter()
+                .filter_map(|n| header_in_table(&hdrs, n).map(|v| (n.to_string(), v)))
+                .collect();
+            let head = handshake::ResponseHead { status, reason: String::new(), headers };
+            Ok(match handshake::check_response(&head, &key) {
+                Ok(()) => (Some(true), None),
+                Err(m) => (None, Some(m)),
             })
         })?,
     )?;
@@ -86,9 +95,24 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
             runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
         })?,
     )?;
+    platform_bytes::register(lua, &core)?;
+    core.set("platform_source", include_str!("../lua/platform.lua"))?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
     Ok(core)
+}
+
+/// The value of header `name` (any case) in a Lua table of headers.
+fn header_in_table(hdrs: &Table, name: &str) -> Option<String> {
+    hdrs.pairs::<Value, Value>()
+        .flatten()
+        .find(|(k, _)| matches!(k, Value::String(s) if s.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(name))))
+        .and_then(|(_, v)| match v {
+            Value::String(s) => Some(s.to_string_lossy()),
+            Value::Integer(i) => Some(i.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
 }
 
 fn duration(secs: f64) -> mlua::Result<std::time::Duration> {
