@@ -17,7 +17,7 @@ command -v cargo >/dev/null 2>&1 || {
 
 need=(lua5.4)
 if [ "$WHAT" = test ]; then
-  need+=(lua5.3 lua-busted lua-socket)
+  need+=(lua5.3 lua-busted lua-socket luarocks)
 fi
 missing=()
 for p in "${need[@]}"; do

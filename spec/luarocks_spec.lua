@@ -1,0 +1,40 @@
+-- Installing with luarocks: `luarocks make` builds with cargo and installs the module into
+-- a tree, where a plain `require` finds it through that tree's paths; `luarocks remove`
+-- takes it away again.
+local helper = require("spec.support.helper")
+
+local version = _VERSION:match("%d+%.%d+")
+
+local function sh(cmd)
+	local p = assert(io.popen(cmd .. " 2>&1"))
+	local out = p:read("a")
+	local ok = p:close()
+	return ok, out
+end
+
+describe("luarocks", function()
+	local tree = os.tmpname()
+
+	setup(function()
+		os.remove(tree)
+	end)
+	teardown(function()
+		os.execute("rm -rf " .. tree)
+	end)
+
+	it("installs with 'luarocks make' and removes with 'luarocks remove'", function()
+		local rocks = ("luarocks --lua-version=%s --tree=%s"):format(version, tree)
+		local ok, out = sh(rocks .. " make rockspec/service_utils-ws-scm-1.rockspec")
+		assert.is_true(ok, out)
+		local probe = ([[eval "$(%s path)"; %s -e "local ws = require('service_utils.WS.web_socket'); ]] ..
+			[[print(ws.WEBSOCKET_VERSION, require('service_utils.WS.ws_const').FRAME_TEXT, type(require('service_utils.WS.ws_util').send_msg))"]]):format(rocks, helper.LUA)
+		ok, out = sh(probe)
+		assert.is_true(ok, out)
+		assert.are.equal("13\t129\tfunction\n", out)
+		ok, out = sh(rocks .. " remove service_utils-ws")
+		assert.is_true(ok, out)
+		ok, out = sh(probe)
+		assert.is_falsy(ok)
+		assert.matches("module 'service_utils.WS.web_socket' not found", out, 1, true)
+	end)
+end)
