@@ -10,7 +10,7 @@ local base = assert(os.getenv("AUTOBAHN_URL"), "set AUTOBAHN_URL")
 local agent = os.getenv("AUTOBAHN_AGENT") or "service_utils.WS"
 
 local function open(path)
-	local conn, err = ws.connect({ url = base .. path, hdrs = {}, external = true, max_message_size = 32 << 20 })
+	local conn, err = ws.connect({ url = base .. path, hdrs = {}, external = true, max_message_size = 32 * 1024 * 1024 })
 	if not conn then
 		io.stderr:write(path, ": ", tostring(err), "\n")
 	end
@@ -18,7 +18,7 @@ local function open(path)
 end
 
 local conn = assert(open("/getCaseCount"))
-local count = math.tointeger(tonumber(assert(conn:recv(10)).data))
+local count = tonumber(assert(conn:recv(10)).data)
 conn:recv(10) -- the server closes
 
 for i = 1, count do

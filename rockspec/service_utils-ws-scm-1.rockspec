@@ -14,7 +14,7 @@ description = {
 	license = "MIT",
 }
 dependencies = {
-	"lua >= 5.3, < 5.5",
+	"lua >= 5.1, < 5.5",
 }
 build = {
 	type = "command",

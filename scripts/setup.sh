@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on Debian 12, or says exactly what is missing.
 #   scripts/setup.sh run    what the example server needs: Rust (cargo), lua5.4
-#   scripts/setup.sh test   also lua5.3, busted, luasocket, a Python venv with websockets
+#   scripts/setup.sh test   also lua5.3, lua5.1, luajit, busted, luasocket, luarocks,
+#                           a Python venv with websockets, Node's ws
 # apt packages are installed when running as root; otherwise the missing ones are named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ command -v cargo >/dev/null 2>&1 || {
 
 need=(lua5.4)
 if [ "$WHAT" = test ]; then
-  need+=(lua5.3 lua-busted lua-socket luarocks)
+  need+=(lua5.3 lua5.1 luajit lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev)
 fi
 missing=()
 for p in "${need[@]}"; do

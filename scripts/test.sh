@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust unit tests, then the busted specs against the module built
-# for Lua 5.4 and for Lua 5.3 (each spec run loads that build into that Lua and talks to
-# it over 127.0.0.1). Ends with one line "N passed, N failed"; exits non-zero on any failure.
+# for Lua 5.4, 5.3, 5.1 and LuaJIT (each spec run loads that build into that Lua and talks
+# to it over 127.0.0.1). Ends with one line "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test || exit 1
@@ -18,7 +18,7 @@ while read -r p f; do
   passed=$((passed + p)); failed=$((failed + f))
 done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' spec/artifacts/cargo-test.log)
 
-for lua in lua5.4 lua5.3; do
+for lua in lua5.4 lua5.3 lua5.1 luajit; do
   echo "== busted on $lua"
   root="$(scripts/build.sh "$lua")" || { status=1; failed=$((failed + 1)); continue; }
   WS_CPATH_ROOT="$root" busted --lua="$lua" -o plainTerminal 2>&1 | tee "spec/artifacts/busted-$lua.log"

@@ -5,11 +5,20 @@ local helper = require("spec.support.helper")
 
 local version = _VERSION:match("%d+%.%d+")
 
+-- Runs a shell command; returns whether it exited 0, and its output.
 local function sh(cmd)
-	local p = assert(io.popen(cmd .. " 2>&1"))
-	local out = p:read("a")
-	local ok = p:close()
-	return ok, out
+	local p = assert(io.popen(cmd .. ' 2>&1; echo "__exit=$?"'))
+	local out = p:read("*a")
+	p:close()
+	local body, code = out:match("^(.-)__exit=(%d+)%s*$")
+	return code == "0", body
+end
+
+if rawget(_G, "jit") then
+	describe("luarocks", function()
+		pending("luarocks --lua-version=5.1 installs for lua5.1, not LuaJIT: tested on the other Lua versions")
+	end)
+	return
 end
 
 describe("luarocks", function()
@@ -34,7 +43,7 @@ describe("luarocks", function()
 		ok, out = sh(rocks .. " remove service_utils-ws")
 		assert.is_true(ok, out)
 		ok, out = sh(probe)
-		assert.is_falsy(ok)
+		assert.is_false(ok)
 		assert.matches("module 'service_utils.WS.web_socket' not found", out, 1, true)
 	end)
 end)

@@ -50,15 +50,15 @@ describe("protocol errors", function()
 	end)
 
 	it("closes with 1007 on invalid UTF-8 in a text message", function()
-		assert.are.equal(1007, close_code_for(helper.frame(OP.TEXT, "ok\xff")))
+		assert.are.equal(1007, close_code_for(helper.frame(OP.TEXT, "ok\255")))
 	end)
 
 	it("closes with 1007 on invalid UTF-8 split across fragments", function()
-		assert.are.equal(1007, close_code_for(helper.frame(OP.TEXT, "\xce", { fin = false }) .. helper.frame(OP.CONT, "\x41")))
+		assert.are.equal(1007, close_code_for(helper.frame(OP.TEXT, "\206", { fin = false }) .. helper.frame(OP.CONT, "\65")))
 	end)
 
 	it("closes with 1007 on an invalid UTF-8 close reason", function()
-		assert.are.equal(1007, close_code_for(helper.frame(OP.CLOSE, helper.close_payload(1000, "\xff"))))
+		assert.are.equal(1007, close_code_for(helper.frame(OP.CLOSE, helper.close_payload(1000, "\255"))))
 	end)
 
 	it("closes with 1002 on invalid close codes", function()
@@ -74,7 +74,7 @@ describe("protocol errors", function()
 	it("closes with 1009 on a message over the maximum, from the header alone", function()
 		-- Announces a 1 GiB frame and sends none of it: the answer must not wait for it.
 		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.BINARY, "", { len = 1 << 30 }))
+		sock:send(helper.frame(OP.BINARY, "", { len = 2 ^ 30 }))
 		assert.are.equal(1009, (helper.read_close(sock)))
 		sock:close()
 	end)

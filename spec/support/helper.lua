@@ -5,7 +5,8 @@ local socket = require("socket")
 
 local M = {}
 
-M.LUA = "lua" .. _VERSION:match("%d+%.%d+") -- the servers run on the same Lua as busted
+-- The servers run on the same Lua as busted.
+M.LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 M.CPATH_ROOT = os.getenv("WS_CPATH_ROOT") or ("build/" .. M.LUA)
 M.ARTIFACTS = "spec/artifacts"
 M.PYTHON = os.getenv("WS_PYTHON") or "build/venv/bin/python"
@@ -14,6 +15,13 @@ M.TIMEOUT = 5
 os.execute("mkdir -p " .. M.ARTIFACTS)
 -- The busted process itself loads the module too (the client specs use it).
 package.cpath = M.CPATH_ROOT .. "/?.so;" .. package.cpath
+
+-- Whether a shell command exited 0 (os.execute returns true on 5.2+, 0 on 5.1/LuaJIT).
+local function exec_ok(cmd)
+	local r = os.execute(cmd)
+	return r == true or r == 0
+end
+M.exec_ok = exec_ok
 
 local server_count = 0
 -- Servers started and not yet stopped: stop_all() ends them, so that a failing test
@@ -27,8 +35,8 @@ function M.start_process(command, name)
 	server_count = server_count + 1
 	local log = ("%s/%s-%d-%d.log"):format(M.ARTIFACTS, name, os.time(), server_count)
 	local out = assert(io.popen(("sh -c 'echo $$; %s 2>%s'"):format(command, log), "r"))
-	local pid = assert(tonumber(out:read("l")), "no pid from " .. name)
-	local line = out:read("l")
+	local pid = assert(tonumber(out:read("*l")), "no pid from " .. name)
+	local line = out:read("*l")
 	local port = line and tonumber(line:match("listening on wss?://[%w%.]+:(%d+)"))
 	if not port then
 		os.execute("kill -9 " .. pid)
@@ -40,14 +48,14 @@ function M.start_process(command, name)
 	function server.stop(sig)
 		os.execute(("kill -%s %d 2>/dev/null"):format(sig or "TERM", pid))
 		local deadline = socket.gettime() + 10
-		while socket.gettime() < deadline and os.execute(("kill -0 %d 2>/dev/null"):format(pid)) do
+		while socket.gettime() < deadline and exec_ok(("kill -0 %d 2>/dev/null"):format(pid)) do
 			socket.sleep(0.05)
 		end
-		if os.execute(("kill -0 %d 2>/dev/null"):format(pid)) then
+		if exec_ok(("kill -0 %d 2>/dev/null"):format(pid)) then
 			os.execute("kill -9 " .. pid)
 		end
 		running[server] = nil
-		local rest = out:read("a")
+		local rest = out:read("*a")
 		out:close()
 		return rest
 	end
@@ -56,7 +64,7 @@ function M.start_process(command, name)
 		return tonumber(M.read_file(("/proc/%d/status"):format(pid)):match("VmRSS:%s*(%d+)"))
 	end
 	function server.alive()
-		return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) == true
+		return exec_ok(("kill -0 %d 2>/dev/null"):format(pid))
 	end
 	running[server] = true
 	return server
@@ -87,7 +95,7 @@ end
 function M.certificate()
 	local cert, key = M.ARTIFACTS .. "/test-cert.pem", M.ARTIFACTS .. "/test-key.pem"
 	if not io.open(cert) then
-		assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost " ..
+		assert(exec_ok(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost " ..
 			"-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null"):format(key, cert)))
 	end
 	return cert, key
@@ -105,7 +113,7 @@ function M.read_file(path)
 	if not f then
 		return ""
 	end
-	local s = f:read("a")
+	local s = f:read("*a")
 	f:close()
 	return s
 end
@@ -228,17 +236,54 @@ end
 
 M.OP = { CONT = 0, TEXT = 1, BINARY = 2, CLOSE = 8, PING = 9, PONG = 10 }
 
+-- The helpers below use arithmetic only, so that they run on every Lua the module
+-- supports (5.1 and LuaJIT have no bitwise operators, 5.1 no string.pack).
+local unpack = table.unpack or unpack
+
+-- XOR of two bytes, from a table built once.
+local XOR = {}
+for a = 0, 255 do
+	for b = 0, 255 do
+		local r, bit, x, y = 0, 1, a, b
+		for _ = 1, 8 do
+			if x % 2 ~= y % 2 then
+				r = r + bit
+			end
+			x, y, bit = math.floor(x / 2), math.floor(y / 2), bit * 2
+		end
+		XOR[a * 256 + b] = r
+	end
+end
+
 local function xor_mask(payload, mask)
 	local m = { mask:byte(1, 4) }
 	local out = {}
 	for i = 1, #payload, 4096 do
 		local chunk = { payload:byte(i, math.min(i + 4095, #payload)) }
 		for j = 1, #chunk do
-			chunk[j] = chunk[j] ~ m[((i + j - 2) % 4) + 1]
+			chunk[j] = XOR[chunk[j] * 256 + m[((i + j - 2) % 4) + 1]]
 		end
-		out[#out + 1] = string.char(table.unpack(chunk))
+		out[#out + 1] = string.char(unpack(chunk))
 	end
 	return table.concat(out)
+end
+
+-- `n` as `bytes` big-endian bytes, and back.
+local function be(n, bytes)
+	local out = {}
+	for i = bytes, 1, -1 do
+		out[i] = n % 256
+		n = math.floor(n / 256)
+	end
+	return string.char(unpack(out))
+end
+
+local function from_be(s)
+	local n = 0
+	for i = 1, #s do
+		n = n * 256 + s:byte(i)
+	end
+	return n
 end
 
 -- Builds one frame. opts: fin (default true), mask (4-byte string, default fixed;
@@ -246,18 +291,17 @@ end
 function M.frame(opcode, payload, opts)
 	opts = opts or {}
 	payload = payload or ""
-	local fin = opts.fin ~= false and 0x80 or 0
-	local b1 = fin | (opts.rsv or 0) | opcode
+	local b1 = (opts.fin ~= false and 128 or 0) + (opts.rsv or 0) + opcode
 	local mask = opts.mask == nil and "\55\250\33\61" or opts.mask
-	local mbit = mask and 0x80 or 0
+	local mbit = mask and 128 or 0
 	local len = opts.len or #payload
 	local head
 	if len < 126 then
-		head = string.char(b1, mbit | len)
-	elseif len <= 0xFFFF then
-		head = string.char(b1, mbit | 126) .. string.pack(">I2", len)
+		head = string.char(b1, mbit + len)
+	elseif len <= 65535 then
+		head = string.char(b1, mbit + 126) .. be(len, 2)
 	else
-		head = string.char(b1, mbit | 127) .. string.pack(">I8", len)
+		head = string.char(b1, mbit + 127) .. be(len, 8)
 	end
 	if mask then
 		return head .. mask .. xor_mask(payload, mask)
@@ -272,14 +316,14 @@ function M.read_frame(sock)
 		return nil, err
 	end
 	local b1, b2 = h:byte(1, 2)
-	local len = b2 & 0x7F
+	local len = b2 % 128
 	if len == 126 then
-		len = string.unpack(">I2", assert(sock:receive(2)))
+		len = from_be(assert(sock:receive(2)))
 	elseif len == 127 then
-		len = string.unpack(">I8", assert(sock:receive(8)))
+		len = from_be(assert(sock:receive(8)))
 	end
 	local mask
-	if b2 & 0x80 ~= 0 then
+	if b2 >= 128 then
 		mask = assert(sock:receive(4))
 	end
 	local payload = ""
@@ -292,7 +336,7 @@ function M.read_frame(sock)
 	if mask then
 		payload = xor_mask(payload, mask)
 	end
-	return { fin = b1 & 0x80 ~= 0, rsv = b1 & 0x70, opcode = b1 & 0x0F, masked = mask ~= nil, payload = payload }
+	return { fin = b1 >= 128, rsv = math.floor(b1 / 16) % 8 * 16, opcode = b1 % 16, masked = mask ~= nil, payload = payload }
 end
 
 -- Reads frames until a close frame; returns its code (or nil for an empty body), its
@@ -306,7 +350,7 @@ function M.read_close(sock)
 		end
 		if f.opcode == M.OP.CLOSE then
 			if #f.payload >= 2 then
-				return string.unpack(">I2", f.payload), f.payload:sub(3), before, f
+				return from_be(f.payload:sub(1, 2)), f.payload:sub(3), before, f
 			end
 			return false, "", before, f
 		end
@@ -315,7 +359,7 @@ function M.read_close(sock)
 end
 
 function M.close_payload(code, reason)
-	return string.pack(">I2", code) .. (reason or "")
+	return be(code, 2) .. (reason or "")
 end
 
 -- Whether the server has closed the TCP connection (reads until EOF, bounded).

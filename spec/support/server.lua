@@ -21,7 +21,7 @@ for _, a in ipairs(arg) do
 		options.tls = options.tls or {}
 		options.tls[k:sub(5)] = v
 	else
-		options[k] = math.tointeger(tonumber(v)) or tonumber(v) or (v == "true" and true) or (v ~= "false" and v) or false
+		options[k] = tonumber(v) or (v == "true" and true) or (v ~= "false" and v) or false
 	end
 end
 
