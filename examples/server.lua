@@ -1,4 +1,5 @@
--- Example server: an echo handler at /echo and a chat room at /chat.
+-- Example server: an echo handler at /echo, a chat room at /chat, and the chat page
+-- (examples/public/index.html) for a browser at http://127.0.0.1:PORT/.
 --
 --   lua5.4 examples/server.lua [PORT]     (PORT defaults to 8080; 0 picks a free one)
 --
@@ -16,7 +17,7 @@ if port == nil then
 	os.exit(2)
 end
 
-local server = ws.server({ host = "127.0.0.1", port = port, handler_base = "handlers" })
+local server = ws.server({ host = "127.0.0.1", port = port, handler_base = "handlers", static = here .. "/public" })
 print(("listening on ws://%s:%d"):format(server.host, server.port))
 io.stdout:flush()
 server:run() -- until Ctrl-C / SIGTERM: every open connection then gets close 1001

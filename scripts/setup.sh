@@ -56,8 +56,12 @@ if [ "$WHAT" = test ]; then
     fi
     build/venv/bin/pip install -q --disable-pip-version-check "websockets>=13" >&2
   fi
-  # The other independent peer: Node's ws.
-  if [ ! -d build/node/node_modules/ws ]; then
-    npm install --silent --no-audit --no-fund --prefix build/node ws@8 >&2
+  # The other independent peers: Node's ws, and Chromium driven by playwright-core.
+  if [ ! -d build/node/node_modules/ws ] || [ ! -d build/node/node_modules/playwright-core ]; then
+    npm install --silent --no-audit --no-fund --prefix build/node ws@8 playwright-core@1 >&2
+  fi
+  # The browser spec is skipped, saying why, where Chromium cannot be installed.
+  if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq chromium >&2 || echo "setup.sh: could not install chromium: the browser spec will be skipped" >&2
   fi
 fi

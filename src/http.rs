@@ -91,6 +91,16 @@ impl Response {
         r
     }
 
+    /// A complete answer with a body of the given type.
+    pub fn content(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        let mut r = Response::new();
+        r.status = status;
+        r.content_type = Some(content_type.to_owned());
+        r.body = body;
+        r.sent = true;
+        r
+    }
+
     fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
         if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic() || b == b':') {
             return Err(format!("set_hdr_field: invalid header name '{name}'"));

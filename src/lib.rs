@@ -9,6 +9,7 @@
 //! - `http`: the `request` / `response` objects of the handshake
 //! - `connection`: the `ws_connection` object and its outbound queue
 //! - `session`: the frame loop of an open connection, shared by server and client
+//! - `static_files`: plain GET requests answered from a directory (the `static` option)
 //! - `stats`: server counters (`server:stats()`) and the logger
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
 //! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
@@ -31,6 +32,7 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod static_files;
 pub mod stats;
 
 use mlua::{Function, Lua, Table, Value};

@@ -10,6 +10,7 @@ use crate::connection::{Connection, ConnectionInfo, LuaConnection, WriteSide};
 use crate::handshake::{parse_request, HeadError, RequestHead};
 use crate::http::{header_table, Request, Response};
 use crate::routing;
+use crate::static_files;
 use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::stats::{bump, Level, Logger, Stats};
@@ -67,6 +68,9 @@ pub struct Options {
     idle_timeout: Option<Duration>,
     /// Origins allowed to connect (browsers' `Origin` header); others get 403. Default: any.
     origins: Option<Vec<String>>,
+    /// Directory whose files answer plain GET requests (`/` is `index.html`). Default none:
+    /// such requests get 426.
+    static_dir: Option<String>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     tls: Option<tokio_native_tls::TlsAcceptor>,
     logger: Rc<Logger>,
@@ -131,6 +135,7 @@ impl Options {
             pong_timeout: seconds(t, "pong_timeout", 10.0)?,
             idle_timeout: optional(seconds(t, "idle_timeout", 0.0)?),
             origins: t.get("origins")?,
+            static_dir: t.get("static")?,
             tls: t.get::<Option<Table>>("tls")?.map(|tls| tls_acceptor(&tls)).transpose()?,
             logger: Rc::new(Logger::from_options("ws.server", t.get("log")?, t.get("log_level")?)?),
         })
@@ -400,6 +405,11 @@ async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S,
         Ok(Ok(head)) => head,
     };
     if !head.is_websocket_upgrade() {
+        if let Some(dir) = &opts.static_dir {
+            let response = static_files::respond(dir, &head.method, &head.uri);
+            server.log(Level::Info, format_args!("{peer}: {} {} -> {}", head.method, head.uri, response.status));
+            return answer(&mut stream, &response).await;
+        }
         server.reject(peer, "426", "not an Upgrade: websocket request");
         let response = Response::error(426, "This endpoint speaks WebSocket only: send a GET with Upgrade: websocket");
         return answer(&mut stream, &response).await;
