@@ -41,6 +41,22 @@ describe("require('service_utils.WS.web_socket')", function()
 		assert.has_error(function() ws.server({ handler_base = "../etc" }) end)
 	end)
 
+	it("names the option and the value it refuses", function()
+		local cases = {
+			{ { port = "x" }, "ws.server: port must be a whole number from 0 to 65535, got 'x'" },
+			{ { port = 70000 }, "ws.server: port must be a whole number from 0 to 65535, got 70000" },
+			{ { send_timeout = -1 }, "ws.server: send_timeout must be a number of seconds >= 0, got -1" },
+			{ { origins = "x" }, "ws.server: origins must be a list of strings, got 'x'" },
+			{ { log_level = "loud" }, "ws.server: log_level must be error, warn, info or debug, got 'loud'" },
+			{ { tls = { cert = "/nonexistent.pem", key = "/nonexistent.pem" } }, "ws.server: cannot read tls.cert '/nonexistent.pem'" },
+		}
+		for _, c in ipairs(cases) do
+			local ok, err = pcall(ws.server, c[1])
+			assert.is_false(ok)
+			assert.matches(c[2], tostring(err), 1, true)
+		end
+	end)
+
 	it("sleeps from the main chunk", function()
 		local socket = require("socket")
 		local t0 = socket.gettime()

@@ -15,7 +15,7 @@ use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::stats::{bump, Level, Logger, Stats};
 use bytes::{Buf, BytesMut};
-use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
+use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -100,44 +100,103 @@ fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
     Ok(acceptor.into())
 }
 
-fn seconds(t: &Table, key: &str, default: f64) -> mlua::Result<Duration> {
-    let s: Option<f64> = t.get(key)?;
-    let s = s.unwrap_or(default);
-    if !(s.is_finite() && s >= 0.0) {
-        return Err(mlua::Error::runtime(format!("ws.server: {key} must be a number of seconds >= 0, got {s}")));
+/// What a rejected option value was, for the error message: numbers and strings by value.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.to_string_lossy()),
+        other => other.type_name().to_owned(),
     }
-    Ok(Duration::from_secs_f64(s))
+}
+
+fn bad_option(key: &str, want: &str, got: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!("ws.server: {key} must be {want}, got {}", describe(got)))
+}
+
+/// A whole-number option in `min..=max`.
+fn count(t: &Table, key: &str, min: u64, max: u64, default: u64) -> mlua::Result<u64> {
+    let v: Value = t.get(key)?;
+    let n = match &v {
+        Value::Nil => return Ok(default),
+        Value::Integer(i) => *i as f64,
+        Value::Number(n) => *n,
+        _ => f64::NAN,
+    };
+    if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 {
+        Ok(n as u64)
+    } else {
+        Err(bad_option(key, &format!("a whole number from {min} to {max}"), &v))
+    }
+}
+
+/// A number of seconds >= 0.
+fn seconds(t: &Table, key: &str, default: f64) -> mlua::Result<Duration> {
+    let v: Value = t.get(key)?;
+    let s = match &v {
+        Value::Nil => default,
+        Value::Integer(i) => *i as f64,
+        Value::Number(n) => *n,
+        _ => f64::NAN,
+    };
+    Duration::try_from_secs_f64(s).map_err(|_| bad_option(key, "a number of seconds >= 0", &v))
+}
+
+/// A string option.
+fn text(t: &Table, key: &str) -> mlua::Result<Option<String>> {
+    match t.get::<Value>(key)? {
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s.to_str()?.to_owned())),
+        other => Err(bad_option(key, "a string", &other)),
+    }
+}
+
+/// A list of strings.
+fn strings(t: &Table, key: &str) -> mlua::Result<Option<Vec<String>>> {
+    match t.get::<Value>(key)? {
+        Value::Nil => Ok(None),
+        Value::Table(list) => list
+            .sequence_values::<Value>()
+            .map(|v| match v? {
+                Value::String(s) => Ok(s.to_str()?.to_owned()),
+                other => Err(bad_option(key, "a list of strings", &other)),
+            })
+            .collect::<mlua::Result<Vec<_>>>()
+            .map(Some),
+        other => Err(bad_option(key, "a list of strings", &other)),
+    }
 }
 
 impl Options {
     fn from_lua(t: &Table) -> mlua::Result<Self> {
-        let handler_base: String = t.get::<Option<String>>("handler_base")?.unwrap_or_default();
+        let handler_base = text(t, "handler_base")?.unwrap_or_default();
         routing::check_base(&handler_base).map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
-        let default_limits = Limits::default();
-        let max_message_size = t.get::<Option<usize>>("max_message_size")?.unwrap_or(default_limits.max_message_size);
+        let max_message_size = count(t, "max_message_size", 1, 1 << 40, Limits::default().max_message_size as u64)? as usize;
+        let tls = match t.get::<Value>("tls")? {
+            Value::Nil => None,
+            Value::Table(tls) => Some(tls_acceptor(&tls)?),
+            other => return Err(bad_option("tls", "a table {cert =, key = [, chain =]}", &other)),
+        };
         Ok(Options {
-            host: t.get::<Option<String>>("host")?.unwrap_or_else(|| "127.0.0.1".into()),
-            port: t.get::<Option<u16>>("port")?.unwrap_or(0),
+            host: text(t, "host")?.unwrap_or_else(|| "127.0.0.1".into()),
+            port: count(t, "port", 0, 65535, 0)? as u16,
             handler_base,
-            limits: Limits {
-                max_message_size,
-                max_frame_size: t.get::<Option<usize>>("max_frame_size")?.unwrap_or(max_message_size),
-            },
-            max_header_bytes: t.get::<Option<usize>>("max_header_bytes")?.unwrap_or(8192),
-            max_headers: t.get::<Option<usize>>("max_headers")?.unwrap_or(64),
+            limits: Limits { max_message_size, max_frame_size: count(t, "max_frame_size", 1, 1 << 40, max_message_size as u64)? as usize },
+            max_header_bytes: count(t, "max_header_bytes", 256, 1 << 20, 8192)? as usize,
+            max_headers: count(t, "max_headers", 1, 1024, 64)? as usize,
             handshake_timeout: seconds(t, "handshake_timeout", 10.0)?,
             close_timeout: seconds(t, "close_timeout", 5.0)?,
             shutdown_timeout: Cell::new(seconds(t, "shutdown_timeout", 5.0)?),
-            send_buffer: t.get::<Option<usize>>("send_buffer")?.unwrap_or(1 << 20),
+            send_buffer: count(t, "send_buffer", 1, 1 << 40, 1 << 20)? as usize,
             send_timeout: seconds(t, "send_timeout", 30.0)?,
-            max_connections: t.get::<Option<u64>>("max_connections")?.unwrap_or(10_000),
+            max_connections: count(t, "max_connections", 1, 1 << 32, 10_000)?,
             ping_interval: optional(seconds(t, "ping_interval", 30.0)?),
             pong_timeout: seconds(t, "pong_timeout", 10.0)?,
             idle_timeout: optional(seconds(t, "idle_timeout", 0.0)?),
-            origins: t.get("origins")?,
-            static_dir: t.get("static")?,
-            tls: t.get::<Option<Table>>("tls")?.map(|tls| tls_acceptor(&tls)).transpose()?,
-            logger: Rc::new(Logger::from_options("ws.server", t.get("log")?, t.get("log_level")?)?),
+            origins: strings(t, "origins")?,
+            static_dir: text(t, "static")?,
+            tls,
+            logger: Rc::new(Logger::from_options("ws.server", t.get("log")?, text(t, "log_level")?)?),
         })
     }
 }
