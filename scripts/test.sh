@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust unit tests, then the busted specs against the module built
 # for Lua 5.4, 5.3, 5.1 and LuaJIT (each spec run loads that build into that Lua and talks
-# to it over 127.0.0.1). Ends with one line "N passed, N failed"; exits non-zero on any failure.
+# to it over 127.0.0.1). Ends with one line "N passed, N failed, N skipped" (skipped: busted's
+# pending specs, each saying why); exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test || exit 1
@@ -9,6 +10,7 @@ mkdir -p spec/artifacts
 
 passed=0
 failed=0
+skipped=0
 status=0
 
 echo "== cargo test (codec, handshake, routing, http)"
@@ -29,10 +31,10 @@ for lua in lua5.4 lua5.3 lua5.1 luajit; do
     failed=$((failed + 1)); status=1
     continue
   fi
-  read -r s f e < <(echo "$line" | sed -E 's#^([0-9]+) successes? / ([0-9]+) failures? / ([0-9]+) errors?.*#\1 \2 \3#')
-  passed=$((passed + s)); failed=$((failed + f + e))
+  read -r s f e p < <(echo "$line" | sed -E 's#^([0-9]+) successes? / ([0-9]+) failures? / ([0-9]+) errors? / ([0-9]+) pending.*#\1 \2 \3 \4#')
+  passed=$((passed + s)); failed=$((failed + f + e)); skipped=$((skipped + p))
 done
 
 [ "$failed" = 0 ] || status=1
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 exit $status
