@@ -11,17 +11,8 @@ elseif not io.open("build/node/node_modules/playwright-core/package.json") then
 end
 
 local function drive(url, shots, insecure)
-	local p = assert(io.popen(("NODE_PATH=build/node/node_modules timeout 90 node spec/support/browser_chat.js %s %s %s 2>&1"):format(
-		url, shots, insecure and "ignore-certificate-errors" or "")))
-	local lines = {}
-	for line in p:lines() do
-		lines[#lines + 1] = line
-	end
-	p:close()
-	assert.is_true(#lines >= 4, table.concat(lines, "\n"))
-	for _, line in ipairs(lines) do
-		assert.matches("^ok ", line)
-	end
+	helper.all_ok(helper.lines_of(("NODE_PATH=build/node/node_modules timeout 90 node spec/support/browser_chat.js %s %s %s"):format(
+		url, shots, insecure and "ignore-certificate-errors" or "")), 4)
 end
 
 describe("the chat example in headless Chromium", function()

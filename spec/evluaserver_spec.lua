@@ -22,11 +22,7 @@ describe("under evluaserver, the server side (REST controller, ws.accept, ws.han
 	teardown(function() server.stop(); helper.stop_all() end)
 
 	it("serves a browser-like client (Python websockets): text, binary, fragments, empty messages, pings", function()
-		local lines = helper.python("echo", server.port)
-		assert.is_true(#lines >= 17, table.concat(lines, "\n"))
-		for _, line in ipairs(lines) do
-			assert.matches("^ok ", line)
-		end
+		helper.all_ok(helper.python("echo", server.port), 17)
 	end)
 
 	it("answers with the original rejections", function()
@@ -118,17 +114,8 @@ describe("under evluaserver, the client side (ws.connect through platform.*, ws_
 	it("connects, exchanges, pings, pools, closes and hands messages to a msg_handler", function()
 		local target = helper.start_server()
 		local bad = helper.start_python("bad", "no-accept")
-		local run = assert(io.popen(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client ws://127.0.0.1:%d ws://127.0.0.1:%d/x 2>&1'):format(
-			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)))
-		local lines = {}
-		for line in run:lines() do
-			lines[#lines + 1] = line
-		end
-		run:close()
-		assert.is_true(#lines >= 16, table.concat(lines, "\n"))
-		for _, line in ipairs(lines) do
-			assert.matches("^ok ", line)
-		end
+		helper.all_ok(helper.lines_of(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client ws://127.0.0.1:%d ws://127.0.0.1:%d/x'):format(
+			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 16)
 		target.stop()
 		bad.stop()
 	end)

@@ -5,13 +5,6 @@ local socket = require("socket")
 local ws = require("service_utils.WS.web_socket")
 local OP = helper.OP
 
-local function all_ok(lines, expected)
-	assert.is_true(#lines >= expected, table.concat(lines, "\n"))
-	for _, line in ipairs(lines) do
-		assert.matches("^ok ", line)
-	end
-end
-
 describe("wss server", function()
 	local server, cert
 	setup(function()
@@ -29,7 +22,7 @@ describe("wss server", function()
 	end)
 
 	it("serves Python's websockets over TLS", function()
-		all_ok(helper.python("tls", server.port, cert), 1)
+		helper.all_ok(helper.python("tls", server.port, cert), 1)
 	end)
 
 	it("logs a failed TLS handshake and keeps serving the others", function()
@@ -172,7 +165,7 @@ describe("liveness", function()
 
 	it("keeps a quiet peer that answers pings", function()
 		local server = helper.start_server({ ping_interval = 0.2, pong_timeout = 0.5 })
-		all_ok(helper.python("idle", server.port, 1.5), 1)
+		helper.all_ok(helper.python("idle", server.port, 1.5), 1)
 		server.stop()
 	end)
 

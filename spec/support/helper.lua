@@ -368,19 +368,32 @@ function M.closed_by_peer(sock)
 	return err == nil or err == "closed"
 end
 
--- Runs spec/support/py_client.py with arguments; returns its stdout lines.
-function M.python(...)
-	local args = { ... }
-	for i, a in ipairs(args) do
-		args[i] = "'" .. tostring(a) .. "'"
-	end
-	local p = assert(io.popen(("timeout 60 %s spec/support/py_client.py %s 2>&1"):format(M.PYTHON, table.concat(args, " "))))
+-- Runs a shell command (bounded by the caller's `timeout`); returns its output lines.
+function M.lines_of(command)
+	local p = assert(io.popen(command .. " 2>&1"))
 	local lines = {}
 	for line in p:lines() do
 		lines[#lines + 1] = line
 	end
 	p:close()
 	return lines
+end
+
+-- Asserts that a peer script printed at least `expected` lines, all of them "ok ...".
+function M.all_ok(lines, expected)
+	assert(#lines >= expected, "expected " .. expected .. " results, got:\n" .. table.concat(lines, "\n"))
+	for _, line in ipairs(lines) do
+		assert(line:match("^ok "), "a check failed:\n" .. table.concat(lines, "\n"))
+	end
+end
+
+-- Runs spec/support/py_client.py with arguments; returns its stdout lines.
+function M.python(...)
+	local args = { ... }
+	for i, a in ipairs(args) do
+		args[i] = "'" .. tostring(a) .. "'"
+	end
+	return M.lines_of(("timeout 60 %s spec/support/py_client.py %s"):format(M.PYTHON, table.concat(args, " ")))
 end
 
 return M
