@@ -205,6 +205,9 @@ pub async fn run<R: AsyncRead + Unpin>(
     let mut close_deadline: Option<Instant> = None;
     let mut read_sizer = ReadSizer::new();
     let mut liveness = Liveness { ping_sent: None, last_ping: Instant::now() };
+    // One timer for the close deadline and the keepalive / idle timers, kept across reads.
+    let mut alarm = Box::pin(sleep_until(Instant::now()));
+    let mut alarm_at: Option<Instant> = None;
     let ending = loop {
         match decoder.decode(&mut rbuf) {
             Ok(Some(event)) => {
@@ -229,7 +232,19 @@ pub async fn run<R: AsyncRead + Unpin>(
         if conn.state() != State::Open && close_deadline.is_none() {
             close_deadline = Some(Instant::now() + cfg.close_timeout);
         }
-        let timer = liveness.deadline(cfg, &conn);
+        let liveness_due = if conn.state() == State::Open { liveness.deadline(cfg, &conn) } else { None };
+        let next = match (close_deadline, liveness_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = next {
+            // Only an earlier deadline re-arms: a later one lets the alarm ring early and
+            // be re-armed then, so busy connections do not churn the timer wheel.
+            if alarm_at.is_none_or(|armed| t < armed) {
+                alarm.as_mut().reset(t);
+                alarm_at = Some(t);
+            }
+        }
         let offered = read_sizer.prepare(&mut rbuf, decoder.bytes_wanted());
         let stopping = async {
             match stop.as_mut() {
@@ -248,11 +263,15 @@ pub async fn run<R: AsyncRead + Unpin>(
             // A close queued by someone else (a send timeout in another handler): go
             // round again to start the close deadline.
             _ = conn.closing(), if conn.state() == State::Open => {}
-            _ = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
-                break Ending::abnormal("no close frame in answer to ours");
-            }
-            _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() && conn.state() == State::Open => {
+            _ = &mut alarm, if alarm_at.is_some() => {
+                alarm_at = None;
                 let now = Instant::now();
+                if close_deadline.is_some_and(|d| d <= now) {
+                    break Ending::abnormal("no close frame in answer to ours");
+                }
+                if conn.state() != State::Open {
+                    continue;
+                }
                 let idle = cfg.idle_timeout.is_some_and(|d| Instant::from_std(conn.last_data()) + d <= now);
                 let silent = liveness.ping_sent.is_some_and(|sent| sent + cfg.pong_timeout <= now);
                 if idle || silent {
@@ -266,7 +285,7 @@ pub async fn run<R: AsyncRead + Unpin>(
                         }
                     }
                     conn.queue_close(Some((code, reason)));
-                } else if liveness.ping_sent.is_none() && cfg.ping_interval.is_some() {
+                } else if liveness.ping_sent.is_none() && cfg.ping_interval.is_some_and(|every| liveness.last_ping + every <= now) {
                     conn.queue_ping(b"keepalive");
                     liveness.ping_sent = Some(now);
                     liveness.last_ping = now;
