@@ -10,11 +10,11 @@ use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHe
 use crate::http::header_table;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::stats::{Level, Logger};
-use std::rc::Rc;
 use base64::Engine;
 use bytes::{Buf, BytesMut};
 use mlua::{AnyUserData, Function, Lua, Table, Value};
 use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,11 +31,17 @@ pub struct Url {
 
 /// Parses a WebSocket URL: default ports 80/443, target `/` when there is no path.
 pub fn parse_url(url: &str) -> Result<Url, String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("connect: url '{url}' has no scheme (ws://, wss://, http://, https://)"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("connect: url '{url}' has no scheme (ws://, wss://, http://, https://)")
+    })?;
     let secure = match scheme.to_ascii_lowercase().as_str() {
         "ws" | "http" => false,
         "wss" | "https" => true,
-        other => return Err(format!("connect: url scheme '{other}' is not ws, wss, http or https")),
+        other => {
+            return Err(format!(
+                "connect: url scheme '{other}' is not ws, wss, http or https"
+            ))
+        }
     };
     let (authority, target) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
@@ -46,22 +52,35 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let default_port = if secure { 443 } else { 80 };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("connect: url '{url}' has an unclosed IPv6 address"))?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("connect: url '{url}' has an unclosed IPv6 address"))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("connect: url '{url}' has an invalid port"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("connect: url '{url}' has an invalid port"))?,
             None => default_port,
         };
         (h.to_owned(), port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| format!("connect: url '{url}' has an invalid port '{p}'"))?),
+            Some((h, p)) => (
+                h.to_owned(),
+                p.parse()
+                    .map_err(|_| format!("connect: url '{url}' has an invalid port '{p}'"))?,
+            ),
             None => (authority.to_owned(), default_port),
         }
     };
     if host.is_empty() {
         return Err(format!("connect: url '{url}' has no host"));
     }
-    Ok(Url { secure, host, port, target })
+    Ok(Url {
+        secure,
+        host,
+        port,
+        target,
+    })
 }
 
 /// The inputs of `ws.connect`, checked.
@@ -90,10 +109,15 @@ fn input(t: &Table, key: &str, want: &str, required: bool) -> mlua::Result<Value
     let v: Value = t.get(key)?;
     match (&v, required) {
         (Value::Nil, false) => Ok(v),
-        (Value::Nil, true) => Err(mlua::Error::runtime(format!("connect: inputs.{key} is required ({want})"))),
+        (Value::Nil, true) => Err(mlua::Error::runtime(format!(
+            "connect: inputs.{key} is required ({want})"
+        ))),
         (Value::Integer(_) | Value::Number(_), _) if want == "number" => Ok(v),
         (v2, _) if lua_type(v2) == want => Ok(v),
-        (v2, _) => Err(mlua::Error::runtime(format!("connect: inputs.{key} must be a {want}, got {}", lua_type(v2)))),
+        (v2, _) => Err(mlua::Error::runtime(format!(
+            "connect: inputs.{key} must be a {want}, got {}",
+            lua_type(v2)
+        ))),
     }
 }
 
@@ -102,19 +126,30 @@ fn header_text(what: &str, v: Value) -> mlua::Result<String> {
         Value::String(s) => s.to_str()?.to_owned(),
         Value::Integer(i) => i.to_string(),
         Value::Number(n) => n.to_string(),
-        other => return Err(mlua::Error::runtime(format!("connect: {what} must be a string, got {}", lua_type(&other)))),
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "connect: {what} must be a string, got {}",
+                lua_type(&other)
+            )))
+        }
     };
     if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(mlua::Error::runtime(format!("connect: {what} must not contain CR, LF or NUL")));
+        return Err(mlua::Error::runtime(format!(
+            "connect: {what} must not contain CR, LF or NUL"
+        )));
     }
     Ok(s)
 }
 
 impl Inputs {
     fn from_lua(t: &Table) -> mlua::Result<Inputs> {
-        let Value::String(url) = input(t, "url", "string", true)? else { unreachable!() };
+        let Value::String(url) = input(t, "url", "string", true)? else {
+            unreachable!()
+        };
         let url = parse_url(&url.to_str()?).map_err(mlua::Error::runtime)?;
-        let Value::Table(hdrs) = input(t, "hdrs", "table", true)? else { unreachable!() };
+        let Value::Table(hdrs) = input(t, "hdrs", "table", true)? else {
+            unreachable!()
+        };
         input(t, "external", "boolean", true)?;
         let msg_handler = match input(t, "msg_handler", "string", false)? {
             Value::String(s) => Some(s.to_str()?.to_owned()),
@@ -125,25 +160,43 @@ impl Inputs {
             Value::Nil => 40.0,
             v => number(&v),
         };
-        let timeout = Duration::try_from_secs_f64(timeout).map_err(|_| mlua::Error::runtime(format!("connect: inputs.timeout must be >= 0, got {timeout}")))?;
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(|_| {
+            mlua::Error::runtime(format!(
+                "connect: inputs.timeout must be >= 0, got {timeout}"
+            ))
+        })?;
         let mut headers = Vec::new();
         for pair in hdrs.pairs::<Value, Value>() {
             let (k, v) = pair?;
             let name = header_text("a header name in inputs.hdrs", k)?;
             if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic() || b == b':') {
-                return Err(mlua::Error::runtime(format!("connect: '{name}' in inputs.hdrs is not a header name")));
+                return Err(mlua::Error::runtime(format!(
+                    "connect: '{name}' in inputs.hdrs is not a header name"
+                )));
             }
-            let managed = ["Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version"];
+            let managed = [
+                "Upgrade",
+                "Connection",
+                "Sec-WebSocket-Key",
+                "Sec-WebSocket-Version",
+            ];
             if !managed.iter().any(|m| m.eq_ignore_ascii_case(&name)) {
-                headers.push((name.clone(), header_text(&format!("inputs.hdrs['{name}']"), v)?));
+                headers.push((
+                    name.clone(),
+                    header_text(&format!("inputs.hdrs['{name}']"), v)?,
+                ));
             }
         }
         if let Value::Table(c) = input(t, "credentials", "table", false)? {
             let user: Option<String> = c.get("username")?;
             let pass: Option<String> = c.get("password")?;
             if let (Some(u), Some(p)) = (user, pass) {
-                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Authorization")) {
-                    let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                if !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("Authorization"))
+                {
+                    let token =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
                     headers.push(("Authorization".into(), format!("Basic {token}")));
                 }
             }
@@ -158,13 +211,19 @@ impl Inputs {
             v => number(&v) as usize,
         };
         Ok(Inputs {
-            url: Url { secure: url.secure || secure, ..url },
+            url: Url {
+                secure: url.secure || secure,
+                ..url
+            },
             headers,
             msg_handler,
             timeout,
             ca_file,
             verify,
-            limits: Limits { max_message_size, max_frame_size: max_message_size },
+            limits: Limits {
+                max_message_size,
+                max_frame_size: max_message_size,
+            },
         })
     }
 }
@@ -181,20 +240,42 @@ fn number(v: &Value) -> f64 {
 /// Loads the `msg_handler` module as a handler class.
 fn load_handler(lua: &Lua, name: &str) -> Result<Handler, String> {
     let require: Function = lua.globals().get("require").map_err(|e| e.to_string())?;
-    let class: Value = require.call(name).map_err(|e| format!("connect: msg_handler module '{name}' failed to load: {e}"))?;
+    let class: Value = require
+        .call(name)
+        .map_err(|e| format!("connect: msg_handler module '{name}' failed to load: {e}"))?;
     let Value::Table(class) = class else {
-        return Err(format!("connect: msg_handler module '{name}' is not a table"));
+        return Err(format!(
+            "connect: msg_handler module '{name}' is not a table"
+        ));
     };
     Handler::from_table(name.to_owned(), &class).map_err(|e| format!("connect: {e}"))
 }
 
 /// Sends the Upgrade request and reads the answer; returns it with the bytes read past it.
-async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, url: &Url, key: &str, headers: &[(String, String)]) -> Result<(ResponseHead, BytesMut), String> {
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    url: &Url,
+    key: &str,
+    headers: &[(String, String)],
+) -> Result<(ResponseHead, BytesMut), String> {
     let default_port = if url.secure { 443 } else { 80 };
-    let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
-    let host_header = if url.port == default_port { host } else { format!("{host}:{}", url.port) };
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let host_header = if url.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", url.port)
+    };
     let request = handshake::client_request(&url.target, &host_header, key, headers);
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("connect: sending the handshake to {}:{} failed: {e}", url.host, url.port))?;
+    stream.write_all(request.as_bytes()).await.map_err(|e| {
+        format!(
+            "connect: sending the handshake to {}:{} failed: {e}",
+            url.host, url.port
+        )
+    })?;
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         match parse_response(&buf, 64, 16 << 10) {
@@ -203,13 +284,27 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, url: &Url,
                 return Ok((head, buf));
             }
             Ok(None) => {}
-            Err(HeadError::TooLarge) => return Err("connect: handshake response head is too large".into()),
-            Err(HeadError::Malformed(e)) => return Err(format!("connect: handshake response is not HTTP: {e}")),
+            Err(HeadError::TooLarge) => {
+                return Err("connect: handshake response head is too large".into())
+            }
+            Err(HeadError::Malformed(e)) => {
+                return Err(format!("connect: handshake response is not HTTP: {e}"))
+            }
         }
         buf.reserve(1024);
         match stream.read_buf(&mut buf).await {
-            Ok(0) => return Err(format!("connect: {}:{} closed the connection during the handshake", url.host, url.port)),
-            Err(e) => return Err(format!("connect: reading the handshake response from {}:{} failed: {e}", url.host, url.port)),
+            Ok(0) => {
+                return Err(format!(
+                    "connect: {}:{} closed the connection during the handshake",
+                    url.host, url.port
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "connect: reading the handshake response from {}:{} failed: {e}",
+                    url.host, url.port
+                ))
+            }
             Ok(_) => {}
         }
     }
@@ -217,7 +312,8 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, url: &Url,
 
 /// Why a handshake produced no connection: the two-value answer for Lua.
 fn refusal(head: &ResponseHead) -> String {
-    header_value(&head.headers, "X-msg").unwrap_or_else(|| format!("connect: server answered {} {}", head.status, head.reason))
+    header_value(&head.headers, "X-msg")
+        .unwrap_or_else(|| format!("connect: server answered {} {}", head.status, head.reason))
 }
 
 async fn tcp_connect(url: &Url) -> Result<TcpStream, String> {
@@ -241,14 +337,21 @@ async fn tcp_connect(url: &Url) -> Result<TcpStream, String> {
 fn tls_connector(inputs: &Inputs) -> Result<tokio_native_tls::TlsConnector, String> {
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(path) = &inputs.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("connect: cannot read ca_file '{path}': {e}"))?;
-        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| format!("connect: ca_file '{path}' is not a PEM certificate: {e}"))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("connect: cannot read ca_file '{path}': {e}"))?;
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("connect: ca_file '{path}' is not a PEM certificate: {e}"))?;
         builder.add_root_certificate(cert);
     }
     if !inputs.verify {
-        builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        builder
+            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
     }
-    builder.build().map(Into::into).map_err(|e| format!("connect: cannot set up TLS: {e}"))
+    builder
+        .build()
+        .map(Into::into)
+        .map_err(|e| format!("connect: cannot set up TLS: {e}"))
 }
 
 thread_local! {
@@ -258,16 +361,30 @@ thread_local! {
 
 /// The whole of `ws.connect` after its inputs were checked: network, handshake, and the
 /// frame loop started. `Err` is the message returned to Lua with `nil`.
-async fn open(lua: &Lua, inputs: Inputs, handler: Option<Handler>) -> Result<(AnyUserData, u16, Table), String> {
+async fn open(
+    lua: &Lua,
+    inputs: Inputs,
+    handler: Option<Handler>,
+) -> Result<(AnyUserData, u16, Table), String> {
     let url = &inputs.url;
     let tcp = tcp_connect(url).await?;
     let peer = tcp.peer_addr().map_err(|e| format!("connect: {e}"))?;
     let mut random = [0u8; 16];
     fill_random(&mut random);
     let key = handshake::client_key(random);
-    let (reader, writer, head, rest): (Box<dyn AsyncRead + Unpin>, WriteSide, ResponseHead, BytesMut) = if url.secure {
+    let (reader, writer, head, rest): (
+        Box<dyn AsyncRead + Unpin>,
+        WriteSide,
+        ResponseHead,
+        BytesMut,
+    ) = if url.secure {
         let connector = tls_connector(&inputs)?;
-        let mut tls = connector.connect(&url.host, tcp).await.map_err(|e| format!("connect: TLS handshake with {}:{} failed: {e}", url.host, url.port))?;
+        let mut tls = connector.connect(&url.host, tcp).await.map_err(|e| {
+            format!(
+                "connect: TLS handshake with {}:{} failed: {e}",
+                url.host, url.port
+            )
+        })?;
         let (head, rest) = handshake(&mut tls, url, &key, &inputs.headers).await?;
         let (r, w) = tokio::io::split(tls);
         (Box::new(r), WriteSide::Tls(w), head, rest)
@@ -303,7 +420,9 @@ async fn open(lua: &Lua, inputs: Inputs, handler: Option<Handler>) -> Result<(An
         stats: None,
     };
     let conn = Connection::new(info, None);
-    let ud = lua.create_userdata(LuaConnection(Rc::clone(&conn))).map_err(|e| e.to_string())?;
+    let ud = lua
+        .create_userdata(LuaConnection(Rc::clone(&conn)))
+        .map_err(|e| e.to_string())?;
     let headers = header_table(lua, &head.headers).map_err(|e| e.to_string())?;
     let cfg = LoopConfig {
         role: Role::Client,
@@ -318,8 +437,11 @@ async fn open(lua: &Lua, inputs: Inputs, handler: Option<Handler>) -> Result<(An
     let delivery = handler.map_or(Delivery::Inbox, Delivery::Handler);
     let (lua2, ud2) = (lua.clone(), ud.clone());
     crate::runtime::spawn(async move {
-        if let Err(e) = session::run(&lua2, &cfg, reader, writer, rest, conn, ud2, delivery, None).await {
-            cfg.logger.log(Level::Error, format_args!("client connection #{id}: {e}"));
+        if let Err(e) =
+            session::run(&lua2, &cfg, reader, writer, rest, conn, ud2, delivery, None).await
+        {
+            cfg.logger
+                .log(Level::Error, format_args!("client connection #{id}: {e}"));
         }
     });
     Ok((ud, head.status, headers))
@@ -340,12 +462,19 @@ pub async fn connect(lua: Lua, inputs: Table) -> mlua::Result<(Value, Value, Opt
     let result = crate::runtime::wait("ws.connect", async {
         match tokio::time::timeout(limit, open(&lua, inputs, handler)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("connect: timed out after {} s connecting to {where_to}", limit.as_secs_f64())),
+            Err(_) => Err(format!(
+                "connect: timed out after {} s connecting to {where_to}",
+                limit.as_secs_f64()
+            )),
         }
     })
     .await?;
     Ok(match result {
-        Ok((conn, status, headers)) => (Value::UserData(conn), Value::Integer(status as i64), Some(headers)),
+        Ok((conn, status, headers)) => (
+            Value::UserData(conn),
+            Value::Integer(status as i64),
+            Some(headers),
+        ),
         Err(message) => (Value::Nil, Value::String(lua.create_string(message)?), None),
     })
 }
@@ -356,10 +485,42 @@ mod tests {
 
     #[test]
     fn urls_of_every_scheme_parse_with_default_ports_and_the_query_kept() {
-        assert_eq!(parse_url("ws://h/a?b=1").unwrap(), Url { secure: false, host: "h".into(), port: 80, target: "/a?b=1".into() });
-        assert_eq!(parse_url("wss://h").unwrap(), Url { secure: true, host: "h".into(), port: 443, target: "/".into() });
-        assert_eq!(parse_url("http://h:81?x").unwrap(), Url { secure: false, host: "h".into(), port: 81, target: "/?x".into() });
-        assert_eq!(parse_url("https://[::1]:9/p#frag").unwrap(), Url { secure: true, host: "::1".into(), port: 9, target: "/p".into() });
+        assert_eq!(
+            parse_url("ws://h/a?b=1").unwrap(),
+            Url {
+                secure: false,
+                host: "h".into(),
+                port: 80,
+                target: "/a?b=1".into()
+            }
+        );
+        assert_eq!(
+            parse_url("wss://h").unwrap(),
+            Url {
+                secure: true,
+                host: "h".into(),
+                port: 443,
+                target: "/".into()
+            }
+        );
+        assert_eq!(
+            parse_url("http://h:81?x").unwrap(),
+            Url {
+                secure: false,
+                host: "h".into(),
+                port: 81,
+                target: "/?x".into()
+            }
+        );
+        assert_eq!(
+            parse_url("https://[::1]:9/p#frag").unwrap(),
+            Url {
+                secure: true,
+                host: "::1".into(),
+                port: 9,
+                target: "/p".into()
+            }
+        );
         assert!(parse_url("ftp://h").is_err());
         assert!(parse_url("h:80").is_err());
         assert!(parse_url("ws://h:x").is_err());

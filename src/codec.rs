@@ -65,7 +65,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_message_size: 16 << 20, max_frame_size: 16 << 20 }
+        Limits {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+        }
     }
 }
 
@@ -124,7 +127,10 @@ impl FrameHeader {
         let (b0, b1) = (buf[0], buf[1]);
         let masked = b1 & 0x80 != 0;
         let (payload_len, mut at) = match b1 & 0x7F {
-            126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as u64, 4),
+            126 => (
+                u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as u64,
+                4,
+            ),
             127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
             n => (n as u64, 2),
         };
@@ -151,7 +157,13 @@ pub const MAX_HEADER_LEN: usize = 14;
 
 /// Writes a frame header for a payload of `len` bytes into `out`; returns its length.
 /// The shortest length encoding is always used (§5.2).
-pub fn encode_header(out: &mut [u8; MAX_HEADER_LEN], fin: bool, opcode: u8, len: usize, mask: Option<[u8; 4]>) -> usize {
+pub fn encode_header(
+    out: &mut [u8; MAX_HEADER_LEN],
+    fin: bool,
+    opcode: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> usize {
     out[0] = if fin { 0x80 } else { 0 } | (opcode & 0x0F);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let mut at = match len {
@@ -178,7 +190,13 @@ pub fn encode_header(out: &mut [u8; MAX_HEADER_LEN], fin: bool, opcode: u8, len:
 }
 
 /// Writes one frame into `out`: header, then the payload (masked when `mask` is given).
-pub fn encode_frame(out: &mut BytesMut, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+pub fn encode_frame(
+    out: &mut BytesMut,
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let mut header = [0u8; MAX_HEADER_LEN];
     let header_len = encode_header(&mut header, fin, opcode, payload.len(), mask);
     out.reserve(header_len + payload.len());
@@ -200,7 +218,9 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 
 /// XORs `buf` with the 4-byte `mask` (§5.3), eight bytes at a time.
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let word = u64::from_ne_bytes((&*chunk).try_into().expect("chunk of 8")) ^ wide;
@@ -230,7 +250,12 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(role: Role, limits: Limits) -> Self {
-        Decoder { role, limits, partial: None, wanted: 2 }
+        Decoder {
+            role,
+            limits,
+            partial: None,
+            wanted: 2,
+        }
     }
 
     /// How many bytes the read buffer must hold before [`decode`](Self::decode) can make
@@ -281,45 +306,77 @@ impl Decoder {
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         use close_code::*;
         if h.rsv != 0 {
-            return Err(ProtocolError::new(PROTOCOL_ERROR, "reserved bits set without a negotiated extension"));
+            return Err(ProtocolError::new(
+                PROTOCOL_ERROR,
+                "reserved bits set without a negotiated extension",
+            ));
         }
         match (self.role, h.mask.is_some()) {
-            (Role::Server, false) => return Err(ProtocolError::new(PROTOCOL_ERROR, "client frame is not masked")),
-            (Role::Client, true) => return Err(ProtocolError::new(PROTOCOL_ERROR, "server frame is masked")),
+            (Role::Server, false) => {
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "client frame is not masked",
+                ))
+            }
+            (Role::Client, true) => {
+                return Err(ProtocolError::new(PROTOCOL_ERROR, "server frame is masked"))
+            }
             _ => {}
         }
         match h.opcode {
             opcode::CONTINUATION if self.partial.is_none() => {
-                return Err(ProtocolError::new(PROTOCOL_ERROR, "continuation frame without a message to continue"));
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "continuation frame without a message to continue",
+                ));
             }
             opcode::TEXT | opcode::BINARY if self.partial.is_some() => {
-                return Err(ProtocolError::new(PROTOCOL_ERROR, "new data frame inside a fragmented message"));
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "new data frame inside a fragmented message",
+                ));
             }
             opcode::CONTINUATION | opcode::TEXT | opcode::BINARY => {}
             opcode::CLOSE | opcode::PING | opcode::PONG => {
                 if !h.fin {
-                    return Err(ProtocolError::new(PROTOCOL_ERROR, "fragmented control frame"));
+                    return Err(ProtocolError::new(
+                        PROTOCOL_ERROR,
+                        "fragmented control frame",
+                    ));
                 }
                 if h.payload_len > 125 {
-                    return Err(ProtocolError::new(PROTOCOL_ERROR, "control frame payload longer than 125 bytes"));
+                    return Err(ProtocolError::new(
+                        PROTOCOL_ERROR,
+                        "control frame payload longer than 125 bytes",
+                    ));
                 }
             }
             _ => return Err(ProtocolError::new(PROTOCOL_ERROR, "reserved opcode")),
         }
         if h.payload_len > self.limits.max_frame_size as u64 {
-            return Err(ProtocolError::new(TOO_BIG, "frame larger than the configured maximum"));
+            return Err(ProtocolError::new(
+                TOO_BIG,
+                "frame larger than the configured maximum",
+            ));
         }
         if !opcode::is_control(h.opcode) {
             let so_far = self.partial.as_ref().map_or(0, |p| p.data.len()) as u64;
             if so_far + h.payload_len > self.limits.max_message_size as u64 {
-                return Err(ProtocolError::new(TOO_BIG, "message larger than the configured maximum"));
+                return Err(ProtocolError::new(
+                    TOO_BIG,
+                    "message larger than the configured maximum",
+                ));
             }
         }
         Ok(())
     }
 
     /// Handles one complete, unmasked frame; returns an event when one is complete.
-    fn on_frame(&mut self, h: &FrameHeader, payload: BytesMut) -> Result<Option<Event>, ProtocolError> {
+    fn on_frame(
+        &mut self,
+        h: &FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, ProtocolError> {
         match h.opcode {
             opcode::PING => Ok(Some(Event::Ping(payload.freeze()))),
             opcode::PONG => Ok(Some(Event::Pong(payload.freeze()))),
@@ -333,14 +390,21 @@ impl Decoder {
                 }
             }
             opcode::TEXT | opcode::BINARY => {
-                let mut partial = Partial { opcode: h.opcode, data: payload, utf8_checked: 0 };
+                let mut partial = Partial {
+                    opcode: h.opcode,
+                    data: payload,
+                    utf8_checked: 0,
+                };
                 check_utf8_prefix(&mut partial)?;
                 self.partial = Some(partial);
                 Ok(None)
             }
             _ => {
                 // Continuation: check_header guaranteed a partial message exists.
-                let partial = self.partial.as_mut().expect("continuation has a partial message");
+                let partial = self
+                    .partial
+                    .as_mut()
+                    .expect("continuation has a partial message");
                 partial.data.extend_from_slice(&payload);
                 check_utf8_prefix(partial)?;
                 if !h.fin {
@@ -376,11 +440,16 @@ fn header_len_hint(buf: &[u8]) -> usize {
 }
 
 fn invalid_utf8() -> ProtocolError {
-    ProtocolError::new(close_code::INVALID_PAYLOAD, "text message is not valid UTF-8")
+    ProtocolError::new(
+        close_code::INVALID_PAYLOAD,
+        "text message is not valid UTF-8",
+    )
 }
 
 fn check_utf8_complete(data: &[u8]) -> Result<(), ProtocolError> {
-    std::str::from_utf8(data).map(|_| ()).map_err(|_| invalid_utf8())
+    std::str::from_utf8(data)
+        .map(|_| ())
+        .map_err(|_| invalid_utf8())
 }
 
 /// Validates the unchecked tail of a text message being reassembled. A sequence cut at
@@ -402,14 +471,24 @@ fn check_utf8_prefix(p: &mut Partial) -> Result<(), ProtocolError> {
 fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, ProtocolError> {
     match payload.len() {
         0 => Ok(None),
-        1 => Err(ProtocolError::new(close_code::PROTOCOL_ERROR, "close frame with a 1-byte body")),
+        1 => Err(ProtocolError::new(
+            close_code::PROTOCOL_ERROR,
+            "close frame with a 1-byte body",
+        )),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
             if !close_code::is_sendable(code) {
-                return Err(ProtocolError::new(close_code::PROTOCOL_ERROR, "invalid close code"));
+                return Err(ProtocolError::new(
+                    close_code::PROTOCOL_ERROR,
+                    "invalid close code",
+                ));
             }
-            let reason = std::str::from_utf8(&payload[2..])
-                .map_err(|_| ProtocolError::new(close_code::INVALID_PAYLOAD, "close reason is not valid UTF-8"))?;
+            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| {
+                ProtocolError::new(
+                    close_code::INVALID_PAYLOAD,
+                    "close reason is not valid UTF-8",
+                )
+            })?;
             Ok(Some((code, reason.to_owned())))
         }
     }
@@ -446,8 +525,13 @@ mod tests {
 
     #[test]
     fn rfc_5_7_single_frame_masked_hello() {
-        let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
-        assert_eq!(decode_all(&mut server(), &bytes).unwrap(), vec![Event::Text(Bytes::from_static(b"Hello"))]);
+        let bytes = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            decode_all(&mut server(), &bytes).unwrap(),
+            vec![Event::Text(Bytes::from_static(b"Hello"))]
+        );
         assert_eq!(&client_frame(true, opcode::TEXT, b"Hello")[..], &bytes[..]);
     }
 
@@ -468,8 +552,13 @@ mod tests {
     fn length_encodings_at_every_boundary_round_trip() {
         for len in [0usize, 1, 125, 126, 127, 65535, 65536, 100_000] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let events = decode_all(&mut server(), &client_frame(true, opcode::BINARY, &payload)).unwrap();
-            assert_eq!(events, vec![Event::Binary(Bytes::from(payload))], "len {len}");
+            let events =
+                decode_all(&mut server(), &client_frame(true, opcode::BINARY, &payload)).unwrap();
+            assert_eq!(
+                events,
+                vec![Event::Binary(Bytes::from(payload))],
+                "len {len}"
+            );
         }
     }
 
@@ -482,7 +571,10 @@ mod tests {
             assert_eq!(d.decode(&mut buf).unwrap(), None, "cut {cut}");
             assert!(d.bytes_wanted() > cut);
             buf.extend_from_slice(&bytes[cut..]);
-            assert_eq!(d.decode(&mut buf).unwrap(), Some(Event::Text(Bytes::from("héllo wörld"))));
+            assert_eq!(
+                d.decode(&mut buf).unwrap(),
+                Some(Event::Text(Bytes::from("héllo wörld")))
+            );
             assert!(buf.is_empty());
         }
     }
@@ -493,7 +585,11 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| i as u8 * 7).collect();
             let mut fast = data.clone();
             apply_mask(&mut fast, MASK);
-            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]).collect();
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ MASK[i % 4])
+                .collect();
             assert_eq!(fast, slow);
         }
     }
@@ -505,13 +601,25 @@ mod tests {
         bytes.extend_from_slice(&client_frame(false, opcode::CONTINUATION, b"men"));
         bytes.extend_from_slice(&client_frame(true, opcode::CONTINUATION, b"ted"));
         let events = decode_all(&mut server(), &bytes).unwrap();
-        assert_eq!(events, vec![Event::Ping(Bytes::from_static(b"p")), Event::Text(Bytes::from_static(b"fragmented"))]);
+        assert_eq!(
+            events,
+            vec![
+                Event::Ping(Bytes::from_static(b"p")),
+                Event::Text(Bytes::from_static(b"fragmented"))
+            ]
+        );
     }
 
     #[test]
     fn zero_length_payloads_of_every_kind_are_valid() {
         let mut bytes = BytesMut::new();
-        for op in [opcode::TEXT, opcode::BINARY, opcode::PING, opcode::PONG, opcode::CLOSE] {
+        for op in [
+            opcode::TEXT,
+            opcode::BINARY,
+            opcode::PING,
+            opcode::PONG,
+            opcode::CLOSE,
+        ] {
             bytes.extend_from_slice(&client_frame(true, op, b""));
         }
         bytes.extend_from_slice(&client_frame(false, opcode::TEXT, b""));
@@ -556,7 +664,10 @@ mod tests {
 
     #[test]
     fn continuation_without_start_and_new_message_inside_fragments_are_1002() {
-        assert_eq!(code_of(&client_frame(true, opcode::CONTINUATION, b"x")), 1002);
+        assert_eq!(
+            code_of(&client_frame(true, opcode::CONTINUATION, b"x")),
+            1002
+        );
         let mut bytes = client_frame(false, opcode::TEXT, b"a");
         bytes.extend_from_slice(&client_frame(true, opcode::BINARY, b"b"));
         assert_eq!(code_of(&bytes), 1002);
@@ -564,18 +675,31 @@ mod tests {
 
     #[test]
     fn control_frame_over_125_bytes_or_fragmented_is_1002() {
-        assert_eq!(code_of(&client_frame(true, opcode::PING, &[0u8; 126])), 1002);
+        assert_eq!(
+            code_of(&client_frame(true, opcode::PING, &[0u8; 126])),
+            1002
+        );
         assert_eq!(code_of(&client_frame(false, opcode::PING, b"x")), 1002);
-        assert!(decode_all(&mut server(), &client_frame(true, opcode::PING, &[0u8; 125])).is_ok());
+        assert!(decode_all(
+            &mut server(),
+            &client_frame(true, opcode::PING, &[0u8; 125])
+        )
+        .is_ok());
     }
 
     #[test]
     fn invalid_utf8_is_1007_also_across_fragments_and_fails_at_the_bad_fragment() {
-        assert_eq!(code_of(&client_frame(true, opcode::TEXT, &[0xce, 0xba, 0xff])), 1007);
+        assert_eq!(
+            code_of(&client_frame(true, opcode::TEXT, &[0xce, 0xba, 0xff])),
+            1007
+        );
         // "κ" split between two fragments is fine.
         let mut ok = client_frame(false, opcode::TEXT, &[0xce]);
         ok.extend_from_slice(&client_frame(true, opcode::CONTINUATION, &[0xba]));
-        assert_eq!(decode_all(&mut server(), &ok).unwrap(), vec![Event::Text(Bytes::from("κ"))]);
+        assert_eq!(
+            decode_all(&mut server(), &ok).unwrap(),
+            vec![Event::Text(Bytes::from("κ"))]
+        );
         // A bad byte in the first fragment fails before the message ends.
         let mut d = server();
         let mut buf = client_frame(false, opcode::TEXT, &[b'a', 0xff]);
@@ -589,21 +713,35 @@ mod tests {
     #[test]
     fn close_bodies_are_validated() {
         assert_eq!(
-            decode_all(&mut server(), &client_frame(true, opcode::CLOSE, &close_payload(1000, "bye"))).unwrap(),
+            decode_all(
+                &mut server(),
+                &client_frame(true, opcode::CLOSE, &close_payload(1000, "bye"))
+            )
+            .unwrap(),
             vec![Event::Close(Some((1000, "bye".into())))]
         );
         assert_eq!(code_of(&client_frame(true, opcode::CLOSE, &[0x03])), 1002);
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
-            assert_eq!(code_of(&client_frame(true, opcode::CLOSE, &close_payload(code, ""))), 1002, "code {code}");
+            assert_eq!(
+                code_of(&client_frame(true, opcode::CLOSE, &close_payload(code, ""))),
+                1002,
+                "code {code}"
+            );
         }
         let mut bad_reason = close_payload(1000, "");
         bad_reason.push(0xff);
-        assert_eq!(code_of(&client_frame(true, opcode::CLOSE, &bad_reason)), 1007);
+        assert_eq!(
+            code_of(&client_frame(true, opcode::CLOSE, &bad_reason)),
+            1007
+        );
     }
 
     #[test]
     fn oversized_message_is_1009_from_the_header_alone() {
-        let limits = Limits { max_message_size: 1000, max_frame_size: 1000 };
+        let limits = Limits {
+            max_message_size: 1000,
+            max_frame_size: 1000,
+        };
         let mut d = Decoder::new(Role::Server, limits);
         // Only the header of a 2^40-byte frame: rejected without waiting for the payload.
         let mut buf = BytesMut::from(&[0x82u8, 0xFF, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4][..]);
@@ -622,16 +760,27 @@ mod tests {
     fn frames_from_tungstenite_decode_identically() {
         use tungstenite::protocol::frame::coding::{Data, OpCode};
         use tungstenite::protocol::frame::Frame;
-        for (len, mask) in [(7usize, [1u8, 2, 3, 4]), (300, [0xde, 0xad, 0xbe, 0xef]), (70_000, [9, 8, 7, 6])] {
+        for (len, mask) in [
+            (7usize, [1u8, 2, 3, 4]),
+            (300, [0xde, 0xad, 0xbe, 0xef]),
+            (70_000, [9, 8, 7, 6]),
+        ] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
             let mut frame = Frame::message(payload.clone(), OpCode::Data(Data::Binary), true);
             frame.header_mut().mask = Some(mask);
             let mut wire = Vec::new();
             frame.format(&mut wire).unwrap();
-            assert_eq!(decode_all(&mut server(), &wire).unwrap(), vec![Event::Binary(Bytes::from(payload.clone()))]);
+            assert_eq!(
+                decode_all(&mut server(), &wire).unwrap(),
+                vec![Event::Binary(Bytes::from(payload.clone()))]
+            );
             let mut ours = BytesMut::new();
             encode_frame(&mut ours, true, opcode::BINARY, &payload, Some(mask));
-            assert_eq!(&ours[..], &wire[..], "our encoding of {len} bytes equals tungstenite's");
+            assert_eq!(
+                &ours[..],
+                &wire[..],
+                "our encoding of {len} bytes equals tungstenite's"
+            );
         }
     }
 }

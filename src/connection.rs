@@ -14,7 +14,9 @@ use crate::runtime;
 use crate::session::message_table;
 use crate::stats::{bump, Stats};
 use bytes::{Bytes, BytesMut};
-use mlua::{AnyUserData, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef};
+use mlua::{
+    AnyUserData, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef,
+};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
@@ -32,7 +34,8 @@ use tokio_native_tls::TlsStream;
 const DIRECT_WRITE_MIN: usize = 16 << 10;
 
 /// The message `recv` and `ws_util.recv_frame` raise on a connection with a handler.
-pub const RECV_WITH_HANDLER: &str = "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
+pub const RECV_WITH_HANDLER: &str =
+    "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
 
 /// Where the closing handshake stands (RFC 6455 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +148,10 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(info: ConnectionInfo, direct: Option<Rc<OwnedWriteHalf>>) -> Rc<Self> {
-        let inbox = info.handler_name.is_none().then(|| Inbox::new(info.inbox_bytes));
+        let inbox = info
+            .handler_name
+            .is_none()
+            .then(|| Inbox::new(info.inbox_bytes));
         Rc::new(Connection {
             id: info.id,
             peer: info.peer,
@@ -154,7 +160,11 @@ impl Connection {
             wake_writer: Notify::new(),
             drained: Notify::new(),
             finished: Cell::new(false),
-            direct: RefCell::new(if info.role == Role::Server { direct } else { None }),
+            direct: RefCell::new(if info.role == Role::Server {
+                direct
+            } else {
+                None
+            }),
             writing: Cell::new(false),
             inbox,
             ended: Cell::new(false),
@@ -182,7 +192,8 @@ impl Connection {
         } else if payload.len() >= DIRECT_WRITE_MIN && outbox.is_empty() && !self.writing.get() {
             let mut header = [0u8; MAX_HEADER_LEN];
             let header_len = encode_header(&mut header, true, op, payload.len(), None);
-            let written = self.try_write(&[IoSlice::new(&header[..header_len]), IoSlice::new(payload)]);
+            let written =
+                self.try_write(&[IoSlice::new(&header[..header_len]), IoSlice::new(payload)]);
             if written < header_len {
                 outbox.extend_from_slice(&header[written..header_len]);
                 outbox.extend_from_slice(payload);
@@ -200,7 +211,12 @@ impl Connection {
     /// Writes what the socket takes without waiting (0 without a direct socket); errors
     /// are left to the writer.
     fn try_write(&self, bufs: &[IoSlice<'_>]) -> usize {
-        match self.direct.borrow().as_ref().map(|s| s.try_write_vectored(bufs)) {
+        match self
+            .direct
+            .borrow()
+            .as_ref()
+            .map(|s| s.try_write_vectored(bufs))
+        {
             Some(Ok(n)) => n,
             _ => 0,
         }
@@ -270,7 +286,9 @@ impl Connection {
         if self.state.get() != State::Open {
             return false;
         }
-        let payload = status.map(|(code, reason)| codec::close_payload(code, reason)).unwrap_or_default();
+        let payload = status
+            .map(|(code, reason)| codec::close_payload(code, reason))
+            .unwrap_or_default();
         self.queue_frame(opcode::CLOSE, &payload);
         self.state.set(State::Closing);
         self.closing.notify_waiters();
@@ -281,7 +299,9 @@ impl Connection {
     pub async fn wait_writable(&self) {
         loop {
             let drained = self.drained.notified();
-            if self.outbox.borrow().len() <= self.info.high_water || self.state.get() == State::Closed {
+            if self.outbox.borrow().len() <= self.info.high_water
+                || self.state.get() == State::Closed
+            {
                 return;
             }
             drained.await;
@@ -327,17 +347,20 @@ impl Connection {
         let mut spare = BytesMut::new();
         loop {
             let woken = self.wake_writer.notified();
-            {
+            let took = {
                 let mut outbox = self.outbox.borrow_mut();
-                if outbox.is_empty() {
-                    drop(outbox);
-                    if self.finished.get() {
-                        break;
-                    }
-                    woken.await;
-                    continue;
+                let any = !outbox.is_empty();
+                if any {
+                    std::mem::swap(&mut *outbox, &mut spare);
                 }
-                std::mem::swap(&mut *outbox, &mut spare);
+                any
+            };
+            if !took {
+                if self.finished.get() {
+                    break;
+                }
+                woken.await;
+                continue;
             }
             self.writing.set(true);
             let written = socket.write_all(&spare).await;
@@ -365,7 +388,12 @@ fn random_mask() -> [u8; 4] {
             fill_random(bytes);
             *used = 0;
         }
-        let mask = [bytes[*used], bytes[*used + 1], bytes[*used + 2], bytes[*used + 3]];
+        let mask = [
+            bytes[*used],
+            bytes[*used + 1],
+            bytes[*used + 2],
+            bytes[*used + 3],
+        ];
         *used += 4;
         mask
     })
@@ -376,7 +404,8 @@ pub fn fill_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
         } else if std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
@@ -469,13 +498,21 @@ fn message_opcode(opts: Option<Table>) -> mlua::Result<u8> {
     match kind.as_deref() {
         None | Some("TEXT") => Ok(opcode::TEXT),
         Some("BINARY") => Ok(opcode::BINARY),
-        Some(other) => Err(mlua::Error::runtime(format!("send: msg_type must be \"TEXT\" or \"BINARY\", got \"{other}\""))),
+        Some(other) => Err(mlua::Error::runtime(format!(
+            "send: msg_type must be \"TEXT\" or \"BINARY\", got \"{other}\""
+        ))),
     }
 }
 
 fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
-    s.map(|s| Duration::try_from_secs_f64(s).map_err(|_| mlua::Error::runtime(format!("{what}: timeout must be a number of seconds >= 0, got {s}"))))
-        .transpose()
+    s.map(|s| {
+        Duration::try_from_secs_f64(s).map_err(|_| {
+            mlua::Error::runtime(format!(
+                "{what}: timeout must be a number of seconds >= 0, got {s}"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// The `ws_connection` object handed to Lua.
@@ -489,7 +526,9 @@ impl UserData for LuaConnection {
         fields.add_field_method_get("port", |_, this| Ok(this.0.info.port));
         fields.add_field_method_get("path", |_, this| Ok(this.0.info.path.clone()));
         fields.add_field_method_get("handler", |_, this| Ok(this.0.info.handler_name.clone()));
-        fields.add_field_method_get("msg_handler", |_, this| Ok(this.0.info.handler_name.clone()));
+        fields.add_field_method_get("msg_handler", |_, this| {
+            Ok(this.0.info.handler_name.clone())
+        });
         fields.add_field_method_get("is_TLS", |_, this| Ok(this.0.info.is_tls));
         fields.add_field_method_get("subprotocol", |_, this| Ok(this.0.info.subprotocol.clone()));
         // The original code reaches the socket as `conn.ss` / `msg._ss`: here that is the
@@ -545,23 +584,32 @@ impl UserData for LuaConnection {
             })
         });
         // recv([timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason
-        methods.add_async_function("recv", |lua, (ud, limit): (AnyUserData, Option<f64>)| async move {
-            let limit = seconds_arg("recv", limit)?;
-            let conn = Rc::clone(&ud.borrow::<Self>()?.0);
-            let Some(inbox) = conn.inbox() else {
-                return Err(mlua::Error::runtime(RECV_WITH_HANDLER));
-            };
-            Ok(match runtime::wait("recv", inbox.next(limit)).await? {
-                Ok((op, data)) => (Some(message_table(&lua, &ud, op, &data)?), None, None, None),
-                Err(RecvEnd::Timeout) => (None, Some("timeout"), None, None),
-                Err(RecvEnd::Closed(code, reason)) => (None, Some("closed"), Some(code), Some(reason)),
-            })
-        });
+        methods.add_async_function(
+            "recv",
+            |lua, (ud, limit): (AnyUserData, Option<f64>)| async move {
+                let limit = seconds_arg("recv", limit)?;
+                let conn = Rc::clone(&ud.borrow::<Self>()?.0);
+                let Some(inbox) = conn.inbox() else {
+                    return Err(mlua::Error::runtime(RECV_WITH_HANDLER));
+                };
+                Ok(match runtime::wait("recv", inbox.next(limit)).await? {
+                    Ok((op, data)) => {
+                        (Some(message_table(&lua, &ud, op, &data)?), None, None, None)
+                    }
+                    Err(RecvEnd::Timeout) => (None, Some("timeout"), None, None),
+                    Err(RecvEnd::Closed(code, reason)) => {
+                        (None, Some("closed"), Some(code), Some(reason))
+                    }
+                })
+            },
+        );
         // ping([payload]) -> true | nil, err
         methods.add_method("ping", |_, this, payload: Option<mlua::String>| {
             let payload = payload.map(|p| p.as_bytes().to_vec()).unwrap_or_default();
             if payload.len() > 125 {
-                return Err(mlua::Error::runtime("Control frames must not have messages longer than 125 bytes"));
+                return Err(mlua::Error::runtime(
+                    "Control frames must not have messages longer than 125 bytes",
+                ));
             }
             Ok(match this.0.queue_message(opcode::PING, &payload) {
                 Ok(()) => (Some(true), None),
@@ -570,26 +618,38 @@ impl UserData for LuaConnection {
         });
         // close([code [, reason]]) -> true | nil, err. Starts the closing handshake; from
         // the main chunk it also waits (bounded) for the peer's answer and the TCP close.
-        methods.add_async_method("close", |_, this: UserDataRef<Self>, (code, reason): (Option<u16>, Option<String>)| async move {
-            let conn = Rc::clone(&this.0);
-            drop(this);
-            let code = code.unwrap_or(close_code::NORMAL);
-            let reason = reason.unwrap_or_default();
-            if !close_code::is_sendable(code) {
-                return Err(mlua::Error::runtime(format!("close: {code} is not a close code that may be sent")));
-            }
-            if reason.len() > 123 {
-                return Err(mlua::Error::runtime("Control frames must not have messages longer than 125 bytes"));
-            }
-            if !conn.queue_close(Some((code, &reason))) {
-                return Ok((None, Some("close: connection is already closing".to_owned())));
-            }
-            if !runtime::is_driving() {
-                let limit = conn.info.close_timeout * 2;
-                let _ = runtime::block_on("close", async { tokio::time::timeout(limit, conn.wait_ended()).await })?;
-            }
-            Ok((Some(true), None))
-        });
+        methods.add_async_method(
+            "close",
+            |_, this: UserDataRef<Self>, (code, reason): (Option<u16>, Option<String>)| async move {
+                let conn = Rc::clone(&this.0);
+                drop(this);
+                let code = code.unwrap_or(close_code::NORMAL);
+                let reason = reason.unwrap_or_default();
+                if !close_code::is_sendable(code) {
+                    return Err(mlua::Error::runtime(format!(
+                        "close: {code} is not a close code that may be sent"
+                    )));
+                }
+                if reason.len() > 123 {
+                    return Err(mlua::Error::runtime(
+                        "Control frames must not have messages longer than 125 bytes",
+                    ));
+                }
+                if !conn.queue_close(Some((code, &reason))) {
+                    return Ok((
+                        None,
+                        Some("close: connection is already closing".to_owned()),
+                    ));
+                }
+                if !runtime::is_driving() {
+                    let limit = conn.info.close_timeout * 2;
+                    let _ = runtime::block_on("close", async {
+                        tokio::time::timeout(limit, conn.wait_ended()).await
+                    })?;
+                }
+                Ok((Some(true), None))
+            },
+        );
         methods.add_method("is_open", |_, this, ()| Ok(this.0.state() == State::Open));
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             let c = &this.0;
@@ -602,7 +662,10 @@ impl UserData for LuaConnection {
                 Role::Server => "from",
                 Role::Client => "to",
             };
-            Ok(format!("ws_connection #{} {} {role} {} ({state})", c.id, c.info.path, c.peer))
+            Ok(format!(
+                "ws_connection #{} {} {role} {} ({state})",
+                c.id, c.info.path, c.peer
+            ))
         });
     }
 }

@@ -16,8 +16,10 @@ pub const WEBSOCKET_VERSION: &str = "13";
 pub const MISSING_VERSION: &str = "Missing Sec-WebSocket-Version in handshake request";
 pub const UNSUPPORTED_VERSION: &str = "Unsupported WebSocket version requested";
 pub const MISSING_KEY: &str = "Missing Sec-WebSocket-Key in handshake request";
-pub const MALFORMED_KEY: &str = "Malformed Sec-WebSocket-Key in handshake request: must be 16 bytes in base64";
-pub const MISSING_CONNECTION_UPGRADE: &str = "Missing Connection: Upgrade header in handshake request";
+pub const MALFORMED_KEY: &str =
+    "Malformed Sec-WebSocket-Key in handshake request: must be 16 bytes in base64";
+pub const MISSING_CONNECTION_UPGRADE: &str =
+    "Missing Connection: Upgrade header in handshake request";
 pub const NOT_GET: &str = "WebSocket handshake request must use the GET method";
 
 /// A parsed request head.
@@ -32,7 +34,10 @@ pub struct RequestHead {
 /// The value of header `name` (any case) in `headers`. Repeated headers are joined with
 /// ", " (RFC 9110 §5.3).
 pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {
-    let mut values = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str());
     let first = values.next()?;
     Some(values.fold(first.to_owned(), |acc, v| acc + ", " + v))
 }
@@ -74,7 +79,11 @@ pub const NO_UPGRADE_WEBSOCKET: &str = "No Upgrade: websocket header in handshak
 pub const BAD_ACCEPT: &str = "Invalid or missing Sec-WebSocket-Accept header in handshake response";
 
 /// Parses the response head at the start of `buf`, like [`parse_request`].
-pub fn parse_response(buf: &[u8], max_headers: usize, max_head_bytes: usize) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+pub fn parse_response(
+    buf: &[u8],
+    max_headers: usize,
+    max_head_bytes: usize,
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
     let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
     let mut res = httparse::Response::new(&mut storage);
     match res.parse(buf) {
@@ -82,9 +91,18 @@ pub fn parse_response(buf: &[u8], max_headers: usize, max_head_bytes: usize) -> 
             let headers = res
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).trim().to_owned(),
+                    )
+                })
                 .collect();
-            let head = ResponseHead { status: res.code.unwrap_or(0), reason: res.reason.unwrap_or_default().to_owned(), headers };
+            let head = ResponseHead {
+                status: res.code.unwrap_or(0),
+                reason: res.reason.unwrap_or_default().to_owned(),
+                headers,
+            };
             Ok(Some((head, len)))
         }
         Ok(httparse::Status::Partial) if buf.len() <= max_head_bytes => Ok(None),
@@ -138,7 +156,11 @@ pub enum HeadError {
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success also returns the head's length; bytes after it belong to the WebSocket.
-pub fn parse_request(buf: &[u8], max_headers: usize, max_head_bytes: usize) -> Result<Option<(RequestHead, usize)>, HeadError> {
+pub fn parse_request(
+    buf: &[u8],
+    max_headers: usize,
+    max_head_bytes: usize,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
     let mut req = httparse::Request::new(&mut storage);
     match req.parse(buf) {
@@ -149,7 +171,12 @@ pub fn parse_request(buf: &[u8], max_headers: usize, max_head_bytes: usize) -> R
             let headers = req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).trim().to_owned(),
+                    )
+                })
                 .collect();
             let head = RequestHead {
                 method: req.method.unwrap_or_default().to_owned(),
@@ -175,15 +202,29 @@ pub struct Rejection {
 
 /// Judges the WebSocket headers of an Upgrade request, in the order of the original
 /// module; on success returns the client's `Sec-WebSocket-Key`.
-pub fn check_upgrade(method: &str, header: impl Fn(&str) -> Option<String>, has_connection_upgrade: bool) -> Result<String, Rejection> {
-    let reject = |message| Err(Rejection { message, advertise_version: false });
+pub fn check_upgrade(
+    method: &str,
+    header: impl Fn(&str) -> Option<String>,
+    has_connection_upgrade: bool,
+) -> Result<String, Rejection> {
+    let reject = |message| {
+        Err(Rejection {
+            message,
+            advertise_version: false,
+        })
+    };
     let Some(version) = header("Sec-WebSocket-Version") else {
         return reject(MISSING_VERSION);
     };
     if version.trim() != WEBSOCKET_VERSION {
-        return Err(Rejection { message: UNSUPPORTED_VERSION, advertise_version: true });
+        return Err(Rejection {
+            message: UNSUPPORTED_VERSION,
+            advertise_version: true,
+        });
     }
-    let key = header("Sec-WebSocket-Key").map(|k| k.trim().to_owned()).unwrap_or_default();
+    let key = header("Sec-WebSocket-Key")
+        .map(|k| k.trim().to_owned())
+        .unwrap_or_default();
     if key.is_empty() {
         return reject(MISSING_KEY);
     }
@@ -242,7 +283,11 @@ mod tests {
     }
 
     fn check(h: &RequestHead) -> Result<String, Rejection> {
-        check_upgrade(&h.method, |n| h.header(n), h.has_token("Connection", "upgrade"))
+        check_upgrade(
+            &h.method,
+            |n| h.header(n),
+            h.has_token("Connection", "upgrade"),
+        )
     }
 
     #[test]
@@ -263,11 +308,22 @@ mod tests {
     fn rejections_carry_the_original_messages_in_the_original_order() {
         let h = head("GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
         assert_eq!(check(&h).unwrap_err().message, MISSING_VERSION);
-        let h = head(&format!("GET /x HTTP/1.1\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"));
-        assert_eq!(check(&h).unwrap_err(), Rejection { message: UNSUPPORTED_VERSION, advertise_version: true });
-        let h = head("GET /x HTTP/1.1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key:  \r\n\r\n");
+        let h = head(&format!(
+            "GET /x HTTP/1.1\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+        ));
+        assert_eq!(
+            check(&h).unwrap_err(),
+            Rejection {
+                message: UNSUPPORTED_VERSION,
+                advertise_version: true
+            }
+        );
+        let h =
+            head("GET /x HTTP/1.1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key:  \r\n\r\n");
         assert_eq!(check(&h).unwrap_err().message, MISSING_KEY);
-        let h = head("GET /x HTTP/1.1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\r\n");
+        let h = head(
+            "GET /x HTTP/1.1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\r\n",
+        );
         assert_eq!(check(&h).unwrap_err().message, MALFORMED_KEY);
         let h = head(&format!("POST /x HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"));
         assert_eq!(check(&h).unwrap_err().message, NOT_GET);
@@ -285,13 +341,25 @@ mod tests {
 
     #[test]
     fn incomplete_heads_wait_and_oversized_heads_are_refused() {
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 64, 8192), Ok(None));
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 64, 8192),
+            Ok(None)
+        );
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
-        assert_eq!(parse_request(big.as_bytes(), 64, 8192), Err(HeadError::TooLarge));
+        assert_eq!(
+            parse_request(big.as_bytes(), 64, 8192),
+            Err(HeadError::TooLarge)
+        );
         let many: String = (0..70).map(|i| format!("H{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert_eq!(parse_request(raw.as_bytes(), 64, 8192), Err(HeadError::TooLarge));
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 64, 8192), Err(HeadError::Malformed(_))));
+        assert_eq!(
+            parse_request(raw.as_bytes(), 64, 8192),
+            Err(HeadError::TooLarge)
+        );
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 64, 8192),
+            Err(HeadError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -320,7 +388,8 @@ mod tests {
         assert_eq!(check_response(&no_conn, KEY), Err(NO_CONNECTION_UPGRADE));
         let no_upgrade = response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
         assert_eq!(check_response(&no_upgrade, KEY), Err(NO_UPGRADE_WEBSOCKET));
-        let no_accept = response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        let no_accept =
+            response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
         assert_eq!(check_response(&no_accept, KEY), Err(BAD_ACCEPT));
         let wrong = response("HTTP/1.1 101 X\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAA\r\n\r\n");
         assert_eq!(check_response(&wrong, KEY), Err(BAD_ACCEPT));
@@ -328,9 +397,16 @@ mod tests {
 
     #[test]
     fn the_client_request_carries_path_query_key_and_extra_headers() {
-        let req = client_request("/chat?room=1", "example.com:8080", KEY, &[("X-Token".into(), "abc".into())]);
+        let req = client_request(
+            "/chat?room=1",
+            "example.com:8080",
+            KEY,
+            &[("X-Token".into(), "abc".into())],
+        );
         assert!(req.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
-        assert!(req.contains("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(req.contains(
+            "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        ));
         assert!(req.ends_with("X-Token: abc\r\n\r\n"));
         let (head, _) = parse_request(req.as_bytes(), 64, 8192).unwrap().unwrap();
         assert_eq!(head.header("connection").as_deref(), Some("Upgrade"));
@@ -339,7 +415,13 @@ mod tests {
 
     #[test]
     fn json_errors_escape_what_json_requires() {
-        assert_eq!(json_error("Path empty: x"), r#"{"error_message":"Path empty: x"}"#);
-        assert_eq!(json_error("a\"b\\c\nd\u{1}"), r#"{"error_message":"a\"b\\c\nd\u0001"}"#);
+        assert_eq!(
+            json_error("Path empty: x"),
+            r#"{"error_message":"Path empty: x"}"#
+        );
+        assert_eq!(
+            json_error("a\"b\\c\nd\u{1}"),
+            r#"{"error_message":"a\"b\\c\nd\u0001"}"#
+        );
     }
 }

@@ -49,12 +49,18 @@ pub struct Request {
 impl UserData for Request {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("handler_base", |_, this| Ok(this.handler_base.clone()));
-        fields.add_field_method_get("allowed_origins", |_, this| Ok(this.allowed_origins.clone()));
+        fields.add_field_method_get("allowed_origins", |_, this| {
+            Ok(this.allowed_origins.clone())
+        });
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("get_hdr_fields", |lua, this, ()| header_table(lua, &this.head.headers));
-        methods.add_method("get_hdr_field", |_, this, name: String| Ok(this.head.header(&name)));
+        methods.add_method("get_hdr_fields", |lua, this, ()| {
+            header_table(lua, &this.head.headers)
+        });
+        methods.add_method("get_hdr_field", |_, this, name: String| {
+            Ok(this.head.header(&name))
+        });
         methods.add_method("get_uri", |_, this, ()| Ok(this.head.uri.clone()));
         methods.add_method("get_method", |_, this, ()| Ok(this.head.method.clone()));
         methods.add_method("get_peer_address", |_, this, ()| Ok(this.peer.to_string()));
@@ -76,7 +82,10 @@ pub struct Response {
 
 impl Response {
     pub fn new() -> Self {
-        Response { status: 200, ..Default::default() }
+        Response {
+            status: 200,
+            ..Default::default()
+        }
     }
 
     /// A complete error answer in the original's shape: status, JSON body and `X-msg`.
@@ -106,9 +115,15 @@ impl Response {
             return Err(format!("set_hdr_field: invalid header name '{name}'"));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(format!("set_hdr_field: value of '{name}' must not contain CR, LF or NUL"));
+            return Err(format!(
+                "set_hdr_field: value of '{name}' must not contain CR, LF or NUL"
+            ));
         }
-        match self.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(h) => h.1 = value.to_owned(),
             None => self.headers.push((name.to_owned(), value.to_owned())),
         }
@@ -116,14 +131,24 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The response as HTTP/1.1 bytes. 1xx answers carry no body framing (RFC 9110
     /// §8.6); others carry the body chunked or with its length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
-        out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status)).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {} {}\r\n",
+                self.status,
+                reason_phrase(self.status)
+            )
+            .as_bytes(),
+        );
         for (n, v) in &self.headers {
             out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
         }
@@ -179,16 +204,23 @@ impl UserData for Response {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("set_status", |_, this, status: u16| {
             if !(100..=599).contains(&status) {
-                return Err(mlua::Error::runtime(format!("set_status: {status} is not an HTTP status code")));
+                return Err(mlua::Error::runtime(format!(
+                    "set_status: {status} is not an HTTP status code"
+                )));
             }
             this.status = status;
             Ok(())
         });
         methods.add_method("get_status", |_, this, ()| Ok(this.status));
-        methods.add_method_mut("set_hdr_field", |_, this, (name, value): (String, String)| {
-            this.set_header(&name, &value).map_err(mlua::Error::runtime)
+        methods.add_method_mut(
+            "set_hdr_field",
+            |_, this, (name, value): (String, String)| {
+                this.set_header(&name, &value).map_err(mlua::Error::runtime)
+            },
+        );
+        methods.add_method("get_hdr_field", |_, this, name: String| {
+            Ok(this.header(&name).map(str::to_owned))
         });
-        methods.add_method("get_hdr_field", |_, this, name: String| Ok(this.header(&name).map(str::to_owned)));
         methods.add_method_mut("set_content_type", |_, this, ct: String| {
             this.content_type = Some(ct);
             Ok(())
@@ -203,7 +235,9 @@ impl UserData for Response {
         });
         methods.add_method_mut("send", |_, this, ()| {
             if this.sent {
-                return Err(mlua::Error::runtime("response:send() called twice: the response head is already sent"));
+                return Err(mlua::Error::runtime(
+                    "response:send() called twice: the response head is already sent",
+                ));
             }
             this.sent = true;
             Ok(())
@@ -225,9 +259,13 @@ mod tests {
         let bytes = Response::error(400, "Path empty: Unable to deduce message handler").to_bytes();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"));
-        assert!(text.contains("\r\nX-msg: {\"error_message\":\"Path empty: Unable to deduce message handler\"}\r\n"));
+        assert!(text.contains(
+            "\r\nX-msg: {\"error_message\":\"Path empty: Unable to deduce message handler\"}\r\n"
+        ));
         assert!(text.contains("\r\nContent-Type: application/json\r\n"));
-        assert!(text.ends_with("\r\n\r\n{\"error_message\":\"Path empty: Unable to deduce message handler\"}"));
+        assert!(text.ends_with(
+            "\r\n\r\n{\"error_message\":\"Path empty: Unable to deduce message handler\"}"
+        ));
     }
 
     #[test]
@@ -236,12 +274,17 @@ mod tests {
         r.status = 400;
         r.chunked = true;
         r.body = b"hello".to_vec();
-        assert!(String::from_utf8(r.to_bytes()).unwrap().ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+        assert!(String::from_utf8(r.to_bytes()).unwrap().ends_with(
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        ));
         let mut r = Response::new();
         r.status = 101;
         r.content_length = Some(0);
         r.set_header("Upgrade", "websocket").unwrap();
-        assert_eq!(String::from_utf8(r.to_bytes()).unwrap(), "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(
+            String::from_utf8(r.to_bytes()).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        );
     }
 
     #[test]

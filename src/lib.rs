@@ -26,8 +26,8 @@ pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod handshake;
-pub mod platform_bytes;
 pub mod http;
+pub mod platform_bytes;
 pub mod routing;
 pub mod runtime;
 pub mod server;
@@ -45,17 +45,25 @@ fn load_embedded(lua: &Lua, name: &str, source: &str, core: Table) -> mlua::Resu
 /// The Rust functions the embedded Lua files are built on.
 fn core_table(lua: &Lua) -> mlua::Result<Table> {
     let core = lua.create_table()?;
-    core.set("server", lua.create_function(|lua, opts: Option<Table>| server::Server::bind(opts, lua))?)?;
+    core.set(
+        "server",
+        lua.create_function(|lua, opts: Option<Table>| server::Server::bind(opts, lua))?,
+    )?;
     core.set("connect", lua.create_async_function(client::connect)?)?;
     core.set(
         "check_upgrade",
         lua.create_function(|_, (method, hdrs): (String, Table)| {
             let lookup = |name: &str| header_in_table(&hdrs, name);
-            let connection_upgrade = lookup("Connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
-            Ok(match handshake::check_upgrade(&method, lookup, connection_upgrade) {
-                Ok(key) => (Some(key), None, false),
-                Err(r) => (None, Some(r.message), r.advertise_version),
-            })
+            let connection_upgrade = lookup("Connection").is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            });
+            Ok(
+                match handshake::check_upgrade(&method, lookup, connection_upgrade) {
+                    Ok(key) => (Some(key), None, false),
+                    Err(r) => (None, Some(r.message), r.advertise_version),
+                },
+            )
         })?,
     )?;
     // check_response(status, hdrs, key) -> true | nil, message: a client's judgement of
@@ -67,28 +75,43 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
                 .iter()
                 .filter_map(|n| header_in_table(&hdrs, n).map(|v| (n.to_string(), v)))
                 .collect();
-            let head = handshake::ResponseHead { status, reason: String::new(), headers };
+            let head = handshake::ResponseHead {
+                status,
+                reason: String::new(),
+                headers,
+            };
             Ok(match handshake::check_response(&head, &key) {
                 Ok(()) => (Some(true), None),
                 Err(m) => (None, Some(m)),
             })
         })?,
     )?;
-    core.set("accept_key", lua.create_function(|_, key: String| Ok(handshake::accept_key(&key)))?)?;
+    core.set(
+        "accept_key",
+        lua.create_function(|_, key: String| Ok(handshake::accept_key(&key)))?,
+    )?;
     core.set(
         "handler_module",
         lua.create_function(|_, (uri, base): (String, Option<String>)| {
-            Ok(match routing::handler_module(&uri, base.as_deref().unwrap_or("")) {
-                Ok(name) => (Some(name), None),
-                Err(e) => (None, Some(e)),
-            })
+            Ok(
+                match routing::handler_module(&uri, base.as_deref().unwrap_or("")) {
+                    Ok(name) => (Some(name), None),
+                    Err(e) => (None, Some(e)),
+                },
+            )
         })?,
     )?;
-    core.set("json_error", lua.create_function(|_, msg: String| Ok(handshake::json_error(&msg)))?)?;
-    core.set("log", lua.create_function(|_, msg: String| {
-        eprintln!("service_utils.WS: {msg}");
-        Ok(())
-    })?)?;
+    core.set(
+        "json_error",
+        lua.create_function(|_, msg: String| Ok(handshake::json_error(&msg)))?,
+    )?;
+    core.set(
+        "log",
+        lua.create_function(|_, msg: String| {
+            eprintln!("service_utils.WS: {msg}");
+            Ok(())
+        })?,
+    )?;
     core.set(
         "sleep",
         lua.create_async_function(|_, secs: f64| async move {
@@ -118,13 +141,22 @@ fn header_in_table(hdrs: &Table, name: &str) -> Option<String> {
 }
 
 fn duration(secs: f64) -> mlua::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(secs).map_err(|_| mlua::Error::runtime(format!("ws.sleep: seconds must be a number >= 0, got {secs}")))
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
+        mlua::Error::runtime(format!(
+            "ws.sleep: seconds must be a number >= 0, got {secs}"
+        ))
+    })
 }
 
 /// `require('service_utils.WS.web_socket')`
 #[mlua::lua_module(name = "service_utils_WS_web_socket", skip_memory_check)]
 fn open_web_socket(lua: &Lua) -> mlua::Result<Table> {
-    let ws = load_embedded(lua, "service_utils/WS/web_socket.lua", include_str!("../lua/web_socket.lua"), core_table(lua)?)?;
+    let ws = load_embedded(
+        lua,
+        "service_utils/WS/web_socket.lua",
+        include_str!("../lua/web_socket.lua"),
+        core_table(lua)?,
+    )?;
     lua.set_named_registry_value(server::ACCEPT_KEY, ws.get::<Function>("accept")?)?;
     lua.set_named_registry_value("service_utils.WS.loop_guard", runtime::LoopGuard)?;
     Ok(ws)
@@ -133,11 +165,21 @@ fn open_web_socket(lua: &Lua) -> mlua::Result<Table> {
 /// `require('service_utils.WS.ws_const')`
 #[mlua::lua_module(name = "service_utils_WS_ws_const", skip_memory_check)]
 fn open_ws_const(lua: &Lua) -> mlua::Result<Table> {
-    load_embedded(lua, "service_utils/WS/ws_const.lua", include_str!("../lua/ws_const.lua"), lua.create_table()?)
+    load_embedded(
+        lua,
+        "service_utils/WS/ws_const.lua",
+        include_str!("../lua/ws_const.lua"),
+        lua.create_table()?,
+    )
 }
 
 /// `require('service_utils.WS.ws_util')`
 #[mlua::lua_module(name = "service_utils_WS_ws_util", skip_memory_check)]
 fn open_ws_util(lua: &Lua) -> mlua::Result<Table> {
-    load_embedded(lua, "service_utils/WS/ws_util.lua", include_str!("../lua/ws_util.lua"), lua.create_table()?)
+    load_embedded(
+        lua,
+        "service_utils/WS/ws_util.lua",
+        include_str!("../lua/ws_util.lua"),
+        lua.create_table()?,
+    )
 }

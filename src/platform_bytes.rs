@@ -29,7 +29,9 @@ fn header_len(first_two: &[u8]) -> usize {
 impl UserData for FrameDecoder {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // header_len(first_two_bytes) -> total header length
-        methods.add_method("header_len", |_, _, first: mlua::String| Ok(header_len(&first.as_bytes())));
+        methods.add_method("header_len", |_, _, first: mlua::String| {
+            Ok(header_len(&first.as_bytes()))
+        });
         // check(header) -> payload_len | nil, close_code, reason: every rule the header
         // alone decides (reserved bits and opcodes, masking, control frames, sizes).
         methods.add_method("check", |_, this, header: mlua::String| {
@@ -41,25 +43,44 @@ impl UserData for FrameDecoder {
         });
         // frame(header, payload) -> kind, data [, code, reason] | "partial" | nil, code, reason
         // kind: "text", "binary", "ping", "pong", "close".
-        methods.add_method_mut("frame", |lua, this, (header, payload): (mlua::String, mlua::String)| {
-            let mut buf = BytesMut::with_capacity(header.as_bytes().len() + payload.as_bytes().len());
-            buf.extend_from_slice(&header.as_bytes());
-            buf.extend_from_slice(&payload.as_bytes());
-            let nil = Value::Nil;
-            let s = |b: &[u8]| lua.create_string(b).map(Value::String);
-            Ok(match this.0.decode(&mut buf) {
-                Ok(None) => (Value::String(lua.create_string("partial")?), nil.clone(), nil.clone(), nil),
-                Ok(Some(event)) => match event {
-                    Event::Text(d) => (s(b"text")?, s(&d)?, nil.clone(), nil),
-                    Event::Binary(d) => (s(b"binary")?, s(&d)?, nil.clone(), nil),
-                    Event::Ping(d) => (s(b"ping")?, s(&d)?, nil.clone(), nil),
-                    Event::Pong(d) => (s(b"pong")?, s(&d)?, nil.clone(), nil),
-                    Event::Close(None) => (s(b"close")?, s(b"")?, nil.clone(), nil),
-                    Event::Close(Some((code, reason))) => (s(b"close")?, s(reason.as_bytes())?, Value::Integer(code as i64), s(reason.as_bytes())?),
-                },
-                Err(e) => (nil, Value::Integer(e.close_code as i64), s(e.reason.as_bytes())?, Value::Nil),
-            })
-        });
+        methods.add_method_mut(
+            "frame",
+            |lua, this, (header, payload): (mlua::String, mlua::String)| {
+                let mut buf =
+                    BytesMut::with_capacity(header.as_bytes().len() + payload.as_bytes().len());
+                buf.extend_from_slice(&header.as_bytes());
+                buf.extend_from_slice(&payload.as_bytes());
+                let nil = Value::Nil;
+                let s = |b: &[u8]| lua.create_string(b).map(Value::String);
+                Ok(match this.0.decode(&mut buf) {
+                    Ok(None) => (
+                        Value::String(lua.create_string("partial")?),
+                        nil.clone(),
+                        nil.clone(),
+                        nil,
+                    ),
+                    Ok(Some(event)) => match event {
+                        Event::Text(d) => (s(b"text")?, s(&d)?, nil.clone(), nil),
+                        Event::Binary(d) => (s(b"binary")?, s(&d)?, nil.clone(), nil),
+                        Event::Ping(d) => (s(b"ping")?, s(&d)?, nil.clone(), nil),
+                        Event::Pong(d) => (s(b"pong")?, s(&d)?, nil.clone(), nil),
+                        Event::Close(None) => (s(b"close")?, s(b"")?, nil.clone(), nil),
+                        Event::Close(Some((code, reason))) => (
+                            s(b"close")?,
+                            s(reason.as_bytes())?,
+                            Value::Integer(code as i64),
+                            s(reason.as_bytes())?,
+                        ),
+                    },
+                    Err(e) => (
+                        nil,
+                        Value::Integer(e.close_code as i64),
+                        s(e.reason.as_bytes())?,
+                        Value::Nil,
+                    ),
+                })
+            },
+        );
     }
 }
 
@@ -71,15 +92,24 @@ impl UserData for ByteBuffer {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("len", |_, this, ()| Ok(this.0.len()));
         // write_at(offset, data) -> bytes written (bounded by the buffer)
-        methods.add_method_mut("write_at", |_, this, (offset, data): (usize, mlua::String)| {
-            let data = data.as_bytes();
-            let end = offset.checked_add(data.len()).filter(|&e| e <= this.0.len()).ok_or_else(|| mlua::Error::runtime("buffer: write past the end"))?;
-            this.0[offset..end].copy_from_slice(&data);
-            Ok(data.len())
-        });
+        methods.add_method_mut(
+            "write_at",
+            |_, this, (offset, data): (usize, mlua::String)| {
+                let data = data.as_bytes();
+                let end = offset
+                    .checked_add(data.len())
+                    .filter(|&e| e <= this.0.len())
+                    .ok_or_else(|| mlua::Error::runtime("buffer: write past the end"))?;
+                this.0[offset..end].copy_from_slice(&data);
+                Ok(data.len())
+            },
+        );
         // read_at(offset, n) -> string
         methods.add_method("read_at", |lua, this, (offset, n): (usize, usize)| {
-            let end = offset.checked_add(n).filter(|&e| e <= this.0.len()).ok_or_else(|| mlua::Error::runtime("buffer: read past the end"))?;
+            let end = offset
+                .checked_add(n)
+                .filter(|&e| e <= this.0.len())
+                .ok_or_else(|| mlua::Error::runtime("buffer: read past the end"))?;
             lua.create_string(&this.0[offset..end])
         });
     }
@@ -93,10 +123,20 @@ pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
             let role = match role.as_str() {
                 "server" => Role::Server,
                 "client" => Role::Client,
-                other => return Err(mlua::Error::runtime(format!("frame_decoder: role must be server or client, got {other}"))),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "frame_decoder: role must be server or client, got {other}"
+                    )))
+                }
             };
             let max = max_message_size.unwrap_or(Limits::default().max_message_size);
-            Ok(FrameDecoder(Decoder::new(role, Limits { max_message_size: max, max_frame_size: max })))
+            Ok(FrameDecoder(Decoder::new(
+                role,
+                Limits {
+                    max_message_size: max,
+                    max_frame_size: max,
+                },
+            )))
         })?,
     )?;
     // encode_frame(op, payload, masked) -> bytes of one final frame (masked with a fresh
@@ -114,8 +154,16 @@ pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
             lua.create_string(&out)
         })?,
     )?;
-    core.set("close_payload", lua.create_function(|lua, (code, reason): (u16, Option<String>)| lua.create_string(codec::close_payload(code, reason.as_deref().unwrap_or(""))))?)?;
-    core.set("buffer", lua.create_function(|_, n: usize| Ok(ByteBuffer(vec![0; n])))?)?;
+    core.set(
+        "close_payload",
+        lua.create_function(|lua, (code, reason): (u16, Option<String>)| {
+            lua.create_string(codec::close_payload(code, reason.as_deref().unwrap_or("")))
+        })?,
+    )?;
+    core.set(
+        "buffer",
+        lua.create_function(|_, n: usize| Ok(ByteBuffer(vec![0; n])))?,
+    )?;
     // client_key() -> a fresh Sec-WebSocket-Key
     core.set(
         "client_key",

@@ -19,7 +19,9 @@ pub fn check_base(base: &str) -> Result<(), String> {
     if base.is_empty() || base.split('.').all(is_identifier) {
         Ok(())
     } else {
-        Err(format!("handler base namespace '{base}' must be identifiers joined by '.'"))
+        Err(format!(
+            "handler base namespace '{base}' must be identifiers joined by '.'"
+        ))
     }
 }
 
@@ -81,7 +83,9 @@ mod tests {
 
     #[test]
     fn segments_that_are_not_identifiers_are_refused() {
-        for uri in ["/..", "/a/../b", "/a.b", "/%2e%2e", "/a//b", "/1abc", "/a-b", "/a b", "/os.exit", "/é"] {
+        for uri in [
+            "/..", "/a/../b", "/a.b", "/%2e%2e", "/a//b", "/1abc", "/a-b", "/a b", "/os.exit", "/é",
+        ] {
             let err = handler_module(uri, "app").unwrap_err();
             assert!(err.starts_with("Invalid path segment"), "{uri}: {err}");
         }

@@ -10,9 +10,9 @@ use crate::connection::{Connection, ConnectionInfo, LuaConnection, WriteSide};
 use crate::handshake::{parse_request, HeadError, RequestHead};
 use crate::http::{header_table, Request, Response};
 use crate::routing;
-use crate::static_files;
 use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
+use crate::static_files;
 use crate::stats::{bump, Level, Logger, Stats};
 use bytes::{Buf, BytesMut};
 use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
@@ -24,11 +24,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_native_tls::TlsStream;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
+use tokio_native_tls::TlsStream;
 
 /// Registry name of `ws.accept`, the Lua function that judges every Upgrade request.
 pub const ACCEPT_KEY: &str = "service_utils.WS.accept";
@@ -85,8 +85,12 @@ fn optional(d: Duration) -> Option<Duration> {
 fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
     let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
         match t.get::<Option<String>>(key)? {
-            Some(path) => std::fs::read(&path).map_err(|e| mlua::Error::runtime(format!("ws.server: cannot read tls.{key} '{path}': {e}"))),
-            None if required => Err(mlua::Error::runtime(format!("ws.server: tls.{key} (a PEM file) is required"))),
+            Some(path) => std::fs::read(&path).map_err(|e| {
+                mlua::Error::runtime(format!("ws.server: cannot read tls.{key} '{path}': {e}"))
+            }),
+            None if required => Err(mlua::Error::runtime(format!(
+                "ws.server: tls.{key} (a PEM file) is required"
+            ))),
             None => Ok(Vec::new()),
         }
     };
@@ -94,9 +98,13 @@ fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
     let key = read("key", true)?;
     cert.extend_from_slice(b"\n");
     cert.extend(read("chain", false)?);
-    let identity = native_tls::Identity::from_pkcs8(&cert, &key)
-        .map_err(|e| mlua::Error::runtime(format!("ws.server: tls.cert / tls.key are not a PEM certificate and PKCS#8 key: {e}")))?;
-    let acceptor = native_tls::TlsAcceptor::new(identity).map_err(|e| mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")))?;
+    let identity = native_tls::Identity::from_pkcs8(&cert, &key).map_err(|e| {
+        mlua::Error::runtime(format!(
+            "ws.server: tls.cert / tls.key are not a PEM certificate and PKCS#8 key: {e}"
+        ))
+    })?;
+    let acceptor = native_tls::TlsAcceptor::new(identity)
+        .map_err(|e| mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")))?;
     Ok(acceptor.into())
 }
 
@@ -111,7 +119,10 @@ fn describe(v: &Value) -> String {
 }
 
 fn bad_option(key: &str, want: &str, got: &Value) -> mlua::Error {
-    mlua::Error::runtime(format!("ws.server: {key} must be {want}, got {}", describe(got)))
+    mlua::Error::runtime(format!(
+        "ws.server: {key} must be {want}, got {}",
+        describe(got)
+    ))
 }
 
 /// A whole-number option in `min..=max`.
@@ -126,7 +137,11 @@ fn count(t: &Table, key: &str, min: u64, max: u64, default: u64) -> mlua::Result
     if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 {
         Ok(n as u64)
     } else {
-        Err(bad_option(key, &format!("a whole number from {min} to {max}"), &v))
+        Err(bad_option(
+            key,
+            &format!("a whole number from {min} to {max}"),
+            &v,
+        ))
     }
 }
 
@@ -170,18 +185,35 @@ fn strings(t: &Table, key: &str) -> mlua::Result<Option<Vec<String>>> {
 impl Options {
     fn from_lua(t: &Table) -> mlua::Result<Self> {
         let handler_base = text(t, "handler_base")?.unwrap_or_default();
-        routing::check_base(&handler_base).map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
-        let max_message_size = count(t, "max_message_size", 1, 1 << 40, Limits::default().max_message_size as u64)? as usize;
+        routing::check_base(&handler_base)
+            .map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
+        let max_message_size = count(
+            t,
+            "max_message_size",
+            1,
+            1 << 40,
+            Limits::default().max_message_size as u64,
+        )? as usize;
         let tls = match t.get::<Value>("tls")? {
             Value::Nil => None,
             Value::Table(tls) => Some(tls_acceptor(&tls)?),
-            other => return Err(bad_option("tls", "a table {cert =, key = [, chain =]}", &other)),
+            other => {
+                return Err(bad_option(
+                    "tls",
+                    "a table {cert =, key = [, chain =]}",
+                    &other,
+                ))
+            }
         };
         Ok(Options {
             host: text(t, "host")?.unwrap_or_else(|| "127.0.0.1".into()),
             port: count(t, "port", 0, 65535, 0)? as u16,
             handler_base,
-            limits: Limits { max_message_size, max_frame_size: count(t, "max_frame_size", 1, 1 << 40, max_message_size as u64)? as usize },
+            limits: Limits {
+                max_message_size,
+                max_frame_size: count(t, "max_frame_size", 1, 1 << 40, max_message_size as u64)?
+                    as usize,
+            },
             max_header_bytes: count(t, "max_header_bytes", 256, 1 << 20, 8192)? as usize,
             max_headers: count(t, "max_headers", 1, 1024, 64)? as usize,
             handshake_timeout: seconds(t, "handshake_timeout", 10.0)?,
@@ -196,7 +228,11 @@ impl Options {
             origins: strings(t, "origins")?,
             static_dir: text(t, "static")?,
             tls,
-            logger: Rc::new(Logger::from_options("ws.server", t.get("log")?, text(t, "log_level")?)?),
+            logger: Rc::new(Logger::from_options(
+                "ws.server",
+                t.get("log")?,
+                text(t, "log_level")?,
+            )?),
         })
     }
 }
@@ -225,7 +261,10 @@ impl Shared {
     /// Counts a refused handshake and logs it.
     fn reject(&self, peer: SocketAddr, reason: &str, detail: impl std::fmt::Display) {
         self.stats.reject(reason);
-        self.log(Level::Info, format_args!("{peer}: handshake refused ({reason}): {detail}"));
+        self.log(
+            Level::Info,
+            format_args!("{peer}: handshake refused ({reason}): {detail}"),
+        );
     }
 }
 
@@ -253,11 +292,15 @@ impl Server {
     pub fn bind(options: Option<Table>, lua: &Lua) -> mlua::Result<Server> {
         let options = Options::from_lua(&options.map_or_else(|| lua.create_table(), Ok)?)?;
         let addr = format!("{}:{}", options.host, options.port);
-        let std_listener = std::net::TcpListener::bind(&addr)
-            .map_err(|e| mlua::Error::runtime(format!("ws.server: cannot listen on {addr}: {e}")))?;
-        std_listener.set_nonblocking(true).map_err(mlua::Error::external)?;
+        let std_listener = std::net::TcpListener::bind(&addr).map_err(|e| {
+            mlua::Error::runtime(format!("ws.server: cannot listen on {addr}: {e}"))
+        })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(mlua::Error::external)?;
         let local_addr = std_listener.local_addr().map_err(mlua::Error::external)?;
-        let listener = runtime::enter(|| TcpListener::from_std(std_listener)).map_err(mlua::Error::external)?;
+        let listener = runtime::enter(|| TcpListener::from_std(std_listener))
+            .map_err(mlua::Error::external)?;
         let shared = Rc::new(Shared {
             options,
             local_addr,
@@ -271,7 +314,10 @@ impl Server {
         let (lua, serving) = (lua.clone(), Rc::clone(&shared));
         runtime::spawn(async move {
             if let Err(e) = serve(lua, Rc::clone(&serving), listener).await {
-                serving.log(Level::Error, format_args!("server stopped on an error: {e}"));
+                serving.log(
+                    Level::Error,
+                    format_args!("server stopped on an error: {e}"),
+                );
             }
             serving.done.set(true);
             serving.done_notify.notify_waiters();
@@ -308,9 +354,14 @@ impl UserData for Server {
         methods.add_method("stop", |_, this, wait: Option<f64>| {
             if let Some(s) = wait {
                 if !(s.is_finite() && s >= 0.0) {
-                    return Err(mlua::Error::runtime(format!("server:stop: timeout must be a number of seconds >= 0, got {s}")));
+                    return Err(mlua::Error::runtime(format!(
+                        "server:stop: timeout must be a number of seconds >= 0, got {s}"
+                    )));
                 }
-                this.0.options.shutdown_timeout.set(Duration::from_secs_f64(s));
+                this.0
+                    .options
+                    .shutdown_timeout
+                    .set(Duration::from_secs_f64(s));
             }
             this.0.stop.send_replace(true);
             Ok(true)
@@ -318,7 +369,11 @@ impl UserData for Server {
         // stats() -> table of counters (see README)
         methods.add_method("stats", |lua, this, ()| this.0.stats.to_lua(lua));
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
-            let scheme = if this.0.options.tls.is_some() { "wss" } else { "ws" };
+            let scheme = if this.0.options.tls.is_some() {
+                "wss"
+            } else {
+                "ws"
+            };
             Ok(format!("ws_server {scheme}://{}", this.0.local_addr))
         });
     }
@@ -333,7 +388,9 @@ fn take_over_sigint() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| unsafe {
         let mut current: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut current) == 0 && current.sa_sigaction != libc::SIG_IGN {
+        if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction != libc::SIG_IGN
+        {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
         }
     });
@@ -368,8 +425,17 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
     drop(listener);
     shared.stop.send_replace(true);
     let all_closed = async { while tasks.join_next().await.is_some() {} };
-    if timeout(shared.options.shutdown_timeout.get(), all_closed).await.is_err() {
-        shared.log(Level::Warn, format_args!("stop: dropping {} connections that did not close in time", tasks.len()));
+    if timeout(shared.options.shutdown_timeout.get(), all_closed)
+        .await
+        .is_err()
+    {
+        shared.log(
+            Level::Warn,
+            format_args!(
+                "stop: dropping {} connections that did not close in time",
+                tasks.len()
+            ),
+        );
     }
     tasks.shutdown().await;
     Ok(())
@@ -383,7 +449,11 @@ enum HeadFailure {
     Answer(Response),
 }
 
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, opts: &Options) -> Result<RequestHead, HeadFailure> {
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    opts: &Options,
+) -> Result<RequestHead, HeadFailure> {
     loop {
         match parse_request(buf, opts.max_headers, opts.max_header_bytes) {
             Ok(Some((head, len))) => {
@@ -392,10 +462,16 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, opt
             }
             Ok(None) => {}
             Err(HeadError::TooLarge) => {
-                return Err(HeadFailure::Answer(Response::error(431, "Request header fields too large")));
+                return Err(HeadFailure::Answer(Response::error(
+                    431,
+                    "Request header fields too large",
+                )));
             }
             Err(HeadError::Malformed(e)) => {
-                return Err(HeadFailure::Answer(Response::error(400, &format!("Malformed HTTP request: {e}"))));
+                return Err(HeadFailure::Answer(Response::error(
+                    400,
+                    &format!("Malformed HTTP request: {e}"),
+                )));
             }
         }
         buf.reserve(1024);
@@ -409,19 +485,41 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, opt
 /// A stream a WebSocket can run on once upgraded: split into the session's halves.
 trait Upgraded: AsyncRead + AsyncWrite + Unpin {
     /// Reader, writer, and the plain socket for direct writes (plain TCP only).
-    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide, Option<Rc<OwnedWriteHalf>>);
+    fn split_for_session(
+        self,
+    ) -> (
+        Box<dyn AsyncRead + Unpin>,
+        WriteSide,
+        Option<Rc<OwnedWriteHalf>>,
+    );
 }
 
 impl Upgraded for TcpStream {
-    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide, Option<Rc<OwnedWriteHalf>>) {
+    fn split_for_session(
+        self,
+    ) -> (
+        Box<dyn AsyncRead + Unpin>,
+        WriteSide,
+        Option<Rc<OwnedWriteHalf>>,
+    ) {
         let (reader, writer) = self.into_split();
         let writer = Rc::new(writer);
-        (Box::new(reader), WriteSide::Plain(Rc::clone(&writer)), Some(writer))
+        (
+            Box::new(reader),
+            WriteSide::Plain(Rc::clone(&writer)),
+            Some(writer),
+        )
     }
 }
 
 impl Upgraded for TlsStream<TcpStream> {
-    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide, Option<Rc<OwnedWriteHalf>>) {
+    fn split_for_session(
+        self,
+    ) -> (
+        Box<dyn AsyncRead + Unpin>,
+        WriteSide,
+        Option<Rc<OwnedWriteHalf>>,
+    ) {
         let (reader, writer) = tokio::io::split(self);
         (Box::new(reader), WriteSide::Tls(writer), None)
     }
@@ -443,7 +541,10 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
             Ok(Ok(tls)) => serve_stream(lua, &server, tls, peer, deadline).await,
             Ok(Err(e)) => {
                 server.stats.reject("tls");
-                server.log(Level::Warn, format_args!("{peer}: TLS handshake failed: {e}"));
+                server.log(
+                    Level::Warn,
+                    format_args!("{peer}: TLS handshake failed: {e}"),
+                );
             }
             Err(_) => server.reject(peer, "timeout", "no TLS handshake within handshake_timeout"),
         },
@@ -451,14 +552,33 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
 }
 
 /// The opening handshake on `stream` (plain or TLS), then the WebSocket until it closes.
-async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S, peer: SocketAddr, deadline: Instant) {
+async fn serve_stream<S: Upgraded>(
+    lua: Lua,
+    server: &Rc<Shared>,
+    mut stream: S,
+    peer: SocketAddr,
+    deadline: Instant,
+) {
     let opts = &server.options;
     let mut buf = BytesMut::with_capacity(1024);
     let head = match timeout_at(deadline, read_head(&mut stream, &mut buf, opts)).await {
-        Err(_) => return server.reject(peer, "timeout", format_args!("no complete Upgrade request within {:?}; dropped", opts.handshake_timeout)),
+        Err(_) => {
+            return server.reject(
+                peer,
+                "timeout",
+                format_args!(
+                    "no complete Upgrade request within {:?}; dropped",
+                    opts.handshake_timeout
+                ),
+            )
+        }
         Ok(Err(HeadFailure::Gone)) => return,
         Ok(Err(HeadFailure::Answer(response))) => {
-            server.reject(peer, &response.status.to_string(), "malformed or oversized request head");
+            server.reject(
+                peer,
+                &response.status.to_string(),
+                "malformed or oversized request head",
+            );
             return answer(&mut stream, &response).await;
         }
         Ok(Ok(head)) => head,
@@ -466,11 +586,20 @@ async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S,
     if !head.is_websocket_upgrade() {
         if let Some(dir) = &opts.static_dir {
             let response = static_files::respond(dir, &head.method, &head.uri);
-            server.log(Level::Info, format_args!("{peer}: {} {} -> {}", head.method, head.uri, response.status));
+            server.log(
+                Level::Info,
+                format_args!(
+                    "{peer}: {} {} -> {}",
+                    head.method, head.uri, response.status
+                ),
+            );
             return answer(&mut stream, &response).await;
         }
         server.reject(peer, "426", "not an Upgrade: websocket request");
-        let response = Response::error(426, "This endpoint speaks WebSocket only: send a GET with Upgrade: websocket");
+        let response = Response::error(
+            426,
+            "This endpoint speaks WebSocket only: send a GET with Upgrade: websocket",
+        );
         return answer(&mut stream, &response).await;
     }
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
@@ -478,8 +607,14 @@ async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S,
         Ok(result) => result,
         Err(e) => {
             server.stats.reject("500");
-            server.log(Level::Error, format_args!("{peer}: ws.accept raised an error: {e}"));
-            let response = Response::error(500, "Internal error while accepting the WebSocket handshake");
+            server.log(
+                Level::Error,
+                format_args!("{peer}: ws.accept raised an error: {e}"),
+            );
+            let response = Response::error(
+                500,
+                "Internal error while accepting the WebSocket handshake",
+            );
             return answer(&mut stream, &response).await;
         }
     };
@@ -487,7 +622,11 @@ async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S,
         return;
     }
     let Some(handler) = handler else {
-        server.reject(peer, &response.status.to_string(), response.header("X-msg").unwrap_or(""));
+        server.reject(
+            peer,
+            &response.status.to_string(),
+            response.header("X-msg").unwrap_or(""),
+        );
         let _ = stream.shutdown().await;
         return;
     };
@@ -496,7 +635,10 @@ async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S,
     bump(&server.stats.handshakes_accepted, 1);
     bump(&server.stats.open, 1);
     let is_tls = opts.tls.is_some();
-    server.log(Level::Info, format_args!("{peer}: connection #{id} open on {path} ({})", handler.name));
+    server.log(
+        Level::Info,
+        format_args!("{peer}: connection #{id} open on {path} ({})", handler.name),
+    );
     let (reader, writer, direct) = stream.split_for_session();
     let info = ConnectionInfo {
         id,
@@ -527,7 +669,20 @@ async fn serve_stream<S: Upgraded>(lua: Lua, server: &Rc<Shared>, mut stream: S,
     };
     let stop = Some(server.stop.subscribe());
     let result = match lua.create_userdata(LuaConnection(Rc::clone(&conn))) {
-        Ok(ud) => session::run(&lua, &cfg, reader, writer, buf, Rc::clone(&conn), ud, Delivery::Handler(handler), stop).await,
+        Ok(ud) => {
+            session::run(
+                &lua,
+                &cfg,
+                reader,
+                writer,
+                buf,
+                Rc::clone(&conn),
+                ud,
+                Delivery::Handler(handler),
+                stop,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     server.stats.open.set(server.stats.open.get() - 1);
@@ -544,7 +699,12 @@ async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, response: &Response) {
 
 /// Calls `ws.accept(request, response, uc)`; returns the response to write and, when the
 /// upgrade was accepted, the handler class.
-async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: SocketAddr) -> mlua::Result<(Response, Option<Handler>)> {
+async fn call_accept(
+    lua: &Lua,
+    server: &Shared,
+    head: RequestHead,
+    peer: SocketAddr,
+) -> mlua::Result<(Response, Option<Handler>)> {
     let accept: Function = lua.named_registry_value(ACCEPT_KEY)?;
     let uc = lua.create_table_with_capacity(0, 6)?;
     uc.raw_set("headers", header_table(lua, &head.headers)?)?;
@@ -561,7 +721,8 @@ async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: Socket
         allowed_origins: server.options.origins.clone(),
     })?;
     let response = lua.create_userdata(Response::new())?;
-    let (ok, name, class): (bool, Option<String>, Option<Table>) = accept.call_async((request, &response, uc)).await?;
+    let (ok, name, class): (bool, Option<String>, Option<Table>) =
+        accept.call_async((request, &response, uc)).await?;
     let response = response.take::<Response>()?;
     let handler = match (ok && response.status == 101, name, class) {
         (true, Some(name), Some(class)) => Some(Handler::from_table(name, &class)?),
@@ -569,4 +730,3 @@ async fn call_accept(lua: &Lua, server: &Shared, head: RequestHead, peer: Socket
     };
     Ok((response, handler))
 }
-

@@ -31,7 +31,9 @@ impl Handler {
     pub fn from_table(name: String, t: &Table) -> mlua::Result<Self> {
         Ok(Handler {
             on_open: t.get("handle_open")?,
-            on_message: t.get("handle_message").map_err(|_| mlua::Error::runtime(format!("handler '{name}' has no handle_message function")))?,
+            on_message: t.get("handle_message").map_err(|_| {
+                mlua::Error::runtime(format!("handler '{name}' has no handle_message function"))
+            })?,
             on_ping: t.get("handle_ping")?,
             on_pong: t.get("handle_pong")?,
             on_close: t.get("handle_close")?,
@@ -80,7 +82,9 @@ impl Liveness {
             Some(sent) => sent + cfg.pong_timeout,
             None => self.last_ping + every,
         });
-        let idle = cfg.idle_timeout.map(|d| Instant::from_std(conn.last_data()) + d);
+        let idle = cfg
+            .idle_timeout
+            .map(|d| Instant::from_std(conn.last_data()) + d);
         match (keepalive, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -99,7 +103,11 @@ struct Ending {
 
 impl Ending {
     fn abnormal(reason: &str) -> Self {
-        Ending { code: close_code::ABNORMAL, reason: reason.to_owned(), clean: false }
+        Ending {
+            code: close_code::ABNORMAL,
+            reason: reason.to_owned(),
+            clean: false,
+        }
     }
 }
 
@@ -118,7 +126,13 @@ impl Session<'_> {
     async fn call(&self, name: &str, f: &Function, what: &str, arg: impl IntoLuaMulti) {
         if let Err(e) = f.call_async::<()>(arg).await {
             let c = self.conn;
-            self.cfg.logger.log(Level::Error, format_args!("handler '{name}' failed in {what} on connection #{} ({}): {e}", c.id, c.peer));
+            self.cfg.logger.log(
+                Level::Error,
+                format_args!(
+                    "handler '{name}' failed in {what} on connection #{} ({}): {e}",
+                    c.id, c.peer
+                ),
+            );
             c.queue_close(Some((close_code::INTERNAL_ERROR, "handler error")));
         }
     }
@@ -137,7 +151,13 @@ impl Session<'_> {
                         opcode::PONG => "handle_pong",
                         _ => "handle_message",
                     };
-                    self.call(&h.name, f, what, message_table(self.lua, &self.conn_ud, op, &data)?).await;
+                    self.call(
+                        &h.name,
+                        f,
+                        what,
+                        message_table(self.lua, &self.conn_ud, op, &data)?,
+                    )
+                    .await;
                 }
             }
             Delivery::Inbox if op == opcode::TEXT || op == opcode::BINARY => {
@@ -160,7 +180,9 @@ impl Session<'_> {
             self.conn.touch();
         }
         match event {
-            Event::Text(data) | Event::Binary(data) if self.conn.state() != State::Open => drop(data),
+            Event::Text(data) | Event::Binary(data) if self.conn.state() != State::Open => {
+                drop(data)
+            }
             Event::Text(data) => self.deliver(opcode::TEXT, data).await?,
             Event::Binary(data) => self.deliver(opcode::BINARY, data).await?,
             Event::Ping(data) => {
@@ -170,9 +192,14 @@ impl Session<'_> {
             Event::Pong(data) => self.deliver(opcode::PONG, data).await?,
             Event::Close(status) => {
                 // Echo the peer's code (§5.5.1); a close without a code is answered without one.
-                self.conn.queue_close(status.as_ref().map(|(code, _)| (*code, "")));
+                self.conn
+                    .queue_close(status.as_ref().map(|(code, _)| (*code, "")));
                 let (code, reason) = status.unwrap_or((close_code::NO_STATUS, String::new()));
-                return Ok(Some(Ending { code, reason, clean: true }));
+                return Ok(Some(Ending {
+                    code,
+                    reason,
+                    clean: true,
+                }));
             }
         }
         Ok(None)
@@ -195,16 +222,27 @@ pub async fn run<R: AsyncRead + Unpin>(
     mut stop: Option<watch::Receiver<bool>>,
 ) -> mlua::Result<()> {
     let mut writer_task = tokio::task::spawn_local(Rc::clone(&conn).write_loop(writer));
-    let session = Session { lua, cfg, conn: &conn, conn_ud, delivery: &delivery };
+    let session = Session {
+        lua,
+        cfg,
+        conn: &conn,
+        conn_ud,
+        delivery: &delivery,
+    };
     if let Delivery::Handler(h) = &delivery {
         if let Some(f) = &h.on_open {
-            session.call(&h.name, f, "handle_open", session.conn_ud.clone()).await;
+            session
+                .call(&h.name, f, "handle_open", session.conn_ud.clone())
+                .await;
         }
     }
     let mut decoder = Decoder::new(cfg.role, cfg.limits);
     let mut close_deadline: Option<Instant> = None;
     let mut read_sizer = ReadSizer::new();
-    let mut liveness = Liveness { ping_sent: None, last_ping: Instant::now() };
+    let mut liveness = Liveness {
+        ping_sent: None,
+        last_ping: Instant::now(),
+    };
     // One timer for the close deadline and the keepalive / idle timers, kept across reads.
     let mut alarm = Box::pin(sleep_until(Instant::now()));
     let mut alarm_at: Option<Instant> = None;
@@ -221,7 +259,13 @@ pub async fn run<R: AsyncRead + Unpin>(
             }
             Ok(None) => {}
             Err(e) => {
-                cfg.logger.log(Level::Warn, format_args!("connection #{} ({}): protocol error: {e}", conn.id, conn.peer));
+                cfg.logger.log(
+                    Level::Warn,
+                    format_args!(
+                        "connection #{} ({}): protocol error: {e}",
+                        conn.id, conn.peer
+                    ),
+                );
                 if let Some(stats) = &cfg.stats {
                     stats.protocol_close(e.close_code);
                 }
@@ -232,7 +276,11 @@ pub async fn run<R: AsyncRead + Unpin>(
         if conn.state() != State::Open && close_deadline.is_none() {
             close_deadline = Some(Instant::now() + cfg.close_timeout);
         }
-        let liveness_due = if conn.state() == State::Open { liveness.deadline(cfg, &conn) } else { None };
+        let liveness_due = if conn.state() == State::Open {
+            liveness.deadline(cfg, &conn)
+        } else {
+            None
+        };
         let next = match (close_deadline, liveness_due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -298,7 +346,12 @@ pub async fn run<R: AsyncRead + Unpin>(
     }
     if let Delivery::Handler(h) = &delivery {
         if let Some(f) = &h.on_close {
-            let msg = message_table(lua, &session.conn_ud, opcode::CLOSE, ending.reason.as_bytes())?;
+            let msg = message_table(
+                lua,
+                &session.conn_ud,
+                opcode::CLOSE,
+                ending.reason.as_bytes(),
+            )?;
             msg.raw_set("code", ending.code)?;
             msg.raw_set("reason", ending.reason.as_str())?;
             session.call(&h.name, f, "handle_close", msg).await;

@@ -26,7 +26,11 @@ fn content_type(path: &str) -> &'static str {
 
 /// Whether `segment` may name a file or directory under the static root.
 fn is_plain_segment(segment: &str) -> bool {
-    !segment.is_empty() && !segment.starts_with('.') && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    !segment.is_empty()
+        && !segment.starts_with('.')
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The answer to `method uri` from the directory `root`.
@@ -35,7 +39,11 @@ pub fn respond(root: &str, method: &str, uri: &str) -> Response {
         return Response::error(405, "Only GET and HEAD are served here");
     }
     let path = uri.split(['?', '#']).next().unwrap_or("/");
-    let path = if path.ends_with('/') { format!("{path}index.html") } else { path.to_owned() };
+    let path = if path.ends_with('/') {
+        format!("{path}index.html")
+    } else {
+        path.to_owned()
+    };
     let relative = path.trim_start_matches('/');
     if !relative.split('/').all(is_plain_segment) {
         return Response::error(404, "Not found");
@@ -46,7 +54,11 @@ pub fn respond(root: &str, method: &str, uri: &str) -> Response {
         _ => None,
     };
     match body {
-        Some(body) => Response::content(200, content_type(relative), if method == "HEAD" { Vec::new() } else { body }),
+        Some(body) => Response::content(
+            200,
+            content_type(relative),
+            if method == "HEAD" { Vec::new() } else { body },
+        ),
         None => Response::error(404, "Not found"),
     }
 }
@@ -57,7 +69,14 @@ mod tests {
 
     #[test]
     fn paths_that_could_leave_the_directory_are_not_served() {
-        for uri in ["/../etc/passwd", "/a/../../x", "/.hidden", "/%2e%2e/x", "//etc/passwd", "/a b"] {
+        for uri in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/.hidden",
+            "/%2e%2e/x",
+            "//etc/passwd",
+            "/a b",
+        ] {
             assert_eq!(respond("examples/public", "GET", uri).status, 404, "{uri}");
         }
         assert_eq!(respond("examples/public", "POST", "/").status, 405);
@@ -68,6 +87,8 @@ mod tests {
         let r = respond("examples/public", "GET", "/?x=1");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("Content-Type"), None); // carried as the content type, see to_bytes
-        assert!(String::from_utf8(r.to_bytes()).unwrap().contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert!(String::from_utf8(r.to_bytes())
+            .unwrap()
+            .contains("Content-Type: text/html; charset=utf-8\r\n"));
     }
 }

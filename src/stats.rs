@@ -29,7 +29,11 @@ pub fn bump(cell: &Cell<u64>, n: u64) {
 
 impl Stats {
     pub fn reject(&self, reason: &str) {
-        *self.rejected.borrow_mut().entry(reason.to_owned()).or_default() += 1;
+        *self
+            .rejected
+            .borrow_mut()
+            .entry(reason.to_owned())
+            .or_default() += 1;
     }
 
     pub fn protocol_close(&self, code: u16) {
@@ -82,7 +86,9 @@ impl Level {
     }
 
     fn parse(s: &str) -> Option<Level> {
-        [Level::Error, Level::Warn, Level::Info, Level::Debug].into_iter().find(|l| l.name() == s)
+        [Level::Error, Level::Warn, Level::Info, Level::Debug]
+            .into_iter()
+            .find(|l| l.name() == s)
     }
 }
 
@@ -100,18 +106,37 @@ impl Logger {
     pub fn from_options(what: &str, log: Value, level: Option<String>) -> mlua::Result<Logger> {
         let level = match level.as_deref() {
             None => Level::Warn,
-            Some(s) => Level::parse(s).ok_or_else(|| mlua::Error::runtime(format!("{what}: log_level must be error, warn, info or debug, got '{s}'")))?,
+            Some(s) => Level::parse(s).ok_or_else(|| {
+                mlua::Error::runtime(format!(
+                    "{what}: log_level must be error, warn, info or debug, got '{s}'"
+                ))
+            })?,
         };
         match log {
-            Value::Nil | Value::Boolean(true) => Ok(Logger { level: Some(level), callback: None }),
-            Value::Boolean(false) => Ok(Logger { level: None, callback: None }),
-            Value::Function(f) => Ok(Logger { level: Some(level), callback: Some(f) }),
-            other => Err(mlua::Error::runtime(format!("{what}: log must be a boolean or a function, got {}", other.type_name()))),
+            Value::Nil | Value::Boolean(true) => Ok(Logger {
+                level: Some(level),
+                callback: None,
+            }),
+            Value::Boolean(false) => Ok(Logger {
+                level: None,
+                callback: None,
+            }),
+            Value::Function(f) => Ok(Logger {
+                level: Some(level),
+                callback: Some(f),
+            }),
+            other => Err(mlua::Error::runtime(format!(
+                "{what}: log must be a boolean or a function, got {}",
+                other.type_name()
+            ))),
         }
     }
 
     pub fn stderr() -> Logger {
-        Logger { level: Some(Level::Warn), callback: None }
+        Logger {
+            level: Some(Level::Warn),
+            callback: None,
+        }
     }
 
     pub fn log(&self, level: Level, message: impl Display) {

@@ -30,7 +30,9 @@ impl Args {
         let mut map = HashMap::new();
         let mut it = raw.iter();
         while let Some(k) = it.next() {
-            let key = k.strip_prefix("--").unwrap_or_else(|| panic!("expected --option, got {k}"));
+            let key = k
+                .strip_prefix("--")
+                .unwrap_or_else(|| panic!("expected --option, got {k}"));
             let value = it.next().unwrap_or_else(|| panic!("--{key} needs a value"));
             map.insert(key.to_owned(), value.clone());
         }
@@ -40,7 +42,10 @@ impl Args {
         self.0.get(key).map(String::as_str)
     }
     fn num(&self, key: &str, default: u64) -> u64 {
-        self.str(key).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("--{key} must be a number")))
+        self.str(key).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("--{key} must be a number"))
+        })
     }
 }
 
@@ -70,12 +75,19 @@ impl ServerProc {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0?)).ok()?;
         let after_name = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some(ticks * 1e6 / USER_HZ)
     }
     fn rss_kib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0?)).ok()?;
-        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 }
 
@@ -94,7 +106,9 @@ struct EchoStats {
 }
 
 async fn connect_ws(url: &str) -> Result<Ws, String> {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| e.to_string())?;
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
         let _ = s.set_nodelay(true);
     }
@@ -108,13 +122,13 @@ async fn connect_tcp(addr: &str) -> Result<TcpStream, String> {
 }
 
 enum Conn {
-    Ws(Ws),
+    Ws(Box<Ws>),
     Tcp(TcpStream),
 }
 
 async fn connect(target: &Target) -> Result<Conn, String> {
     match target {
-        Target::Ws(url) => connect_ws(url).await.map(Conn::Ws),
+        Target::Ws(url) => connect_ws(url).await.map(|ws| Conn::Ws(Box::new(ws))),
         Target::Tcp(addr) => connect_tcp(addr).await.map(Conn::Tcp),
     }
 }
@@ -123,7 +137,8 @@ async fn connect(target: &Target) -> Result<Conn, String> {
 async fn connect_many(target: &Target, n: usize, k: usize) -> (Vec<Conn>, u64) {
     let mut conns = Vec::with_capacity(n);
     let mut errors = 0;
-    let mut pending = futures_util::stream::iter((0..n).map(|_| connect(target))).buffer_unordered(k.max(1));
+    let mut pending =
+        futures_util::stream::iter((0..n).map(|_| connect(target))).buffer_unordered(k.max(1));
     while let Some(r) = pending.next().await {
         match r {
             Ok(c) => conns.push(c),
@@ -134,17 +149,25 @@ async fn connect_many(target: &Target, n: usize, k: usize) -> (Vec<Conn>, u64) {
 }
 
 /// One connection of the echo mode: keeps `window` messages in flight until `stop`.
-async fn echo_loop(conn: Conn, size: usize, window: usize, stop: Rc<Cell<bool>>, stats: Rc<RefCell<EchoStats>>) {
+async fn echo_loop(
+    conn: Conn,
+    size: usize,
+    window: usize,
+    stop: Rc<Cell<bool>>,
+    stats: Rc<RefCell<EchoStats>>,
+) {
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(window);
     let record = |t: Instant, stats: &RefCell<EchoStats>, stop: &Cell<bool>| {
         if !stop.get() {
             let mut s = stats.borrow_mut();
             s.messages += 1;
-            s.latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            s.latencies_us
+                .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
         }
     };
     match conn {
         Conn::Ws(ws) => {
+            let ws = *ws;
             let payload = Bytes::from(vec![b'x'; size]);
             let (mut tx, mut rx) = ws.split();
             for _ in 0..window {
@@ -161,7 +184,9 @@ async fn echo_loop(conn: Conn, size: usize, window: usize, stop: Rc<Cell<bool>>,
             while let Some(msg) = rx.next().await {
                 match msg {
                     Ok(Message::Binary(b)) if b.len() == size => {
-                        let Some(t) = in_flight.pop_front() else { break };
+                        let Some(t) = in_flight.pop_front() else {
+                            break;
+                        };
                         record(t, &stats, &stop);
                         if !stop.get() {
                             in_flight.push_back(Instant::now());
@@ -209,7 +234,9 @@ async fn echo_loop(conn: Conn, size: usize, window: usize, stop: Rc<Cell<bool>>,
                 let mut refill = 0;
                 while partial >= size {
                     partial -= size;
-                    let Some(t) = in_flight.pop_front() else { break };
+                    let Some(t) = in_flight.pop_front() else {
+                        break;
+                    };
                     record(t, &stats, &stop);
                     if !stop.get() {
                         in_flight.push_back(Instant::now());
@@ -243,7 +270,12 @@ fn percentile(sorted: &[u32], p: f64) -> Option<f64> {
 }
 
 async fn echo(args: &Args, target: Target, server: ServerProc) {
-    let (conns, size, window, secs) = (args.num("conns", 1) as usize, args.num("size", 16) as usize, args.num("window", 1) as usize, args.num("seconds", 3));
+    let (conns, size, window, secs) = (
+        args.num("conns", 1) as usize,
+        args.num("size", 16) as usize,
+        args.num("window", 1) as usize,
+        args.num("seconds", 3),
+    );
     let (open, connect_errors) = connect_many(&target, conns, 64).await;
     let stop = Rc::new(Cell::new(false));
     let stats = Rc::new(RefCell::new(EchoStats::default()));
@@ -251,7 +283,13 @@ async fn echo(args: &Args, target: Target, server: ServerProc) {
     let cpu0 = server.cpu_us();
     let t0 = Instant::now();
     for c in open {
-        local.spawn_local(echo_loop(c, size, window, Rc::clone(&stop), Rc::clone(&stats)));
+        local.spawn_local(echo_loop(
+            c,
+            size,
+            window,
+            Rc::clone(&stop),
+            Rc::clone(&stats),
+        ));
     }
     let elapsed = local
         .run_until(async {
@@ -284,8 +322,13 @@ async fn echo(args: &Args, target: Target, server: ServerProc) {
 }
 
 async fn storm(args: &Args, target: Target, server: ServerProc) {
-    let Target::Ws(url) = target else { panic!("storm needs --ws") };
-    let (count, k) = (args.num("count", 2000) as usize, args.num("concurrency", 32) as usize);
+    let Target::Ws(url) = target else {
+        panic!("storm needs --ws")
+    };
+    let (count, k) = (
+        args.num("count", 2000) as usize,
+        args.num("concurrency", 32) as usize,
+    );
     let cpu0 = server.cpu_us();
     let t0 = Instant::now();
     let cycle = |url: String| async move {
@@ -297,7 +340,8 @@ async fn storm(args: &Args, target: Target, server: ServerProc) {
     };
     let mut done = 0u64;
     let mut errors = 0u64;
-    let mut pending = futures_util::stream::iter((0..count).map(|_| cycle(url.clone()))).buffer_unordered(k.max(1));
+    let mut pending = futures_util::stream::iter((0..count).map(|_| cycle(url.clone())))
+        .buffer_unordered(k.max(1));
     while let Some(r) = pending.next().await {
         match r {
             Ok(()) => done += 1,
@@ -347,7 +391,10 @@ async fn main() {
     };
     let args = Args::parse(rest);
     let target = Target::from(&args);
-    let server = ServerProc(args.str("pid").map(|p| p.parse().expect("--pid must be a number")));
+    let server = ServerProc(
+        args.str("pid")
+            .map(|p| p.parse().expect("--pid must be a number")),
+    );
     match mode.as_str() {
         "echo" => echo(&args, target, server).await,
         "storm" => storm(&args, target, server).await,

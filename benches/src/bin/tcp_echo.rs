@@ -5,11 +5,18 @@ use tokio::net::TcpListener;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let port: u16 = std::env::args().nth(1).map_or(0, |p| p.parse().expect("PORT must be a number"));
+    let port: u16 = std::env::args()
+        .nth(1)
+        .map_or(0, |p| p.parse().expect("PORT must be a number"));
     let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-    println!("listening on tcp://{}", listener.local_addr().expect("addr"));
+    println!(
+        "listening on tcp://{}",
+        listener.local_addr().expect("addr")
+    );
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let (r, mut w) = stream.split();
