@@ -22,9 +22,10 @@ local function connection_of(conn, fname)
 end
 
 -- send_msg(conn, msg [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err
+-- A binary frame unless msg_type = "TEXT", as in the original (flags 0 = FRAME_BINARY).
 function ws_util.send_msg(conn, msg, opts)
 	assert(type(msg) == "string", "ws_util.send_msg: msg must be a string")
-	return connection_of(conn, "send_msg"):send(msg, opts)
+	return connection_of(conn, "send_msg"):send(msg, { msg_type = opts and opts.msg_type or "BINARY" })
 end
 
 -- recv_frame(conn [, timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason

@@ -111,9 +111,11 @@ describe("ws.connect against the module's own server", function()
 
 	it("works through the original ws_util function forms", function()
 		local conn = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
-		assert(ws_util.send_msg(conn, "\0binary\0", { msg_type = "BINARY" }))
+		assert(ws_util.send_msg(conn, "\0binary\0"))
 		local msg = ws_util.recv_frame(conn)
-		assert.are.same({ 2, "\0binary\0" }, { msg.op_code, msg.data })
+		assert.are.same({ 2, "\0binary\0" }, { msg.op_code, msg.data }) -- binary by default, as the original
+		assert(ws_util.send_msg(conn, "text", { msg_type = "TEXT" }))
+		assert.are.equal(1, ws_util.recv_frame(conn).op_code)
 		assert(ws_util.ping(conn, "p"))
 		assert(ws_util.close(conn))
 		assert.is_false(conn:is_open())
