@@ -267,6 +267,16 @@ describe("ws.connect against servers that answer wrongly", function()
 		end)
 	end
 
+	it("keeps alive with pings and closes with 1011 when no pong comes", function()
+		local server = helper.start_python("bad", "mute")
+		local conn = assert(connect(("ws://127.0.0.1:%d/x"):format(server.port), { ping_interval = 0.2, pong_timeout = 0.3, close_timeout = 0.3 }))
+		local msg, why = conn:recv(5)
+		assert.are.same({ nil, "closed" }, { msg, why })
+		local seen = server.stop()
+		assert.matches("frame 9", seen, 1, true) -- the ping
+		assert.matches("frame 8 1011", seen, 1, true) -- the close it answered with
+	end)
+
 	it("times out against a server that never answers, saying where", function()
 		local server = helper.start_python("bad", "silent")
 		local conn, msg = connect(("ws://127.0.0.1:%d/x"):format(server.port), { timeout = 0.5 })

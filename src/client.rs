@@ -94,6 +94,14 @@ struct Inputs {
     /// Verify the server's certificate and host name. Default true.
     verify: bool,
     limits: Limits,
+    /// Keepalive: a ping after this long (`None`: off, the default)...
+    ping_interval: Option<Duration>,
+    /// ...and a close (1011) without a pong within this. Default 10 s.
+    pong_timeout: Duration,
+    /// Time the server has to answer our close frame. Default 5 s.
+    close_timeout: Duration,
+    /// Queued bytes above which `send` waits. Default 1 MiB.
+    send_buffer: usize,
 }
 
 /// What Lua's `type()` says of `v` (mlua names integers apart).
@@ -102,6 +110,16 @@ fn lua_type(v: &Value) -> &'static str {
         Value::Integer(_) | Value::Number(_) => "number",
         other => other.type_name(),
     }
+}
+
+/// `inputs.<key>`: a number of seconds >= 0.
+fn seconds(t: &Table, key: &str, default: f64) -> mlua::Result<Duration> {
+    let s = match input(t, key, "number", false)? {
+        Value::Nil => default,
+        v => number(&v),
+    };
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| mlua::Error::runtime(format!("connect: inputs.{key} must be >= 0, got {s}")))
 }
 
 /// `inputs.<key>` of Lua type `want` (`"string"`, `"table"`, ...), or an error naming it.
@@ -156,15 +174,7 @@ impl Inputs {
             _ => None,
         };
         let secure = matches!(input(t, "secure", "boolean", false)?, Value::Boolean(true));
-        let timeout = match input(t, "timeout", "number", false)? {
-            Value::Nil => 40.0,
-            v => number(&v),
-        };
-        let timeout = Duration::try_from_secs_f64(timeout).map_err(|_| {
-            mlua::Error::runtime(format!(
-                "connect: inputs.timeout must be >= 0, got {timeout}"
-            ))
-        })?;
+        let timeout = seconds(t, "timeout", 40.0)?;
         let mut headers = Vec::new();
         for pair in hdrs.pairs::<Value, Value>() {
             let (k, v) = pair?;
@@ -223,6 +233,13 @@ impl Inputs {
             limits: Limits {
                 max_message_size,
                 max_frame_size: max_message_size,
+            },
+            ping_interval: Some(seconds(t, "ping_interval", 0.0)?).filter(|d| !d.is_zero()),
+            pong_timeout: seconds(t, "pong_timeout", 10.0)?,
+            close_timeout: seconds(t, "close_timeout", 5.0)?,
+            send_buffer: match input(t, "send_buffer", "number", false)? {
+                Value::Nil => 1 << 20,
+                v => number(&v).max(1.0) as usize,
             },
         })
     }
@@ -402,7 +419,7 @@ async fn open(
         n.set(n.get() + 1);
         n.get()
     });
-    let close_timeout = Duration::from_secs(5);
+    let close_timeout = inputs.close_timeout;
     let info = ConnectionInfo {
         id,
         peer,
@@ -412,7 +429,7 @@ async fn open(
         handler_name: handler.as_ref().map(|h| h.name.clone()),
         role: Role::Client,
         is_tls: url.secure,
-        high_water: 1 << 20,
+        high_water: inputs.send_buffer,
         inbox_bytes: inputs.limits.max_message_size,
         close_timeout,
         send_timeout: None,
@@ -428,8 +445,8 @@ async fn open(
         role: Role::Client,
         limits: inputs.limits,
         close_timeout,
-        ping_interval: None,
-        pong_timeout: close_timeout,
+        ping_interval: inputs.ping_interval,
+        pong_timeout: inputs.pong_timeout,
         idle_timeout: None,
         logger: Rc::new(Logger::stderr()),
         stats: None,

@@ -4,6 +4,8 @@
     py_server.py tls CERT KEY  the same over TLS
     py_server.py bad MODE      a raw TCP server that answers the handshake wrongly:
         no-connection | no-upgrade | no-accept | wrong-accept | status-xmsg | status | silent
+    py_server.py bad mute      a raw server that accepts, then never answers: it prints
+        "frame <opcode> [<close code>]" for each client frame it reads
     py_server.py bad masks     a raw server that accepts, reads 20 client frames and answers
         with one text message: "<masked bits> <distinct mask keys>", e.g. "11111111111111111111 20"
 
@@ -66,6 +68,22 @@ async def bad_server(mode):
             if line.lower().startswith("sec-websocket-key:"):
                 key = line.split(":", 1)[1].strip()
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if mode == "mute":
+            writer.write(BAD["no-accept"].replace("\r\n\r\n", f"\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            while True:
+                try:
+                    b0, b1 = await reader.readexactly(2)
+                except asyncio.IncompleteReadError:
+                    return
+                length = b1 & 0x7F
+                if length == 126:
+                    length = int.from_bytes(await reader.readexactly(2), "big")
+                elif length == 127:
+                    length = int.from_bytes(await reader.readexactly(8), "big")
+                mask = await reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(length)))
+                code = f" {int.from_bytes(payload[:2], 'big')}" if (b0 & 0x0F) == 8 and len(payload) >= 2 else ""
+                print(f"frame {b0 & 0x0F}{code}", flush=True)
         if mode == "masks":
             writer.write(BAD["no-accept"].replace("\r\n\r\n", f"\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
             bits, keys = "", set()
