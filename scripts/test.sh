@@ -14,7 +14,7 @@ skipped=0
 status=0
 
 echo "== cargo test (codec, handshake, routing, http)"
-cargo test --release --quiet 2>&1 | tee spec/artifacts/cargo-test.log
+timeout 1200 cargo test --release --quiet 2>&1 | tee spec/artifacts/cargo-test.log
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 while read -r p f; do
   passed=$((passed + p)); failed=$((failed + f))
@@ -23,7 +23,7 @@ done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) faile
 for lua in lua5.4 lua5.3 lua5.1 luajit; do
   echo "== busted on $lua"
   root="$(scripts/build.sh "$lua")" || { status=1; failed=$((failed + 1)); continue; }
-  WS_CPATH_ROOT="$root" busted --lua="$lua" -o plainTerminal 2>&1 | tee "spec/artifacts/busted-$lua.log"
+  WS_CPATH_ROOT="$root" timeout 1200 busted --lua="$lua" -o plainTerminal 2>&1 | tee "spec/artifacts/busted-$lua.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
   line="$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "spec/artifacts/busted-$lua.log" | tail -n 1)"
   if [ -z "$line" ]; then

@@ -277,6 +277,22 @@ describe("ws.connect against servers that answer wrongly", function()
 		assert.matches("frame 8 1011", seen, 1, true) -- the close it answered with
 	end)
 
+	it("gives up a send to a server that stops reading: nil, 'send timeout'", function()
+		local server = helper.start_python("bad", "deaf")
+		local conn = assert(connect(("ws://127.0.0.1:%d/x"):format(server.port), { send_timeout = 0.3, send_buffer = 65536 }))
+		local block = string.rep("d", 1024 * 1024)
+		local ok, err
+		for _ = 1, 64 do -- far more than the socket buffers hold
+			ok, err = conn:send(block, { msg_type = "BINARY" })
+			if not ok then
+				break
+			end
+		end
+		assert.are.same({ nil, "send timeout" }, { ok, err })
+		assert.is_false(conn:is_open())
+		server.stop()
+	end)
+
 	it("times out against a server that never answers, saying where", function()
 		local server = helper.start_python("bad", "silent")
 		local conn, msg = connect(("ws://127.0.0.1:%d/x"):format(server.port), { timeout = 0.5 })

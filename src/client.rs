@@ -102,6 +102,8 @@ struct Inputs {
     close_timeout: Duration,
     /// Queued bytes above which `send` waits. Default 1 MiB.
     send_buffer: usize,
+    /// How long `send` waits for room before closing with 1008. Default 30 s.
+    send_timeout: Duration,
 }
 
 /// What Lua's `type()` says of `v` (mlua names integers apart).
@@ -237,6 +239,7 @@ impl Inputs {
             ping_interval: Some(seconds(t, "ping_interval", 0.0)?).filter(|d| !d.is_zero()),
             pong_timeout: seconds(t, "pong_timeout", 10.0)?,
             close_timeout: seconds(t, "close_timeout", 5.0)?,
+            send_timeout: seconds(t, "send_timeout", 30.0)?,
             send_buffer: match input(t, "send_buffer", "number", false)? {
                 Value::Nil => 1 << 20,
                 v => number(&v).max(1.0) as usize,
@@ -432,7 +435,7 @@ async fn open(
         high_water: inputs.send_buffer,
         inbox_bytes: inputs.limits.max_message_size,
         close_timeout,
-        send_timeout: None,
+        send_timeout: Some(inputs.send_timeout),
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
     };

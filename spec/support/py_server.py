@@ -4,6 +4,7 @@
     py_server.py tls CERT KEY  the same over TLS
     py_server.py bad MODE      a raw TCP server that answers the handshake wrongly:
         no-connection | no-upgrade | no-accept | wrong-accept | status-xmsg | status | silent
+    py_server.py bad deaf      a raw server that accepts, then never reads again
     py_server.py bad mute      a raw server that accepts, then never answers: it prints
         "frame <opcode> [<close code>]" for each client frame it reads
     py_server.py bad masks     a raw server that accepts, reads 20 client frames and answers
@@ -68,6 +69,11 @@ async def bad_server(mode):
             if line.lower().startswith("sec-websocket-key:"):
                 key = line.split(":", 1)[1].strip()
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        if mode == "deaf":
+            writer.write(BAD["no-accept"].replace("\r\n\r\n", f"\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            await writer.drain()
+            await asyncio.sleep(3600)
+            return
         if mode == "mute":
             writer.write(BAD["no-accept"].replace("\r\n\r\n", f"\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
             while True:
