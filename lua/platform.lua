@@ -216,9 +216,10 @@ function evl.handle_msg(request, response)
 	local ss = platform.get_accepted_stream_socket()
 	local kind, data, code, reason = read_frame(ss)
 	if kind == nil then
-		-- A protocol violation: data holds the close code (RFC 6455 §7.4.1).
-		log(("protocol error (%d): %s"):format(data, code))
-		return close_accepted(ss, data, code)
+		-- A protocol violation: read_frame returned nil, close code, reason (§7.4.1).
+		local close_code, why = data, code
+		log(("protocol error (%d): %s"):format(close_code, why))
+		return close_accepted(ss, close_code, why)
 	end
 	if kind == "partial" then
 		return
@@ -377,8 +378,9 @@ function util.recv_frame(conn, timeout)
 	while true do
 		local kind, data, code, reason = read_frame(ss, timeout)
 		if kind == nil then
-			pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, core.close_payload(data, code))
-			return nil, "closed", data, code
+			local close_code, why = data, code -- a protocol violation
+			pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, core.close_payload(close_code, why))
+			return nil, "closed", close_code, why
 		elseif kind == "ping" then
 			send_frame_bytes(ss, ws_const.FRAME_OP_PONG, data)
 		elseif kind == "close" then

@@ -267,6 +267,14 @@ describe("ws.connect against servers that answer wrongly", function()
 		end)
 	end
 
+	it("closes with 1002 when the server masks a frame, and delivers nothing of it", function()
+		local server = helper.start_python("bad", "masked")
+		local conn = assert(connect(("ws://127.0.0.1:%d/x"):format(server.port), { close_timeout = 0.3 }))
+		local msg, why = conn:recv(5)
+		assert.are.same({ nil, "closed" }, { msg, why })
+		assert.matches("frame 8 1002", server.stop(), 1, true)
+	end)
+
 	it("keeps alive with pings and closes with 1011 when no pong comes", function()
 		local server = helper.start_python("bad", "mute")
 		local conn = assert(connect(("ws://127.0.0.1:%d/x"):format(server.port), { ping_interval = 0.2, pong_timeout = 0.3, close_timeout = 0.3 }))

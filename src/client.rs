@@ -439,7 +439,7 @@ async fn open(
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
     };
-    let conn = Connection::new(info, None);
+    let conn = Connection::new(info, &writer);
     let ud = lua
         .create_userdata(LuaConnection(Rc::clone(&conn)))
         .map_err(|e| e.to_string())?;

@@ -147,11 +147,18 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(info: ConnectionInfo, direct: Option<Rc<OwnedWriteHalf>>) -> Rc<Self> {
+    /// A connection writing through `writer` (owned by its writer task). A plain server
+    /// socket is also kept for direct writes; clients mask every frame, so never write
+    /// straight from the caller's bytes.
+    pub fn new(info: ConnectionInfo, writer: &WriteSide) -> Rc<Self> {
         let inbox = info
             .handler_name
             .is_none()
             .then(|| Inbox::new(info.inbox_bytes));
+        let direct = match writer {
+            WriteSide::Plain(socket) if info.role == Role::Server => Some(Rc::clone(socket)),
+            _ => None,
+        };
         Rc::new(Connection {
             id: info.id,
             peer: info.peer,
@@ -160,11 +167,7 @@ impl Connection {
             wake_writer: Notify::new(),
             drained: Notify::new(),
             finished: Cell::new(false),
-            direct: RefCell::new(if info.role == Role::Server {
-                direct
-            } else {
-                None
-            }),
+            direct: RefCell::new(direct),
             writing: Cell::new(false),
             inbox,
             ended: Cell::new(false),

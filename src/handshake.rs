@@ -88,16 +88,7 @@ pub fn parse_response(
     let mut res = httparse::Response::new(&mut storage);
     match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= max_head_bytes => {
-            let headers = res
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).trim().to_owned(),
-                    )
-                })
-                .collect();
+            let headers = owned_headers(res.headers);
             let head = ResponseHead {
                 status: res.code.unwrap_or(0),
                 reason: res.reason.unwrap_or_default().to_owned(),
@@ -154,6 +145,19 @@ pub enum HeadError {
     Malformed(String),
 }
 
+/// Header names and values as owned strings, values trimmed.
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success also returns the head's length; bytes after it belong to the WebSocket.
 pub fn parse_request(
@@ -168,16 +172,7 @@ pub fn parse_request(
             if len > max_head_bytes {
                 return Err(HeadError::TooLarge);
             }
-            let headers = req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).trim().to_owned(),
-                    )
-                })
-                .collect();
+            let headers = owned_headers(req.headers);
             let head = RequestHead {
                 method: req.method.unwrap_or_default().to_owned(),
                 uri: req.path.unwrap_or_default().to_owned(),

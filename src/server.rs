@@ -22,7 +22,6 @@ use std::rc::Rc;
 use std::sync::Once;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
@@ -484,44 +483,20 @@ async fn read_head<S: AsyncRead + Unpin>(
 
 /// A stream a WebSocket can run on once upgraded: split into the session's halves.
 trait Upgraded: AsyncRead + AsyncWrite + Unpin {
-    /// Reader, writer, and the plain socket for direct writes (plain TCP only).
-    fn split_for_session(
-        self,
-    ) -> (
-        Box<dyn AsyncRead + Unpin>,
-        WriteSide,
-        Option<Rc<OwnedWriteHalf>>,
-    );
+    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide);
 }
 
 impl Upgraded for TcpStream {
-    fn split_for_session(
-        self,
-    ) -> (
-        Box<dyn AsyncRead + Unpin>,
-        WriteSide,
-        Option<Rc<OwnedWriteHalf>>,
-    ) {
+    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide) {
         let (reader, writer) = self.into_split();
-        let writer = Rc::new(writer);
-        (
-            Box::new(reader),
-            WriteSide::Plain(Rc::clone(&writer)),
-            Some(writer),
-        )
+        (Box::new(reader), WriteSide::Plain(Rc::new(writer)))
     }
 }
 
 impl Upgraded for TlsStream<TcpStream> {
-    fn split_for_session(
-        self,
-    ) -> (
-        Box<dyn AsyncRead + Unpin>,
-        WriteSide,
-        Option<Rc<OwnedWriteHalf>>,
-    ) {
+    fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide) {
         let (reader, writer) = tokio::io::split(self);
-        (Box::new(reader), WriteSide::Tls(writer), None)
+        (Box::new(reader), WriteSide::Tls(writer))
     }
 }
 
@@ -639,7 +614,7 @@ async fn serve_stream<S: Upgraded>(
         Level::Info,
         format_args!("{peer}: connection #{id} open on {path} ({})", handler.name),
     );
-    let (reader, writer, direct) = stream.split_for_session();
+    let (reader, writer) = stream.split_for_session();
     let info = ConnectionInfo {
         id,
         peer,
@@ -656,7 +631,7 @@ async fn serve_stream<S: Upgraded>(
         subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
         stats: Some(Rc::clone(&server.stats)),
     };
-    let conn = Connection::new(info, direct);
+    let conn = Connection::new(info, &writer);
     let cfg = LoopConfig {
         role: Role::Server,
         limits: opts.limits,

@@ -5,6 +5,8 @@
     py_server.py bad MODE      a raw TCP server that answers the handshake wrongly:
         no-connection | no-upgrade | no-accept | wrong-accept | status-xmsg | status | silent
     py_server.py bad deaf      a raw server that accepts, then never reads again
+    py_server.py bad masked    a raw server that accepts, sends a MASKED text frame (servers
+        must not mask), then prints the client frames like mute
     py_server.py bad mute      a raw server that accepts, then never answers: it prints
         "frame <opcode> [<close code>]" for each client frame it reads
     py_server.py bad masks     a raw server that accepts, reads 20 client frames and answers
@@ -74,8 +76,11 @@ async def bad_server(mode):
             await writer.drain()
             await asyncio.sleep(3600)
             return
-        if mode == "mute":
+        if mode in ("mute", "masked"):
             writer.write(BAD["no-accept"].replace("\r\n\r\n", f"\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            if mode == "masked":
+                mask = b"\x01\x02\x03\x04"
+                writer.write(bytes([0x81, 0x80 | 2]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi")))
             while True:
                 try:
                     b0, b1 = await reader.readexactly(2)
