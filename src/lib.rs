@@ -25,9 +25,11 @@
 pub mod client;
 pub mod codec;
 pub mod connection;
+pub mod engine;
 pub mod handshake;
 pub mod http;
 pub mod platform_bytes;
+pub mod random;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -1,0 +1,905 @@
+//! engine: one WebSocket connection between bytes and handler calls, with no I/O.
+//!
+//! An [`Engine`] owns everything a connection is after the opening handshake: the frame
+//! decoder (fragments, UTF-8 state) in its role, the connection's state (one [`State`]),
+//! a single pending-pong slot, the keepalive / idle / close deadlines, the outbound queue
+//! with its byte count, and how the connection ended. It never touches a socket, a clock
+//! or Lua: the driver hands it bytes that arrived (a read buffer it owns) and the time
+//! `now`, drains [`Event`]s to deliver, takes the bytes to write, asks when the next
+//! deadline is, and says when the transport is gone. Both runtimes drive it: `session`
+//! (tokio, standalone) and `evl` (evluaserver, engines in a process-wide registry).
+//! Tests run it from bytes with simulated time.
+//!
+//! The rules, each in one place here: a ping is answered by a pong with its payload
+//! (§5.5.3), and only the newest unanswered one (so a ping flood cannot queue pongs); a
+//! close is answered by a close echoing its code (§5.5.1); data after our close frame is
+//! dropped (§5.5.1); a protocol violation is answered by a close frame with its code
+//! (§7.4.1) and ends the connection; a text message sent must be UTF-8; a timeout is
+//! reported before the close it causes, so a handler can still say goodbye.
+
+use crate::codec::{self, close_code, opcode, Decoder, Limits, ProtocolError, Role};
+use crate::random;
+use bytes::{Bytes, BytesMut};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The settings of one connection's life after the handshake.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Message and frame size limits, checked from frame headers (1009 beyond).
+    pub limits: Limits,
+    /// Time the peer has to answer our close frame before we give up on it. Default 5 s.
+    pub close_timeout: Duration,
+    /// Keepalive: a ping after this long (`None`: no keepalive)...
+    pub ping_interval: Option<Duration>,
+    /// ...and a close with 1011 "keepalive timeout" when no pong came within this.
+    pub pong_timeout: Duration,
+    /// Close with 1000 "idle timeout" after this long without a data message either way
+    /// (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Queued outbound bytes above which senders should wait ([`Engine::is_full`]).
+    pub send_buffer: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            close_timeout: Duration::from_secs(5),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            send_buffer: 1 << 20,
+        }
+    }
+}
+
+/// How a connection ended, as `handle_close` sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ending {
+    /// The peer's close code; 1005 for a close frame without one; 1006 when no close
+    /// frame came (dropped, timed out, or closed by us for a protocol violation).
+    pub code: u16,
+    pub reason: String,
+    /// Whether the closing handshake completed (the peer's close frame arrived).
+    pub clean: bool,
+    /// The peer's protocol violation that ended it, if that is what happened.
+    pub error: Option<ProtocolError>,
+}
+
+impl Ending {
+    fn abnormal(reason: &str, error: Option<ProtocolError>) -> Self {
+        Ending {
+            code: close_code::ABNORMAL,
+            reason: reason.to_owned(),
+            clean: false,
+            error,
+        }
+    }
+}
+
+/// Where the connection's life stands (RFC 6455 §7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// Our close frame is queued; we read on until the peer's answers it.
+    ClosingByUs,
+    /// The peer's close frame came first; our answer is queued but not yet taken.
+    ClosingByPeer(Ending),
+    /// The connection is over: nothing more is read or accepted for sending. What is
+    /// still queued (a last close frame) is written, then the transport is closed.
+    Closed(Ending),
+}
+
+/// What the driver delivers, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A complete text (`opcode::TEXT`, valid UTF-8) or binary message.
+    Message { op: u8, data: Bytes },
+    /// A ping (its pong is already queued) ...
+    Ping(Bytes),
+    /// ... and a pong.
+    Pong(Bytes),
+    /// The idle or keepalive timeout ran out ("idle timeout", "keepalive timeout"). The
+    /// close it causes (1000, 1011) is queued by the next [`Engine::poll_event`].
+    TimedOut(&'static str),
+    /// The connection ended; always the last event. The driver flushes what is queued,
+    /// then closes the transport.
+    Closed(Ending),
+}
+
+/// Why a message was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// A close frame has been sent or received.
+    Closing,
+    /// The connection is over.
+    Closed,
+    /// A text message that is not UTF-8.
+    NotUtf8,
+    /// A ping payload over 125 bytes (§5.5).
+    ControlTooLong,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Closing => "connection is closing",
+            SendError::Closed => "connection is closed",
+            SendError::NotUtf8 => {
+                "text message is not valid UTF-8 (send it with msg_type = \"BINARY\")"
+            }
+            SendError::ControlTooLong => {
+                "Control frames must not have messages longer than 125 bytes"
+            }
+        })
+    }
+}
+
+/// Why a close was not started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseError {
+    /// A code that must not appear on the wire (§7.4.2): 1005, 1006, 1015, out of range.
+    NotSendable(u16),
+    /// The reason does not fit a control frame (123 bytes after the code).
+    ReasonTooLong,
+    /// A close was already sent or received.
+    AlreadyClosing,
+}
+
+impl fmt::Display for CloseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseError::NotSendable(code) => {
+                write!(f, "{code} is not a close code that may be sent")
+            }
+            CloseError::ReasonTooLong => {
+                f.write_str("Control frames must not have messages longer than 125 bytes")
+            }
+            CloseError::AlreadyClosing => f.write_str("connection is already closing"),
+        }
+    }
+}
+
+/// The engine's deadlines, one slot per kind (a timer table, as quinn-proto keeps one).
+#[derive(Clone, Copy)]
+enum Timer {
+    /// When to send the next keepalive ping.
+    Ping = 0,
+    /// When the pong to our keepalive ping is overdue.
+    Pong = 1,
+    /// When the connection has been without data messages for `idle_timeout`.
+    Idle = 2,
+    /// When the peer has had `close_timeout` to answer our close frame.
+    Close = 3,
+}
+
+#[derive(Default)]
+struct Timers([Option<Instant>; 4]);
+
+impl Timers {
+    fn set(&mut self, t: Timer, at: Instant) {
+        self.0[t as usize] = Some(at);
+    }
+    fn stop(&mut self, t: Timer) {
+        self.0[t as usize] = None;
+    }
+    fn expired(&self, t: Timer, now: Instant) -> bool {
+        self.0[t as usize].is_some_and(|at| at <= now)
+    }
+    fn is_set(&self, t: Timer) -> bool {
+        self.0[t as usize].is_some()
+    }
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+    fn clear(&mut self) {
+        self.0 = [None; 4];
+    }
+}
+
+/// The keepalive ping's payload.
+const KEEPALIVE: &[u8] = b"keepalive";
+
+/// One connection's protocol state. See the module documentation.
+pub struct Engine {
+    role: Role,
+    settings: Settings,
+    decoder: Decoder,
+    state: State,
+    /// Encoded frames not yet taken by the driver.
+    outbox: BytesMut,
+    /// The payload of the newest ping not yet answered: one slot, so a flood of pings
+    /// from a peer that does not read costs one pong.
+    pending_pong: Option<Bytes>,
+    timers: Timers,
+    /// A timeout found by `handle_timeout`, reported by the next `poll_event`...
+    timed_out: Option<(u16, &'static str)>,
+    /// ... whose close the `poll_event` after it queues.
+    close_due: Option<(u16, &'static str)>,
+    /// The ending has not been reported as [`Event::Closed`] yet.
+    unreported: bool,
+}
+
+impl Engine {
+    /// An open connection in `role`, its deadlines counted from `now`.
+    pub fn new(role: Role, settings: Settings, now: Instant) -> Self {
+        let mut timers = Timers::default();
+        if let Some(every) = settings.ping_interval {
+            timers.set(Timer::Ping, now + every);
+        }
+        if let Some(idle) = settings.idle_timeout {
+            timers.set(Timer::Idle, now + idle);
+        }
+        Engine {
+            role,
+            decoder: Decoder::new(role, settings.limits),
+            settings,
+            state: State::Open,
+            outbox: BytesMut::new(),
+            pending_pong: None,
+            timers,
+            timed_out: None,
+            close_due: None,
+            unreported: false,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Whether the connection is over for the driver: flush what is queued and close the
+    /// transport (the closing handshake is done or abandoned).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::ClosingByPeer(_) | State::Closed(_))
+    }
+
+    /// How many bytes the read buffer should hold before the next frame can be decoded.
+    pub fn bytes_wanted(&self) -> usize {
+        self.decoder.bytes_wanted()
+    }
+
+    /// The next event from the bytes in `input` (consumed as frames are decoded), or a
+    /// pending report (a timeout, the ending). `None`: nothing until more bytes or time.
+    pub fn poll_event(&mut self, input: &mut BytesMut, now: Instant) -> Option<Event> {
+        if let Some(due) = self.timed_out.take() {
+            self.close_due = Some(due);
+            return Some(Event::TimedOut(due.1));
+        }
+        if let Some((code, reason)) = self.close_due.take() {
+            let _ = self.close(code, reason, now);
+        }
+        loop {
+            if let Some(ending) = self.take_report() {
+                return Some(Event::Closed(ending));
+            }
+            if !matches!(self.state, State::Open | State::ClosingByUs) {
+                return None;
+            }
+            let frame = match self.decoder.decode(input) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.violated(e);
+                    continue;
+                }
+            };
+            let (op, data) = match frame {
+                codec::Event::Text(data) => (opcode::TEXT, data),
+                codec::Event::Binary(data) => (opcode::BINARY, data),
+                codec::Event::Ping(data) => {
+                    if self.is_open() {
+                        self.pending_pong = Some(data.clone());
+                    }
+                    return Some(Event::Ping(data));
+                }
+                codec::Event::Pong(data) => {
+                    self.timers.stop(Timer::Pong);
+                    return Some(Event::Pong(data));
+                }
+                codec::Event::Close(status) => {
+                    self.peer_closed(status);
+                    continue;
+                }
+            };
+            // After our close frame, data is read but not delivered (§5.5.1: we are done).
+            if self.is_open() {
+                self.touch(now);
+                return Some(Event::Message { op, data });
+            }
+        }
+    }
+
+    /// The peer's close frame: answered with its code (a close without a code with one
+    /// without) unless it answers ours; either way the closing handshake is complete.
+    fn peer_closed(&mut self, status: Option<(u16, String)>) {
+        let echo = status.as_ref().map(|(code, _)| (*code, ""));
+        let (code, reason) = status.unwrap_or((close_code::NO_STATUS, String::new()));
+        let ending = Ending {
+            code,
+            reason,
+            clean: true,
+            error: None,
+        };
+        if self.is_open() {
+            self.queue_close_frame(echo);
+            self.state = State::ClosingByPeer(ending);
+            self.timers.clear();
+            self.pending_pong = None;
+            self.unreported = true;
+        } else {
+            self.end(ending);
+        }
+    }
+
+    /// Notes a data message either way now (for the idle timeout).
+    fn touch(&mut self, now: Instant) {
+        if let Some(idle) = self.settings.idle_timeout {
+            self.timers.set(Timer::Idle, now + idle);
+        }
+    }
+
+    /// Checks that a message may be sent now; a text message must be UTF-8.
+    fn check_send(&self, op: u8, payload: &[u8]) -> Result<(), SendError> {
+        match self.state {
+            State::Open => {}
+            State::ClosingByUs | State::ClosingByPeer(_) => return Err(SendError::Closing),
+            State::Closed(_) => return Err(SendError::Closed),
+        }
+        if op == opcode::TEXT && std::str::from_utf8(payload).is_err() {
+            return Err(SendError::NotUtf8);
+        }
+        Ok(())
+    }
+
+    /// Queues a text (`opcode::TEXT`) or binary message.
+    pub fn send(&mut self, op: u8, payload: &[u8], now: Instant) -> Result<(), SendError> {
+        self.check_send(op, payload)?;
+        self.touch(now);
+        self.encode(op, payload);
+        Ok(())
+    }
+
+    /// For a driver that writes a large message straight from the caller's bytes (server
+    /// role only: client frames are masked): checks and accounts the message like
+    /// [`send`](Self::send) and returns its frame header. What the socket does not take
+    /// goes to [`queue_raw`](Self::queue_raw), header remainder first.
+    pub fn send_direct(
+        &mut self,
+        op: u8,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<([u8; codec::MAX_HEADER_LEN], usize), SendError> {
+        debug_assert_eq!(self.role, Role::Server, "client frames are masked");
+        self.check_send(op, payload)?;
+        self.touch(now);
+        let mut header = [0u8; codec::MAX_HEADER_LEN];
+        let len = codec::encode_header(&mut header, true, op, payload.len(), None);
+        Ok((header, len))
+    }
+
+    /// Queues bytes of a frame begun with [`send_direct`](Self::send_direct).
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.outbox.extend_from_slice(bytes);
+    }
+
+    /// Queues a ping (payload up to 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        if payload.len() > 125 {
+            return Err(SendError::ControlTooLong);
+        }
+        self.check_send(opcode::PING, payload)?;
+        self.encode(opcode::PING, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `code` and `reason`.
+    pub fn close(&mut self, code: u16, reason: &str, now: Instant) -> Result<(), CloseError> {
+        if !close_code::is_sendable(code) {
+            return Err(CloseError::NotSendable(code));
+        }
+        if reason.len() > 123 {
+            return Err(CloseError::ReasonTooLong);
+        }
+        if !self.is_open() {
+            return Err(CloseError::AlreadyClosing);
+        }
+        self.queue_close_frame(Some((code, reason)));
+        self.state = State::ClosingByUs;
+        self.pending_pong = None;
+        self.timers.clear();
+        self.timers
+            .set(Timer::Close, now + self.settings.close_timeout);
+        Ok(())
+    }
+
+    /// The transport is gone (end of stream, a read or write error, or closed by the
+    /// driver after the ending): nothing more can be written.
+    pub fn transport_closed(&mut self) {
+        self.outbox.clear();
+        self.pending_pong = None;
+        match &self.state {
+            State::Open | State::ClosingByUs => self.end(Ending::abnormal(
+                "connection dropped without a close frame",
+                None,
+            )),
+            State::ClosingByPeer(e) => {
+                self.state = State::Closed(e.clone());
+                self.timers.clear();
+            }
+            State::Closed(_) => {}
+        }
+    }
+
+    /// Bytes queued for the transport, the pending pong included.
+    pub fn queued_bytes(&self) -> usize {
+        // (the pong counted with the longest header a 125-byte control frame can have)
+        self.outbox.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+    }
+
+    /// Whether more than `send_buffer` bytes are queued: senders should wait.
+    pub fn is_full(&self) -> bool {
+        self.queued_bytes() > self.settings.send_buffer
+    }
+
+    /// Moves everything queued into `out` (swapping buffers, so both are reused); false
+    /// when nothing is queued. Once our answer to the peer's close is taken, the
+    /// connection is closed.
+    pub fn take_output(&mut self, out: &mut BytesMut) -> bool {
+        if let Some(payload) = self.pending_pong.take() {
+            self.encode(opcode::PONG, &payload);
+        }
+        if self.outbox.is_empty() {
+            return false;
+        }
+        out.clear();
+        std::mem::swap(&mut self.outbox, out);
+        if let State::ClosingByPeer(e) = &self.state {
+            self.state = State::Closed(e.clone());
+        }
+        true
+    }
+
+    /// The next deadline, if any: when [`handle_timeout`](Self::handle_timeout) is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Acts on the deadlines that have passed at `now`: a keepalive ping, the keepalive
+    /// or idle timeout (reported, then closed by the next `poll_event`), or giving up on
+    /// the peer's answer to our close (the connection ends).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.expired(Timer::Close, now) {
+            self.end(Ending::abnormal("no close frame in answer to ours", None));
+            return;
+        }
+        if !self.is_open() || self.timed_out.is_some() || self.close_due.is_some() {
+            return;
+        }
+        if self.timers.expired(Timer::Pong, now) {
+            self.timers.clear();
+            self.timed_out = Some((close_code::INTERNAL_ERROR, "keepalive timeout"));
+        } else if self.timers.expired(Timer::Idle, now) {
+            self.timers.clear();
+            self.timed_out = Some((close_code::NORMAL, "idle timeout"));
+        } else if self.timers.expired(Timer::Ping, now) {
+            let every = self.settings.ping_interval.unwrap_or_default();
+            self.timers.set(Timer::Ping, now + every);
+            // One keepalive ping in flight at a time.
+            if !self.timers.is_set(Timer::Pong) {
+                self.encode(opcode::PING, KEEPALIVE);
+                self.timers
+                    .set(Timer::Pong, now + self.settings.pong_timeout);
+            }
+        }
+    }
+
+    fn take_report(&mut self) -> Option<Ending> {
+        if !self.unreported {
+            return None;
+        }
+        self.unreported = false;
+        match &self.state {
+            State::ClosingByPeer(e) | State::Closed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Ends the connection for the peer's protocol violation: a close frame with the
+    /// violation's code (unless ours was already sent), then no more reading.
+    fn violated(&mut self, e: ProtocolError) {
+        if self.is_open() {
+            self.queue_close_frame(Some((e.close_code, e.reason)));
+        }
+        self.end(Ending::abnormal(e.reason, Some(e)));
+    }
+
+    fn end(&mut self, ending: Ending) {
+        self.state = State::Closed(ending);
+        self.timers.clear();
+        self.pending_pong = None;
+        self.unreported = true;
+    }
+
+    fn queue_close_frame(&mut self, status: Option<(u16, &str)>) {
+        let payload = status
+            .map(|(code, reason)| codec::close_payload(code, reason))
+            .unwrap_or_default();
+        self.encode(opcode::CLOSE, &payload);
+    }
+
+    /// Encodes one final frame into the outbox: masked with a fresh mask from a client,
+    /// never from a server (§5.1, §5.3).
+    fn encode(&mut self, op: u8, payload: &[u8]) {
+        let mask = (self.role == Role::Client).then(random::mask);
+        codec::encode_frame(&mut self.outbox, true, op, payload, mask);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode_frame;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// A frame as a client sends it (masked).
+    fn from_client(fin: bool, op: u8, payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, fin, op, payload, Some([1, 2, 3, 4]));
+        out
+    }
+
+    fn server(settings: Settings, now: Instant) -> Engine {
+        Engine::new(Role::Server, settings, now)
+    }
+
+    /// Every event `input` yields at `now`.
+    fn events(e: &mut Engine, input: &mut BytesMut, now: Instant) -> Vec<Event> {
+        std::iter::from_fn(|| e.poll_event(input, now)).collect()
+    }
+
+    /// The frames the engine has queued, as its peer decodes them.
+    fn written(e: &mut Engine) -> Vec<codec::Event> {
+        let mut out = BytesMut::new();
+        if !e.take_output(&mut out) {
+            return Vec::new();
+        }
+        let peer_role = match e.role() {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        let mut peer = Decoder::new(peer_role, Limits::default());
+        std::iter::from_fn(|| peer.decode(&mut out).expect("engine output decodes")).collect()
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Message {
+            op: opcode::TEXT,
+            data: Bytes::copy_from_slice(s.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn messages_split_across_reads_and_fragments_are_delivered_whole() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut wire = from_client(false, opcode::TEXT, "héllo ".as_bytes());
+        wire.extend_from_slice(&from_client(true, opcode::CONTINUATION, b"world"));
+        let mut input = BytesMut::new();
+        for chunk in wire.chunks(3) {
+            input.extend_from_slice(chunk);
+            let got = events(&mut e, &mut input, t0);
+            if !got.is_empty() {
+                assert_eq!(got, vec![text("héllo world")]);
+                assert!(input.is_empty());
+                return;
+            }
+        }
+        panic!("the message was never delivered");
+    }
+
+    #[test]
+    fn a_ping_is_answered_with_a_pong_carrying_its_payload() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut input = from_client(true, opcode::PING, b"are you there");
+        let got = events(&mut e, &mut input, t0);
+        assert_eq!(got, vec![Event::Ping(Bytes::from_static(b"are you there"))]);
+        assert_eq!(
+            written(&mut e),
+            vec![codec::Event::Pong(Bytes::from_static(b"are you there"))]
+        );
+    }
+
+    #[test]
+    fn a_ping_flood_from_a_peer_that_never_reads_queues_one_pong() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut input = BytesMut::new();
+        for i in 0..10_000u32 {
+            input.extend_from_slice(&from_client(true, opcode::PING, &[7u8; 125]));
+            if i == 9_999 {
+                input.extend_from_slice(&from_client(true, opcode::PING, b"last"));
+            }
+        }
+        let pings = events(&mut e, &mut input, t0).len();
+        assert_eq!(pings, 10_001);
+        assert!(e.queued_bytes() <= 125 + 6, "queued {}", e.queued_bytes());
+        assert_eq!(
+            written(&mut e),
+            vec![codec::Event::Pong(Bytes::from_static(b"last"))]
+        );
+    }
+
+    #[test]
+    fn the_peers_close_is_echoed_with_its_code_and_ends_the_connection_cleanly() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut input = from_client(true, opcode::CLOSE, &codec::close_payload(4321, "bye"));
+        let ending = Ending {
+            code: 4321,
+            reason: "bye".into(),
+            clean: true,
+            error: None,
+        };
+        assert_eq!(
+            events(&mut e, &mut input, t0),
+            vec![Event::Closed(ending.clone())]
+        );
+        assert_eq!(e.state(), &State::ClosingByPeer(ending.clone()));
+        assert!(e.is_finished());
+        assert_eq!(e.send(opcode::TEXT, b"late", t0), Err(SendError::Closing));
+        assert_eq!(
+            written(&mut e),
+            vec![codec::Event::Close(Some((4321, String::new())))]
+        );
+        assert_eq!(e.state(), &State::Closed(ending));
+        assert_eq!(e.send(opcode::TEXT, b"later", t0), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn a_close_without_a_code_is_answered_without_one_and_reported_as_1005() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut input = from_client(true, opcode::CLOSE, b"");
+        let got = events(&mut e, &mut input, t0);
+        assert!(matches!(
+            &got[..],
+            [Event::Closed(Ending {
+                code: 1005,
+                clean: true,
+                ..
+            })]
+        ));
+        assert_eq!(written(&mut e), vec![codec::Event::Close(None)]);
+    }
+
+    #[test]
+    fn our_close_is_answered_by_the_peer_and_not_echoed_again() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        e.close(1000, "done", t0).unwrap();
+        assert_eq!(e.state(), &State::ClosingByUs);
+        assert_eq!(e.close(1000, "", t0), Err(CloseError::AlreadyClosing));
+        assert_eq!(
+            written(&mut e),
+            vec![codec::Event::Close(Some((1000, "done".into())))]
+        );
+        // Data the peer sent before it saw our close is not delivered.
+        let mut input = from_client(true, opcode::TEXT, b"in flight");
+        input.extend_from_slice(&from_client(
+            true,
+            opcode::CLOSE,
+            &codec::close_payload(1000, ""),
+        ));
+        let got = events(&mut e, &mut input, t0);
+        assert!(matches!(
+            &got[..],
+            [Event::Closed(Ending {
+                code: 1000,
+                clean: true,
+                ..
+            })]
+        ));
+        assert_eq!(written(&mut e), vec![]);
+        assert!(e.is_finished());
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_our_close_is_given_up_on_after_close_timeout() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        e.close(1001, "going away", t0).unwrap();
+        assert_eq!(e.poll_timeout(), Some(t0 + 5 * SECOND));
+        e.handle_timeout(t0 + 4 * SECOND);
+        assert_eq!(e.state(), &State::ClosingByUs);
+        e.handle_timeout(t0 + 5 * SECOND);
+        let got = events(&mut e, &mut BytesMut::new(), t0 + 5 * SECOND);
+        assert_eq!(
+            got,
+            vec![Event::Closed(Ending::abnormal(
+                "no close frame in answer to ours",
+                None
+            ))]
+        );
+    }
+
+    #[test]
+    fn invalid_close_codes_and_long_reasons_are_refused() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        for code in [1005, 1006, 1015, 999, 5000] {
+            assert_eq!(e.close(code, "", t0), Err(CloseError::NotSendable(code)));
+        }
+        assert_eq!(
+            e.close(1000, &"x".repeat(124), t0),
+            Err(CloseError::ReasonTooLong)
+        );
+        assert!(e.is_open());
+    }
+
+    #[test]
+    fn a_protocol_violation_is_answered_with_its_close_code_and_ends_the_connection() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut unmasked = BytesMut::new();
+        encode_frame(&mut unmasked, true, opcode::TEXT, b"x", None);
+        let got = events(&mut e, &mut unmasked, t0);
+        let [Event::Closed(ending)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        assert_eq!((ending.code, ending.clean), (1006, false));
+        assert_eq!(ending.error.as_ref().map(|e| e.close_code), Some(1002));
+        assert_eq!(
+            written(&mut e),
+            vec![codec::Event::Close(Some((
+                1002,
+                "client frame is not masked".into()
+            )))]
+        );
+        assert_eq!(e.send(opcode::TEXT, b"x", t0), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn keepalive_pings_after_the_interval_and_times_out_without_a_pong() {
+        let t0 = Instant::now();
+        let settings = Settings {
+            ping_interval: Some(30 * SECOND),
+            pong_timeout: 10 * SECOND,
+            ..Settings::default()
+        };
+        let mut e = server(settings, t0);
+        assert_eq!(e.poll_timeout(), Some(t0 + 30 * SECOND));
+        e.handle_timeout(t0 + 30 * SECOND);
+        assert_eq!(
+            written(&mut e),
+            vec![codec::Event::Ping(Bytes::from_static(KEEPALIVE))]
+        );
+        // A pong in time keeps the connection; the next ping comes an interval later.
+        let mut input = from_client(true, opcode::PONG, KEEPALIVE);
+        events(&mut e, &mut input, t0 + 31 * SECOND);
+        e.handle_timeout(t0 + 45 * SECOND);
+        assert!(e.is_open());
+        assert_eq!(e.poll_timeout(), Some(t0 + 60 * SECOND));
+        e.handle_timeout(t0 + 60 * SECOND);
+        written(&mut e);
+        // No pong this time: reported, then the handler may still send, then the close.
+        e.handle_timeout(t0 + 70 * SECOND);
+        let mut none = BytesMut::new();
+        assert_eq!(
+            e.poll_event(&mut none, t0 + 70 * SECOND),
+            Some(Event::TimedOut("keepalive timeout"))
+        );
+        e.send(opcode::TEXT, b"goodbye", t0 + 70 * SECOND).unwrap();
+        assert_eq!(e.poll_event(&mut none, t0 + 70 * SECOND), None);
+        assert_eq!(
+            written(&mut e),
+            vec![
+                codec::Event::Text(Bytes::from_static(b"goodbye")),
+                codec::Event::Close(Some((1011, "keepalive timeout".into())))
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_timeout_counts_from_the_last_data_message_either_way() {
+        let t0 = Instant::now();
+        let settings = Settings {
+            idle_timeout: Some(10 * SECOND),
+            ..Settings::default()
+        };
+        let mut e = server(settings, t0);
+        e.send(opcode::TEXT, b"out", t0 + 5 * SECOND).unwrap();
+        e.handle_timeout(t0 + 10 * SECOND);
+        let mut input = from_client(true, opcode::TEXT, b"in");
+        assert_eq!(
+            events(&mut e, &mut input, t0 + 12 * SECOND),
+            vec![text("in")]
+        );
+        e.handle_timeout(t0 + 21 * SECOND);
+        assert!(e.is_open());
+        assert_eq!(e.poll_timeout(), Some(t0 + 22 * SECOND));
+        e.handle_timeout(t0 + 22 * SECOND);
+        let got = events(&mut e, &mut BytesMut::new(), t0 + 22 * SECOND);
+        assert_eq!(got, vec![Event::TimedOut("idle timeout")]);
+        assert_eq!(e.state(), &State::ClosingByUs);
+    }
+
+    #[test]
+    fn a_dropped_transport_ends_the_connection_with_1006() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        e.send(opcode::BINARY, &[0; 100], t0).unwrap();
+        e.transport_closed();
+        assert_eq!(e.queued_bytes(), 0);
+        let got = events(&mut e, &mut BytesMut::new(), t0);
+        assert_eq!(
+            got,
+            vec![Event::Closed(Ending::abnormal(
+                "connection dropped without a close frame",
+                None
+            ))]
+        );
+        assert_eq!(events(&mut e, &mut BytesMut::new(), t0), vec![]);
+    }
+
+    #[test]
+    fn text_must_be_utf8_and_pings_at_most_125_bytes() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        assert_eq!(e.send(opcode::TEXT, b"\xff", t0), Err(SendError::NotUtf8));
+        assert!(e.send(opcode::BINARY, b"\xff", t0).is_ok());
+        assert_eq!(e.ping(&[0; 126]), Err(SendError::ControlTooLong));
+        assert!(e.ping(&[0; 125]).is_ok());
+    }
+
+    #[test]
+    fn a_client_masks_what_it_sends_and_refuses_masked_frames() {
+        let t0 = Instant::now();
+        let mut e = Engine::new(Role::Client, Settings::default(), t0);
+        e.send(opcode::TEXT, b"hi", t0).unwrap();
+        let mut out = BytesMut::new();
+        assert!(e.take_output(&mut out));
+        assert_eq!(out[1] & 0x80, 0x80, "mask bit set");
+        let mut masked = from_client(true, opcode::TEXT, b"x");
+        let got = events(&mut e, &mut masked, t0);
+        assert!(matches!(
+            &got[..],
+            [Event::Closed(Ending {
+                error: Some(ProtocolError {
+                    close_code: 1002,
+                    ..
+                }),
+                ..
+            })]
+        ));
+    }
+
+    #[test]
+    fn direct_sends_are_checked_and_accounted_like_queued_ones() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let (header, len) = e.send_direct(opcode::BINARY, &[9; 70_000], t0).unwrap();
+        assert_eq!(&header[..len], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        e.close(1000, "", t0).unwrap();
+        assert_eq!(
+            e.send_direct(opcode::BINARY, b"x", t0),
+            Err(SendError::Closing)
+        );
+    }
+}
