@@ -5,9 +5,12 @@
 //! network or the server does wrong is returned as `nil, message`.
 
 use crate::codec::{Limits, Role};
-use crate::connection::{fill_random, Connection, ConnectionInfo, LuaConnection, WriteSide};
+use crate::connection::{Connection, ConnectionInfo, WriteSide};
+use crate::engine::Settings;
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
 use crate::http::header_table;
+use crate::lua_connection::LuaConnection;
+use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::stats::{Level, Logger};
 use base64::Engine;
@@ -390,7 +393,7 @@ async fn open(
     let tcp = tcp_connect(url).await?;
     let peer = tcp.peer_addr().map_err(|e| format!("connect: {e}"))?;
     let mut random = [0u8; 16];
-    fill_random(&mut random);
+    random::fill(&mut random);
     let key = handshake::client_key(random);
     let (reader, writer, head, rest): (
         Box<dyn AsyncRead + Unpin>,
@@ -422,7 +425,6 @@ async fn open(
         n.set(n.get() + 1);
         n.get()
     });
-    let close_timeout = inputs.close_timeout;
     let info = ConnectionInfo {
         id,
         peer,
@@ -430,27 +432,26 @@ async fn open(
         port: url.port,
         path: url.target.clone(),
         handler_name: handler.as_ref().map(|h| h.name.clone()),
-        role: Role::Client,
         is_tls: url.secure,
-        high_water: inputs.send_buffer,
         inbox_bytes: inputs.limits.max_message_size,
-        close_timeout,
         send_timeout: Some(inputs.send_timeout),
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
     };
-    let conn = Connection::new(info, &writer);
+    let settings = Settings {
+        limits: inputs.limits,
+        close_timeout: inputs.close_timeout,
+        ping_interval: inputs.ping_interval,
+        pong_timeout: inputs.pong_timeout,
+        idle_timeout: None,
+        send_buffer: inputs.send_buffer,
+    };
+    let conn = Connection::new(info, Role::Client, settings, &writer);
     let ud = lua
         .create_userdata(LuaConnection(Rc::clone(&conn)))
         .map_err(|e| e.to_string())?;
     let headers = header_table(lua, &head.headers).map_err(|e| e.to_string())?;
     let cfg = LoopConfig {
-        role: Role::Client,
-        limits: inputs.limits,
-        close_timeout,
-        ping_interval: inputs.ping_interval,
-        pong_timeout: inputs.pong_timeout,
-        idle_timeout: None,
         logger: Rc::new(Logger::stderr()),
         stats: None,
     };

@@ -461,7 +461,7 @@ impl Engine {
     /// connection is closed.
     pub fn take_output(&mut self, out: &mut BytesMut) -> bool {
         if let Some(payload) = self.pending_pong.take() {
-            self.encode(opcode::PONG, &payload);
+            self.encode_frame(opcode::PONG, &payload);
         }
         if self.outbox.is_empty() {
             return false;
@@ -543,8 +543,15 @@ impl Engine {
     }
 
     /// Encodes one final frame into the outbox: masked with a fresh mask from a client,
-    /// never from a server (§5.1, §5.3).
+    /// never from a server (§5.1, §5.3). A pending pong goes first: it answers a ping that came before whatever this is.
     fn encode(&mut self, op: u8, payload: &[u8]) {
+        if let Some(pong) = self.pending_pong.take() {
+            self.encode_frame(opcode::PONG, &pong);
+        }
+        self.encode_frame(op, payload);
+    }
+
+    fn encode_frame(&mut self, op: u8, payload: &[u8]) {
         let mask = (self.role == Role::Client).then(random::mask);
         codec::encode_frame(&mut self.outbox, true, op, payload, mask);
     }
@@ -623,6 +630,22 @@ mod tests {
         assert_eq!(
             written(&mut e),
             vec![codec::Event::Pong(Bytes::from_static(b"are you there"))]
+        );
+    }
+
+    #[test]
+    fn a_pong_goes_out_before_what_is_sent_after_its_ping() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        let mut input = from_client(true, opcode::PING, b"p");
+        events(&mut e, &mut input, t0);
+        e.send(opcode::TEXT, b"reply", t0).unwrap();
+        assert_eq!(
+            written(&mut e),
+            vec![
+                codec::Event::Pong(Bytes::from_static(b"p")),
+                codec::Event::Text(Bytes::from_static(b"reply"))
+            ]
         );
     }
 

@@ -28,6 +28,8 @@ pub mod connection;
 pub mod engine;
 pub mod handshake;
 pub mod http;
+pub mod inbox;
+pub mod lua_connection;
 pub mod platform_bytes;
 pub mod random;
 pub mod routing;

@@ -7,8 +7,8 @@
 //! building frames, and byte buffers to hand to `platform.*` when `ffi` is not there.
 
 use crate::codec::{self, Decoder, Event, Limits, Role};
-use crate::connection::fill_random;
 use crate::handshake;
+use crate::random::fill as fill_random;
 use bytes::BytesMut;
 use mlua::{Lua, Table, UserData, UserDataMethods, Value};
 

@@ -6,9 +6,11 @@
 //! Every task here is a local task on the event loop of the Lua state (`runtime`).
 
 use crate::codec::{Limits, Role};
-use crate::connection::{Connection, ConnectionInfo, LuaConnection, WriteSide};
+use crate::connection::{Connection, ConnectionInfo, WriteSide};
+use crate::engine::Settings;
 use crate::handshake::{parse_request, HeadError, RequestHead};
 use crate::http::{header_table, Request, Response};
+use crate::lua_connection::LuaConnection;
 use crate::routing;
 use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
@@ -182,6 +184,18 @@ fn strings(t: &Table, key: &str) -> mlua::Result<Option<Vec<String>>> {
 }
 
 impl Options {
+    /// What each connection's engine is given.
+    fn session_settings(&self) -> Settings {
+        Settings {
+            limits: self.limits,
+            close_timeout: self.close_timeout,
+            ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
+            idle_timeout: self.idle_timeout,
+            send_buffer: self.send_buffer,
+        }
+    }
+
     fn from_lua(t: &Table) -> mlua::Result<Self> {
         let handler_base = text(t, "handler_base")?.unwrap_or_default();
         routing::check_base(&handler_base)
@@ -622,23 +636,14 @@ async fn serve_stream<S: Upgraded>(
         port: peer.port(),
         path,
         handler_name: Some(handler.name.clone()),
-        role: Role::Server,
         is_tls,
-        high_water: opts.send_buffer,
         inbox_bytes: 0,
-        close_timeout: opts.close_timeout,
         send_timeout: Some(opts.send_timeout),
         subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
         stats: Some(Rc::clone(&server.stats)),
     };
-    let conn = Connection::new(info, &writer);
+    let conn = Connection::new(info, Role::Server, opts.session_settings(), &writer);
     let cfg = LoopConfig {
-        role: Role::Server,
-        limits: opts.limits,
-        close_timeout: opts.close_timeout,
-        ping_interval: opts.ping_interval,
-        pong_timeout: opts.pong_timeout,
-        idle_timeout: opts.idle_timeout,
         logger: Rc::clone(&opts.logger),
         stats: Some(Rc::clone(&server.stats)),
     };

@@ -1,17 +1,20 @@
-//! session: the frame loop of one open WebSocket, the same for both ends.
+//! session: the tokio driver of one open WebSocket's engine, the same for both ends.
 //!
-//! Reads bytes, decodes events, answers pings and close frames, and delivers messages
-//! either to a Lua handler class (server connections, and clients opened with a
-//! `msg_handler`) or to the connection's inbox, where `conn:recv()` takes them. Then
-//! closes: handler `handle_close`, flush, FIN, and a bounded wait for the peer.
+//! Reads bytes into the read buffer, lets the engine turn them into events, and delivers
+//! those either to a Lua handler class (server connections, and clients opened with a
+//! `msg_handler`) or to the connection's inbox, where `conn:recv()` takes them; keeps one
+//! timer armed at the engine's next deadline. When the engine reports the end: handler
+//! `handle_close`, flush, FIN, and a bounded wait for the peer. The protocol decisions
+//! (pongs, close answers, timeouts, endings) are the engine's.
 
-use crate::codec::{close_code, opcode, Decoder, Event, Limits, Role};
-use crate::connection::{Connection, State, WriteSide};
+use crate::codec::{close_code, opcode};
+use crate::connection::{Connection, WriteSide};
+use crate::engine::{Ending, Event};
+use crate::lua_connection::message_table;
 use crate::stats::{bump, Level, Logger, Stats};
 use bytes::BytesMut;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
 use std::rc::Rc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -50,65 +53,11 @@ pub enum Delivery {
     Inbox,
 }
 
-/// Settings of the loop, from the server's or the client's options.
+/// What the loop reports to, besides the handler.
 pub struct LoopConfig {
-    pub role: Role,
-    pub limits: Limits,
-    /// Time the peer has to answer our close frame.
-    pub close_timeout: Duration,
-    /// Send a ping after this long without one (`None`: no keepalive)...
-    pub ping_interval: Option<Duration>,
-    /// ...and close with 1011 "keepalive timeout" when no pong came within this.
-    pub pong_timeout: Duration,
-    /// Close with 1000 "idle timeout" after this long without a data message either way.
-    pub idle_timeout: Option<Duration>,
     pub logger: Rc<Logger>,
     /// The server's counters (`None` for clients).
     pub stats: Option<Rc<Stats>>,
-}
-
-/// When the loop must act without input: the keepalive and idle timers.
-struct Liveness {
-    /// When the ping we sent went out, while its pong is awaited.
-    ping_sent: Option<Instant>,
-    /// When the last ping went out or, without one, when the connection opened.
-    last_ping: Instant,
-}
-
-impl Liveness {
-    /// The next instant a timer fires, if any is configured.
-    fn deadline(&self, cfg: &LoopConfig, conn: &Connection) -> Option<Instant> {
-        let keepalive = cfg.ping_interval.map(|every| match self.ping_sent {
-            Some(sent) => sent + cfg.pong_timeout,
-            None => self.last_ping + every,
-        });
-        let idle = cfg
-            .idle_timeout
-            .map(|d| Instant::from_std(conn.last_data()) + d);
-        match (keepalive, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
-/// How a connection ended, for `handle_close`: the peer's close code and reason, 1005
-/// for a close frame without a code, 1006 when no close frame came.
-struct Ending {
-    code: u16,
-    reason: String,
-    /// Whether the peer's close frame arrived (the closing handshake completed).
-    clean: bool,
-}
-
-impl Ending {
-    fn abnormal(reason: &str) -> Self {
-        Ending {
-            code: close_code::ABNORMAL,
-            reason: reason.to_owned(),
-            clean: false,
-        }
-    }
 }
 
 /// One open connection as the frame loop sees it.
@@ -125,7 +74,7 @@ impl Session<'_> {
     /// handler's name and closes this connection with 1011; nothing else is affected.
     async fn call(&self, name: &str, f: &Function, what: &str, arg: impl IntoLuaMulti) {
         if let Err(e) = f.call_async::<()>(arg).await {
-            let c = self.conn;
+            let c = &self.conn.info;
             self.cfg.logger.log(
                 Level::Error,
                 format_args!(
@@ -133,82 +82,110 @@ impl Session<'_> {
                     c.id, c.peer
                 ),
             );
-            c.queue_close(Some((close_code::INTERNAL_ERROR, "handler error")));
+            self.conn.fail(close_code::INTERNAL_ERROR, "handler error");
         }
     }
 
-    async fn deliver(&self, op: u8, data: bytes::Bytes) -> mlua::Result<()> {
-        match self.delivery {
-            Delivery::Handler(h) => {
-                let f = match op {
-                    opcode::PING => h.on_ping.as_ref(),
-                    opcode::PONG => h.on_pong.as_ref(),
-                    _ => Some(&h.on_message),
-                };
-                if let Some(f) = f {
-                    let what = match op {
-                        opcode::PING => "handle_ping",
-                        opcode::PONG => "handle_pong",
-                        _ => "handle_message",
-                    };
-                    self.call(
-                        &h.name,
-                        f,
-                        what,
-                        message_table(self.lua, &self.conn_ud, op, &data)?,
-                    )
-                    .await;
-                }
+    /// Calls `hook` of the handler class, if it has one, with a `msg` table.
+    async fn call_hook(
+        &self,
+        hook: &str,
+        op: u8,
+        data: &[u8],
+        extra: &[(&str, mlua::Value)],
+    ) -> mlua::Result<()> {
+        let Delivery::Handler(h) = self.delivery else {
+            return Ok(());
+        };
+        let f = match hook {
+            "handle_message" => Some(&h.on_message),
+            "handle_ping" => h.on_ping.as_ref(),
+            "handle_pong" => h.on_pong.as_ref(),
+            "handle_close" => h.on_close.as_ref(),
+            _ => h.on_timeout.as_ref(),
+        };
+        if let Some(f) = f {
+            let msg = message_table(self.lua, &self.conn_ud, op, data)?;
+            for (k, v) in extra {
+                msg.raw_set(*k, v.clone())?;
             }
-            Delivery::Inbox if op == opcode::TEXT || op == opcode::BINARY => {
-                if let Some(inbox) = self.conn.inbox() {
-                    inbox.push(op, data).await;
-                }
-            }
-            Delivery::Inbox => {}
+            self.call(&h.name, f, hook, msg).await;
         }
         Ok(())
     }
 
-    /// Delivers one event. Returns how the connection ended once a close frame arrived.
-    async fn dispatch(&self, event: Event) -> mlua::Result<Option<Ending>> {
-        if let (Event::Text(data) | Event::Binary(data), Some(stats)) = (&event, &self.cfg.stats) {
-            bump(&stats.messages_in, 1);
-            bump(&stats.bytes_in, data.len() as u64);
-        }
-        if matches!(event, Event::Text(_) | Event::Binary(_)) {
-            self.conn.touch();
-        }
+    /// Delivers one event other than the ending.
+    async fn dispatch(&self, event: Event) -> mlua::Result<()> {
         match event {
-            Event::Text(data) | Event::Binary(data) if self.conn.state() != State::Open => {
-                drop(data)
+            Event::Message { op, data } => {
+                if let Some(stats) = &self.cfg.stats {
+                    bump(&stats.messages_in, 1);
+                    bump(&stats.bytes_in, data.len() as u64);
+                }
+                match (self.delivery, self.conn.inbox()) {
+                    (Delivery::Inbox, Some(inbox)) => inbox.push(op, data).await,
+                    _ => self.call_hook("handle_message", op, &data, &[]).await?,
+                }
             }
-            Event::Text(data) => self.deliver(opcode::TEXT, data).await?,
-            Event::Binary(data) => self.deliver(opcode::BINARY, data).await?,
             Event::Ping(data) => {
-                self.conn.queue_pong(&data);
-                self.deliver(opcode::PING, data).await?;
+                self.call_hook("handle_ping", opcode::PING, &data, &[])
+                    .await?
             }
-            Event::Pong(data) => self.deliver(opcode::PONG, data).await?,
-            Event::Close(status) => {
-                // Echo the peer's code (§5.5.1); a close without a code is answered without one.
-                self.conn
-                    .queue_close(status.as_ref().map(|(code, _)| (*code, "")));
-                let (code, reason) = status.unwrap_or((close_code::NO_STATUS, String::new()));
-                return Ok(Some(Ending {
-                    code,
-                    reason,
-                    clean: true,
-                }));
+            Event::Pong(data) => {
+                self.call_hook("handle_pong", opcode::PONG, &data, &[])
+                    .await?
+            }
+            Event::TimedOut(reason) => {
+                let c = &self.conn.info;
+                self.cfg.logger.log(
+                    Level::Info,
+                    format_args!("connection #{} ({}): {reason}", c.id, c.peer),
+                );
+                let reason_value = mlua::Value::String(self.lua.create_string(reason)?);
+                self.call_hook(
+                    "handle_timeout",
+                    opcode::CLOSE,
+                    reason.as_bytes(),
+                    &[("reason", reason_value)],
+                )
+                .await?;
+            }
+            Event::Closed(_) => unreachable!("the ending is handled by the loop"),
+        }
+        Ok(())
+    }
+
+    /// Reports the ending: logs and counts a protocol violation, ends `recv`, and calls
+    /// `handle_close` with the peer's code and reason.
+    async fn ended(&self, ending: &Ending) -> mlua::Result<()> {
+        if let Some(e) = &ending.error {
+            let c = &self.conn.info;
+            self.cfg.logger.log(
+                Level::Warn,
+                format_args!("connection #{} ({}): protocol error: {e}", c.id, c.peer),
+            );
+            if let Some(stats) = &self.cfg.stats {
+                stats.protocol_close(e.close_code);
             }
         }
-        Ok(None)
+        if let Some(inbox) = self.conn.inbox() {
+            inbox.close(ending.code, &ending.reason);
+        }
+        let code = mlua::Value::Integer(ending.code as i64);
+        let reason = mlua::Value::String(self.lua.create_string(&ending.reason)?);
+        self.call_hook(
+            "handle_close",
+            opcode::CLOSE,
+            ending.reason.as_bytes(),
+            &[("code", code), ("reason", reason)],
+        )
+        .await
     }
 }
 
 /// The frame loop of an open connection, then its closing. `conn_ud` is the Lua object
 /// of `conn` that handlers see as `msg.conn`; `stop` (the server's stop signal) starts
-/// the closing handshake with 1001.
+/// the closing handshake with 1001. `rbuf` holds bytes read past the handshake.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<R: AsyncRead + Unpin>(
     lua: &Lua,
@@ -236,56 +213,24 @@ pub async fn run<R: AsyncRead + Unpin>(
                 .await;
         }
     }
-    let mut decoder = Decoder::new(cfg.role, cfg.limits);
-    let mut close_deadline: Option<Instant> = None;
     let mut read_sizer = ReadSizer::new();
-    let mut liveness = Liveness {
-        ping_sent: None,
-        last_ping: Instant::now(),
-    };
-    // One timer for the close deadline and the keepalive / idle timers, kept across reads.
+    // One timer for every deadline of the engine, kept across reads.
     let mut alarm = Box::pin(sleep_until(Instant::now()));
     let mut alarm_at: Option<Instant> = None;
-    let ending = loop {
-        match decoder.decode(&mut rbuf) {
-            Ok(Some(event)) => {
-                if matches!(event, Event::Pong(_)) {
-                    liveness.ping_sent = None;
-                }
-                if let Some(ending) = session.dispatch(event).await? {
-                    break ending;
-                }
-                continue;
+    let ending = 'session: loop {
+        loop {
+            let event = conn
+                .engine()
+                .poll_event(&mut rbuf, std::time::Instant::now());
+            match event {
+                None => break,
+                Some(Event::Closed(ending)) => break 'session ending,
+                Some(event) => session.dispatch(event).await?,
             }
-            Ok(None) => {}
-            Err(e) => {
-                cfg.logger.log(
-                    Level::Warn,
-                    format_args!(
-                        "connection #{} ({}): protocol error: {e}",
-                        conn.id, conn.peer
-                    ),
-                );
-                if let Some(stats) = &cfg.stats {
-                    stats.protocol_close(e.close_code);
-                }
-                conn.queue_close(Some((e.close_code, e.reason)));
-                break Ending::abnormal(e.reason);
-            }
+            conn.flush();
         }
-        if conn.state() != State::Open && close_deadline.is_none() {
-            close_deadline = Some(Instant::now() + cfg.close_timeout);
-        }
-        let liveness_due = if conn.state() == State::Open {
-            liveness.deadline(cfg, &conn)
-        } else {
-            None
-        };
-        let next = match (close_deadline, liveness_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(t) = next {
+        conn.flush();
+        if let Some(t) = conn.engine().poll_timeout().map(Instant::from_std) {
             // Only an earlier deadline re-arms: a later one lets the alarm ring early and
             // be re-armed then, so busy connections do not churn the timer wheel.
             if alarm_at.is_none_or(|armed| t < armed) {
@@ -293,80 +238,39 @@ pub async fn run<R: AsyncRead + Unpin>(
                 alarm_at = Some(t);
             }
         }
-        let offered = read_sizer.prepare(&mut rbuf, decoder.bytes_wanted());
+        let offered = read_sizer.prepare(&mut rbuf, conn.engine().bytes_wanted());
         let stopping = async {
             match stop.as_mut() {
                 Some(rx) => drop(rx.wait_for(|stopped| *stopped).await),
                 None => std::future::pending().await,
             }
         };
+        let open = conn.engine().is_open();
         tokio::select! {
             read = reader.read_buf(&mut rbuf) => match read {
-                Ok(0) | Err(_) => break Ending::abnormal("connection dropped without a close frame"),
+                Ok(0) | Err(_) => conn.engine().transport_closed(),
                 Ok(n) => read_sizer.after_read(n, offered),
             },
-            _ = stopping, if conn.state() == State::Open => {
-                conn.queue_close(Some((close_code::GOING_AWAY, "server shutting down")));
-            }
-            // A close queued by someone else (a send timeout in another handler): go
-            // round again to start the close deadline.
-            _ = conn.closing(), if conn.state() == State::Open => {}
+            _ = stopping, if open => conn.fail(close_code::GOING_AWAY, "server shutting down"),
+            _ = conn.kicked() => {}
             _ = &mut alarm, if alarm_at.is_some() => {
                 alarm_at = None;
-                let now = Instant::now();
-                if close_deadline.is_some_and(|d| d <= now) {
-                    break Ending::abnormal("no close frame in answer to ours");
-                }
-                if conn.state() != State::Open {
-                    continue;
-                }
-                let idle = cfg.idle_timeout.is_some_and(|d| Instant::from_std(conn.last_data()) + d <= now);
-                let silent = liveness.ping_sent.is_some_and(|sent| sent + cfg.pong_timeout <= now);
-                if idle || silent {
-                    let (code, reason) = if silent { (close_code::INTERNAL_ERROR, "keepalive timeout") } else { (close_code::NORMAL, "idle timeout") };
-                    cfg.logger.log(Level::Info, format_args!("connection #{} ({}): {reason}", conn.id, conn.peer));
-                    if let Delivery::Handler(h) = &delivery {
-                        if let Some(f) = &h.on_timeout {
-                            let msg = message_table(lua, &session.conn_ud, opcode::CLOSE, reason.as_bytes())?;
-                            msg.raw_set("reason", reason)?;
-                            session.call(&h.name, f, "handle_timeout", msg).await;
-                        }
-                    }
-                    conn.queue_close(Some((code, reason)));
-                } else if liveness.ping_sent.is_none() && cfg.ping_interval.is_some_and(|every| liveness.last_ping + every <= now) {
-                    conn.queue_ping(b"keepalive");
-                    liveness.ping_sent = Some(now);
-                    liveness.last_ping = now;
-                }
+                conn.engine().handle_timeout(std::time::Instant::now());
             }
         }
     };
-    if let Some(inbox) = conn.inbox() {
-        inbox.close(ending.code, &ending.reason);
-    }
-    if let Delivery::Handler(h) = &delivery {
-        if let Some(f) = &h.on_close {
-            let msg = message_table(
-                lua,
-                &session.conn_ud,
-                opcode::CLOSE,
-                ending.reason.as_bytes(),
-            )?;
-            msg.raw_set("code", ending.code)?;
-            msg.raw_set("reason", ending.reason.as_str())?;
-            session.call(&h.name, f, "handle_close", msg).await;
-        }
-    }
+    session.ended(&ending).await?;
     // Flush what is queued (our close frame) and send FIN: the server closes the TCP
     // connection first (RFC 6455 §7.1.1). When the handshake did not complete, unread
     // bytes may still arrive; read them until the peer closes too, so that our close
     // frame is not lost to a reset.
     conn.finish();
-    if timeout(cfg.close_timeout, &mut writer_task).await.is_err() {
+    let close_timeout = conn.engine().settings().close_timeout;
+    if timeout(close_timeout, &mut writer_task).await.is_err() {
         writer_task.abort();
     }
     if !ending.clean {
-        let _ = timeout(cfg.close_timeout, drain(&mut reader)).await;
+        let _ = timeout(close_timeout, drain(&mut reader)).await;
     }
     conn.mark_ended();
     Ok(())
@@ -415,19 +319,4 @@ async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
             break;
         }
     }
-}
-
-/// Builds the `msg` table handed to handler functions and returned by `recv`: the
-/// original fields (`op_code`, `flags`, `payload_len`, `buf`, `_ss`) plus `data` and `conn`.
-pub fn message_table(lua: &Lua, conn: &AnyUserData, op: u8, payload: &[u8]) -> mlua::Result<Table> {
-    let msg = lua.create_table_with_capacity(0, 7)?;
-    let data = lua.create_string(payload)?;
-    msg.raw_set("op_code", op)?;
-    msg.raw_set("flags", 0x80 | op)?;
-    msg.raw_set("payload_len", payload.len())?;
-    msg.raw_set("buf", &data)?;
-    msg.raw_set("data", data)?;
-    msg.raw_set("_ss", conn)?;
-    msg.raw_set("conn", conn)?;
-    Ok(msg)
 }
