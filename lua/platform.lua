@@ -1,20 +1,28 @@
 -- service_utils.WS platform runtime: the module inside evluaserver (the `platform` global).
 --
 -- Design criteria:
---  * evluaserver owns the sockets and its platform.* I/O functions yield the Lua state
---    (lua_yieldk). A yield cannot cross a C (Rust) frame, so everything that calls
---    platform.* or a handler is Lua, here; Rust (`core`) is called only for byte work
---    that never calls back: header checks, unmasking, UTF-8, fragments, frame building.
---  * The original API and its return shapes stay; its protocol bugs do not: control
---    frames carry FIN, server frames are never masked, a close is answered with a status
---    code, fragments are reassembled (per socket, across ws.handle_msg calls), empty
---    payloads are fine, messages are size-limited (1009) and text is UTF-8 checked (1007),
---    binary data keeps its NUL bytes, the client keeps the URL query, speaks wss:// and
---    default ports, and returns (never raises) a handshake failure; pools never spin.
+--  * evluaserver owns the sockets, and its platform.* I/O functions yield the Lua state
+--    (lua_yieldk); a yield cannot cross a C (Rust) frame. So this file is only what must
+--    be Lua: the platform.* calls and the handler calls. Everything a connection *is*
+--    (decoder, fragments, close handshake, pong, queued output, how it ended) is the
+--    connection engine in the .so (`core.links`), the same engine the standalone runtime
+--    drives.
+--  * No Lua value survives from one frame to the next: each frame is handled on any
+--    worker thread in a fresh Lua state (or another cached one), and
+--    platform.get_accepted_stream_socket() makes a new userdata every call. Connections
+--    are therefore found by platform.get_sock_fd(ss) in the .so's process-wide registry,
+--    opened at ws.accept / ws.connect and removed at their end; pools are evluaserver's
+--    process-wide service_utils.common.pool_repos.
+--  * platform.* is called as evluaserver defines it: optional arguments are omitted, never
+--    nil; a failed read, a protocol error or the end of the closing handshake marks the
+--    socket to be closed (otherwise evluaserver dispatches the unread bytes again, forever).
+--  * One dispatch reads what the socket has (one recv), delivers every complete event and
+--    returns: it never waits for the rest of a frame, which waits in the registry.
 --  * Buffers are ffi `unsigned char[n]` when `ffi` can be required (msg.buf as existing
 --    handlers expect it); otherwise byte buffers of `core` passed as {buffer=, offset=}.
 local core, ws = ...
 
+local links = core.links
 local ws_const = require("service_utils.WS.ws_const")
 local has_ffi, ffi = pcall(require, "ffi")
 if not has_ffi then
@@ -23,55 +31,41 @@ end
 
 local evl = {}
 
--- Largest message accepted (1009 beyond), as in the standalone server.
-evl.max_message_size = 16 * 1024 * 1024
+local RECV_WITH_HANDLER = "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket"
 
--- Sockets opened by ws.connect (client role: masked frames out, unmasked frames in).
-local client_sockets = setmetatable({}, { __mode = "k" })
--- One frame decoder per socket: fragments and UTF-8 state live across handle_msg calls.
-local decoders = setmetatable({}, { __mode = "k" })
-
-local function decoder_of(ss)
-	local d = decoders[ss]
-	if d == nil then
-		d = core.frame_decoder(client_sockets[ss] and "client" or "server", evl.max_message_size)
-		decoders[ss] = d
-	end
-	return d
+local function log(what)
+	io.stderr:write("service_utils.WS: ", what, "\n")
 end
 
 ---------------------------------------------------------------------------------------
 -- Bytes in and out through platform.*
 
--- Receives exactly n bytes; raises (as platform.recv_data_from_socket does) on failure.
-local function recv_bytes(ss, n, timeout)
+-- Reads what the socket has, up to n bytes (waiting up to `timeout` whole seconds for
+-- the first, when given); raises as platform.recv_data_from_socket does.
+local function receive(ss, n, timeout)
+	local buf, ptr
 	if ffi then
-		local buf = ffi.new("unsigned char[?]", n)
-		local got = 0
-		while got < n do
-			local r = platform.recv_data_from_socket(ss, ffi.getptr(buf + got), n - got, timeout)
-			if r == nil or r <= 0 then
-				error("Receiving data from websocket failed")
-			end
-			got = got + r
-		end
-		return ffi.string(buf, n)
+		buf = ffi.new("unsigned char[?]", n)
+		ptr = ffi.getptr(buf)
+	else
+		buf = core.buffer(n)
+		ptr = { buffer = buf, offset = 0 }
 	end
-	local buf = core.buffer(n)
-	local got = 0
-	while got < n do
-		local r = platform.recv_data_from_socket(ss, { buffer = buf, offset = got }, n - got, timeout)
-		if r == nil or r <= 0 then
-			error("Receiving data from websocket failed")
-		end
-		got = got + r
+	local got
+	if timeout then
+		got = platform.recv_data_from_socket(ss, ptr, n, timeout)
+	else
+		got = platform.recv_data_from_socket(ss, ptr, n)
 	end
-	return buf:read_at(0, n)
+	if math.type(got) ~= "integer" or got <= 0 then
+		error("recv_data_from_socket returned " .. tostring(got))
+	end
+	return ffi and ffi.string(buf, got) or buf:read_at(0, got)
 end
 
 -- Sends all of `bytes`: accepted sockets through send_data_on_acc_socket, client sockets
--- through send_data_on_socket.
-local function send_bytes(ss, bytes, timeout)
+-- through send_data_on_socket (both yield until done and raise on failure).
+local function send_bytes(conn, bytes)
 	local n = #bytes
 	local ptr
 	if ffi then
@@ -82,81 +76,182 @@ local function send_bytes(ss, bytes, timeout)
 		ptr = { buffer = buf, offset = 0 }
 	end
 	local sent
-	if client_sockets[ss] then
-		sent = platform.send_data_on_socket(ss, ptr, n, timeout or -1)
+	if conn._role == "client" then
+		sent = platform.send_data_on_socket(conn._ss, ptr, n)
 	else
-		sent = platform.send_data_on_acc_socket(ss, ptr, n)
+		sent = platform.send_data_on_acc_socket(conn._ss, ptr, n)
 	end
-	if sent == nil or sent < n then
-		error("Sending data on websocket failed")
+	if sent ~= n then
+		error(("sent %s of %d bytes"):format(tostring(sent), n))
 	end
-	return sent
 end
 
--- Sends one final frame (masked only from a client socket: RFC 6455 §5.1).
-local function send_frame_bytes(ss, op, payload, timeout)
-	return send_bytes(ss, core.encode_frame(op, payload, client_sockets[ss] == true), timeout)
-end
-
--- Reads one frame; returns kind ("text", "binary", "ping", "pong", "close", "partial"),
--- data, close code, close reason; or nil, close code, reason for a protocol violation.
-local function read_frame(ss, timeout)
-	local d = decoder_of(ss)
-	local header = recv_bytes(ss, 2, timeout)
-	local need = d:header_len(header)
-	if need > 2 then
-		header = header .. recv_bytes(ss, need - 2, timeout)
+-- Sends what the connection's engine has queued. One sender at a time: if another Lua
+-- state is sending this connection's output, it will find ours too.
+local function flush(conn)
+	while true do
+		local bytes = links.take_output(conn._fd)
+		if bytes == nil then
+			return
+		end
+		local ok, err = pcall(send_bytes, conn, bytes)
+		links.sent(conn._fd, ok)
+		if not ok then
+			log(("connection #%s: sending failed: %s"):format(tostring(conn.id), tostring(err)))
+			return
+		end
 	end
-	local len, code, reason = d:check(header) -- judged before a byte of payload is read
-	if len == nil then
-		return nil, code, reason
-	end
-	local payload = len > 0 and recv_bytes(ss, len, timeout) or ""
-	return d:frame(header, payload)
 end
-
-local OPCODE = { text = ws_const.FRAME_OP_TEXT, binary = ws_const.FRAME_OP_BINARY, ping = ws_const.FRAME_OP_PING,
-	pong = ws_const.FRAME_OP_PONG, close = ws_const.FRAME_OP_CLOSE }
 
 ---------------------------------------------------------------------------------------
--- Connection objects handed to handlers (msg.conn) and returned by ws.connect
+-- Connection objects (msg.conn, what ws.connect returns): a view of a registry entry,
+-- valid in any Lua state.
 
 local conn_methods = {}
 local conn_mt = { __index = conn_methods, __name = "ws_connection" }
 
-function conn_methods:send(data, opts)
-	return evl.util.send_msg(self, data, opts or { msg_type = "TEXT" })
+local function connection(ss, fd, info)
+	info = info or {}
+	return setmetatable({
+		_ss = ss, ss = ss, _fd = fd, _role = info.role,
+		id = info.id, host = info.host, port = info.port, path = info.path,
+		handler = info.handler, msg_handler = info.handler,
+		is_TLS = info.is_TLS, subprotocol = info.subprotocol,
+	}, conn_mt)
 end
+
+-- The connection a ws_util caller means: the object itself, or a table holding the
+-- socket in `_ss` / `ss` (`{_ss = msg._ss}`, as the original's callers write).
+local function connection_of(x, fname)
+	if getmetatable(x) == conn_mt then
+		return x
+	end
+	local ss = type(x) == "table" and (x._ss or x.ss) or nil
+	if ss == nil then
+		error("ws_util." .. fname .. ": conn must be a connection or a table with _ss", 3)
+	end
+	local fd = platform.get_sock_fd(ss)
+	return connection(ss, fd, links.info(fd))
+end
+evl.connection_of = connection_of
+
+local OP_OF = { TEXT = ws_const.FRAME_OP_TEXT, BINARY = ws_const.FRAME_OP_BINARY }
+
+-- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err (default TEXT)
+function conn_methods:send(data, opts)
+	local kind = opts and opts.msg_type or "TEXT"
+	local op = OP_OF[kind]
+	if op == nil then
+		error(('send: msg_type must be "TEXT" or "BINARY", got "%s"'):format(tostring(kind)), 2)
+	end
+	if self.id == nil then
+		return nil, "send: connection is closed"
+	end
+	local ok, err = links.send(self._fd, self.id, op, data)
+	if not ok then
+		return nil, "send: " .. err
+	end
+	flush(self)
+	return true
+end
+
+-- Every send is flushed before it returns, so the queue is never full here.
+conn_methods.try_send = conn_methods.send
 
 function conn_methods:ping(payload)
-	return evl.util.ping(self, payload)
-end
-
-function conn_methods:close(code, reason)
-	return evl.util.close(self, code, reason)
+	if self.id == nil then
+		return nil, "ping: connection is closed"
+	end
+	local ok, err = links.ping(self._fd, self.id, payload or "")
+	if not ok then
+		return nil, "ping: " .. err
+	end
+	flush(self)
+	return true
 end
 
 function conn_methods:is_open()
-	return platform.websocket_active == nil or platform.websocket_active(self._ss) ~= false
+	return self.id ~= nil and links.is_open(self._fd, self.id) and platform.websocket_active(self._ss) ~= false
 end
 
+-- A client connection's end: the socket is shut down and the connection forgotten.
+local function end_client(conn)
+	pcall(platform.shutdown_websocket, conn._ss, 1)
+	links.remove(conn._fd, conn.id)
+end
+
+-- The next event of a connection read here (a client without a msg_handler): reads the
+-- socket when the engine has nothing. Returns kind, data, code | nil, "timeout".
+local function next_event(conn, timeout)
+	while true do
+		flush(conn)
+		local kind, data, code = links.next(conn._fd)
+		if kind ~= nil then
+			return kind, data, code
+		end
+		local ok, got = pcall(receive, conn._ss, links.read_size(conn._fd), timeout)
+		if ok then
+			links.feed(conn._fd, got)
+		elseif timeout and tostring(got):lower():find("time", 1, true) then
+			return nil, "timeout"
+		else
+			links.transport_closed(conn._fd)
+		end
+	end
+end
+
+-- recv([timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason. Pings are
+-- answered on the way. `timeout` is in seconds (evluaserver waits whole seconds).
 function conn_methods:recv(timeout)
-	return evl.util.recv_frame(self, timeout)
+	if self.handler ~= nil then
+		error(RECV_WITH_HANDLER, 2)
+	end
+	if self.id == nil then
+		return nil, "closed", 1006, "connection is closed"
+	end
+	local wait = timeout and math.max(1, math.ceil(timeout)) or nil
+	while true do
+		local kind, data, code = next_event(self, wait)
+		if kind == nil then
+			return nil, data
+		elseif kind == "text" or kind == "binary" then
+			return evl.message(self, kind == "text" and ws_const.FRAME_OP_TEXT or ws_const.FRAME_OP_BINARY, data)
+		elseif kind == "closed" then
+			end_client(self)
+			return nil, "closed", code, data
+		end
+	end
+end
+
+-- close([code [, reason]]) -> true | nil, err. On a connection served by handle_msg the
+-- peer's answer arrives with the next dispatch; a client read here waits for it (up to
+-- 5 s) and then shuts the socket down.
+function conn_methods:close(code, reason)
+	if self.id == nil then
+		return nil, "close: connection is already closing"
+	end
+	local ok, err = links.close(self._fd, self.id, code or ws_const.WS_NORMAL_CLOSE, reason or "")
+	if not ok then
+		return nil, "close: " .. err
+	end
+	flush(self)
+	if self._role == "client" and self.handler == nil then
+		local kind
+		repeat
+			kind = next_event(self, 5)
+		until kind == "closed" or kind == nil
+		end_client(self)
+	end
+	return true
 end
 
 function conn_mt.__tostring(c)
-	return ("ws_connection %s %s"):format(c.host or "?", client_sockets[c._ss] and "(client)" or "(accepted)")
-end
-
-local function connection(ss, fields)
-	local c = setmetatable(fields or {}, conn_mt)
-	c._ss, c.ss = ss, ss
-	return c
+	return ("ws_connection #%s %s %s"):format(tostring(c.id), c.path or "?", c._role == "client" and "(client)" or "(accepted)")
 end
 
 -- The msg table of the original (op_code, flags, payload_len, buf, _ss) plus data and conn.
-local function message(ss, op, data)
-	local msg = { op_code = op, flags = ws_const.FRAME_FLAG_FIN | op, payload_len = #data, data = data, _ss = ss }
+function evl.message(conn, op, data)
+	local msg = { op_code = op, flags = ws_const.FRAME_FLAG_FIN | op, payload_len = #data, data = data, _ss = conn._ss, conn = conn }
 	if ffi then
 		local buf = ffi.new("unsigned char[?]", #data)
 		ffi.copy(buf, data, #data)
@@ -164,8 +259,63 @@ local function message(ss, op, data)
 	else
 		msg.buf = data
 	end
-	msg.conn = connection(ss)
 	return msg
+end
+
+---------------------------------------------------------------------------------------
+-- Handler calls
+
+-- Loads a handler class in this Lua state; nil and the error when it cannot be loaded.
+local function load_handler(name)
+	local ok, handler = pcall(require, name)
+	if ok and type(handler) == "table" then
+		return handler
+	end
+	return nil, ok and ("module '" .. name .. "' is not a table") or tostring(handler)
+end
+
+-- Calls handler[fname](arg); a Lua error is logged and closes the connection with 1011.
+local function call(conn, handler, fname, arg)
+	local f = handler[fname]
+	if f == nil then
+		return
+	end
+	local ok, err = pcall(f, arg)
+	if not ok then
+		log(("handler '%s' failed in %s on connection #%s: %s"):format(tostring(conn.handler), fname, tostring(conn.id), tostring(err)))
+		links.close(conn._fd, conn.id, 1011, "handler error")
+	end
+	flush(conn)
+end
+
+local HOOK = { text = "handle_message", binary = "handle_message", ping = "handle_ping", pong = "handle_pong" }
+local OPCODE = { text = ws_const.FRAME_OP_TEXT, binary = ws_const.FRAME_OP_BINARY, ping = ws_const.FRAME_OP_PING,
+	pong = ws_const.FRAME_OP_PONG }
+
+-- Delivers every event the engine has for a connection served by handle_msg; returns
+-- true once the connection has ended (handle_close called).
+local function deliver(conn, handler)
+	while true do
+		flush(conn)
+		local kind, data, code, error_code = links.next(conn._fd)
+		if kind == nil then
+			return false
+		elseif kind == "closed" then
+			if error_code then
+				log(("connection #%s: protocol error: %s (%d)"):format(tostring(conn.id), data, error_code))
+			end
+			local msg = evl.message(conn, ws_const.FRAME_OP_CLOSE, data)
+			msg.code, msg.reason = code, data
+			call(conn, handler, "handle_close", msg)
+			return true
+		elseif kind == "timeout" then
+			local msg = evl.message(conn, ws_const.FRAME_OP_CLOSE, data)
+			msg.reason = data
+			call(conn, handler, "handle_timeout", msg)
+		else
+			call(conn, handler, HOOK[kind], evl.message(conn, OPCODE[kind], data))
+		end
+	end
 end
 
 ---------------------------------------------------------------------------------------
@@ -180,67 +330,52 @@ function evl.handler_base()
 	return ""
 end
 
--- Called by ws.accept once the handshake is accepted, before the 101 is sent.
-function evl.upgrade(handler_name)
-	platform.set_ws_recvd_msg_handler(handler_name)
+-- Called by ws.accept once the handshake is accepted, before the 101 is sent: evluaserver
+-- is told to hand this socket's frames to ws.handle_msg, and the connection is opened.
+function evl.upgrade(name, path, subprotocol)
+	platform.set_ws_recvd_msg_handler(name)
 	platform.set_socket_upgrade_to(1)
-end
-
-local function log(what)
-	io.stderr:write("service_utils.WS: ", what, "\n")
-end
-
--- Sends a close frame and has evluaserver close the socket after this frame.
-local function close_accepted(ss, code, reason)
-	pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, core.close_payload(code, reason))
-	platform.set_acc_sock_to_be_closed()
-end
-
--- Calls handler[fname](msg); a Lua error closes this connection with 1011 and is logged.
-local function call_handler(handler, name, fname, msg, ss)
-	local f = handler[fname]
-	if f == nil then
-		return true
-	end
-	local ok, err = pcall(f, msg)
-	if not ok then
-		log(("handler '%s' failed in %s: %s"):format(name, fname, tostring(err)))
-		close_accepted(ss, 1011, "handler error")
-	end
-	return ok
-end
-
--- ws.handle_msg(request, response): evluaserver calls it for each frame that arrives on
--- an upgraded socket (accepted, or a client socket tracked with a msg_handler).
-function evl.handle_msg(request, response)
 	local ss = platform.get_accepted_stream_socket()
-	local kind, data, code, reason = read_frame(ss)
-	if kind == nil then
-		-- A protocol violation: read_frame returned nil, close code, reason (§7.4.1).
-		local close_code, why = data, code
-		log(("protocol error (%d): %s"):format(close_code, why))
-		return close_accepted(ss, close_code, why)
-	end
-	if kind == "partial" then
-		return
-	end
-	local name = platform.get_ws_recvd_msg_handler()
-	local handler = require(name)
-	if kind == "ping" then
-		send_frame_bytes(ss, ws_const.FRAME_OP_PONG, data)
-		return call_handler(handler, name, "handle_ping", message(ss, ws_const.FRAME_OP_PING, data), ss)
-	elseif kind == "pong" then
-		return call_handler(handler, name, "handle_pong", message(ss, ws_const.FRAME_OP_PONG, data), ss)
-	elseif kind == "close" then
-		-- Answer with the peer's code (an empty close with an empty one), then close.
-		pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, code and core.close_payload(code) or "")
-		local msg = message(ss, ws_const.FRAME_OP_CLOSE, data)
-		msg.code, msg.reason = code or 1005, reason or ""
-		call_handler(handler, name, "handle_close", msg, ss)
+	local fd = platform.get_sock_fd(ss)
+	links.open(fd, "server", { handler = name, path = path, subprotocol = subprotocol or nil })
+end
+
+-- Called by ws.accept after the 101 went out: the handler's handle_open(conn).
+function evl.opened(handler)
+	local ss = platform.get_accepted_stream_socket()
+	local fd = platform.get_sock_fd(ss)
+	local conn = connection(ss, fd, links.info(fd))
+	call(conn, handler, "handle_open", conn)
+end
+
+-- ws.handle_msg(request, response): evluaserver calls it each time an upgraded socket
+-- (accepted, or a client socket tracked with a msg_handler) is readable.
+function evl.handle_msg()
+	local ss = platform.get_accepted_stream_socket()
+	local fd = platform.get_sock_fd(ss)
+	local info = links.info(fd)
+	if info == nil then
+		log(("socket %d is not an open WebSocket (its connection ended): closing it"):format(fd))
 		platform.set_acc_sock_to_be_closed()
 		return
 	end
-	return call_handler(handler, name, "handle_message", message(ss, OPCODE[kind], data), ss)
+	local conn = connection(ss, fd, info)
+	local ok, data = pcall(receive, ss, links.read_size(fd))
+	if ok then
+		links.feed(fd, data)
+	else
+		links.transport_closed(fd)
+	end
+	local handler, err = load_handler(info.handler or platform.get_ws_recvd_msg_handler())
+	if handler == nil then
+		log(("handler '%s' cannot be loaded on connection #%d: %s"):format(tostring(info.handler), info.id, err))
+		links.close(fd, info.id, 1011, "handler error")
+		handler = {}
+	end
+	if deliver(conn, handler) then
+		platform.set_acc_sock_to_be_closed()
+		links.remove(fd, info.id)
+	end
 end
 
 ---------------------------------------------------------------------------------------
@@ -248,7 +383,7 @@ end
 
 -- Opens the HTTP connection and exchanges the Upgrade request and answer; returns
 -- ss, status, headers, extra fields | nil, message.
-local function http_upgrade(url, hdrs, external, timeout, key)
+local function http_upgrade(url, hdrs, external, timeout)
 	local ok, client_factory = pcall(require, "service_utils.REST.client")
 	if ok and type(client_factory) == "table" and client_factory.new then
 		local conn = client_factory.new(url.host, url.port, url.secure, external, timeout)
@@ -266,7 +401,9 @@ local function http_upgrade(url, hdrs, external, timeout, key)
 	end
 	local request = platform.new_request()
 	for n, v in pairs(hdrs) do
-		request:set_hdr_field(n, v)
+		if n ~= "method" then
+			request:set_hdr_field(n, v)
+		end
 	end
 	request:set_uri(url.target)
 	request:set_host(url.port == (url.secure and 443 or 80) and url.host or (url.host .. ":" .. url.port))
@@ -285,7 +422,8 @@ function evl.connect(inputs)
 	assert(inputs.timeout == nil or type(inputs.timeout) == "number", "connect: inputs.timeout must be a number")
 	local url = core.parse_url(inputs.url)
 	url.secure = url.secure or inputs.secure == true
-	local timeout = inputs.timeout or 40
+	-- evluaserver takes whole seconds
+	local timeout = math.tointeger(math.max(1, math.ceil(inputs.timeout or 40)))
 	local key = core.client_key()
 	local hdrs = { method = "GET", Connection = "Upgrade", Upgrade = "websocket",
 		["Sec-WebSocket-Key"] = key, ["Sec-WebSocket-Version"] = ws.WEBSOCKET_VERSION }
@@ -294,7 +432,7 @@ function evl.connect(inputs)
 			hdrs[n] = v
 		end
 	end
-	local ok, ss, status, resp_hdrs, extra = pcall(http_upgrade, url, hdrs, inputs.external, timeout, key)
+	local ok, ss, status, resp_hdrs, extra = pcall(http_upgrade, url, hdrs, inputs.external, timeout)
 	if not ok then
 		return nil, "connect: " .. tostring(ss)
 	end
@@ -309,131 +447,61 @@ function evl.connect(inputs)
 	if not good then
 		return nil, err
 	end
-	client_sockets[ss] = true
-	local conn = connection(ss, extra or {})
-	conn._host = conn._host or (url.host .. ":" .. url.port)
-	conn._recv_timeout = conn._recv_timeout or timeout
-	conn.host, conn.port, conn.is_TLS, conn.msg_handler = url.host, url.port, url.secure, inputs.msg_handler
+	local handler
 	if inputs.msg_handler ~= nil then
+		handler, err = load_handler(inputs.msg_handler)
+		if handler == nil then
+			return nil, ("connect: msg_handler module '%s' failed to load: %s"):format(inputs.msg_handler, err)
+		end
+	end
+	local fd = platform.get_sock_fd(ss)
+	local protocol = resp_hdrs["Sec-WebSocket-Protocol"] or resp_hdrs["sec-websocket-protocol"]
+	links.open(fd, "client", { handler = inputs.msg_handler, path = url.target, host = url.host, port = url.port,
+		is_TLS = url.secure, subprotocol = protocol })
+	local conn = connection(ss, fd, links.info(fd))
+	for k, v in pairs(extra or {}) do
+		if conn[k] == nil then
+			conn[k] = v
+		end
+	end
+	if handler ~= nil then
 		platform.track_ss_as_websocket(ss, inputs.msg_handler)
+		call(conn, handler, "handle_open", conn)
 	end
 	return conn, status, resp_hdrs
 end
 
 ---------------------------------------------------------------------------------------
--- ws_util under evluaserver
+-- Pools: evluaserver's process-wide socket pools (libevpoolrepos), loaded on first use.
 
-local util = {}
-evl.util = util
-
-local function socket_of(conn, fname)
-	assert(type(conn) == "table", "ws_util." .. fname .. ": conn must be a table")
-	local ss = conn._ss or conn.ss
-	assert(ss ~= nil, "ws_util." .. fname .. ": conn has no _ss")
-	return ss
-end
-
--- Turns a buffer argument (cdata with a size, or a string) into a string.
-local function bytes_of(buf, size)
-	if type(buf) == "string" then
-		return size and buf:sub(1, size) or buf
-	end
-	return ffi.string(buf, size)
-end
-
--- send_frame{ss=, size=, flags=, buf=, use_mask=, acc_sock=, conn=}: flags 0 means a
--- binary frame, as in the original. Frames always carry FIN; masking follows the socket's
--- role (use_mask is accepted and ignored: a server must not mask, a client must).
-function util.send_frame(inp)
-	assert(type(inp) == "table", "ws_util.send_frame: needs a table")
-	local ss = inp.ss or (inp.conn and socket_of(inp.conn, "send_frame"))
-	assert(ss ~= nil, "ws_util.send_frame: ss or conn is required")
-	local op = (inp.flags == nil or inp.flags == 0) and ws_const.FRAME_OP_BINARY or (inp.flags & ws_const.FRAME_OP_BITMASK)
-	local payload = bytes_of(inp.buf or "", inp.size)
-	if op >= ws_const.FRAME_OP_CLOSE and #payload > 125 then
-		error("Control frames must not have messages longer than 125 bytes")
-	end
-	send_frame_bytes(ss, op, payload)
-	return inp
-end
-
--- send_msg(conn, msg [, {msg_type = "TEXT"|"BINARY"}]) -> true: binary by default, as the
--- original; every byte is sent (the original stopped at the first NUL).
-function util.send_msg(conn, msg, opts)
-	local ss = socket_of(conn, "send_msg")
-	assert(type(msg) == "string", "ws_util.send_msg: msg must be a string")
-	local op = (opts and opts.msg_type == "TEXT") and ws_const.FRAME_OP_TEXT or ws_const.FRAME_OP_BINARY
-	send_frame_bytes(ss, op, msg)
-	return true
-end
-
--- recv_frame(conn [, timeout]) -> msg | nil, "closed", code, reason: the next message on a
--- client connection without a msg_handler; pings are answered on the way.
-function util.recv_frame(conn, timeout)
-	if conn.msg_handler ~= nil then
-		error("Cannot invoke ws_util.recv_frame when message_handler is set for the websocket")
-	end
-	local ss = socket_of(conn, "recv_frame")
-	timeout = timeout or conn._recv_timeout
-	while true do
-		local kind, data, code, reason = read_frame(ss, timeout)
-		if kind == nil then
-			local close_code, why = data, code -- a protocol violation
-			pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, core.close_payload(close_code, why))
-			return nil, "closed", close_code, why
-		elseif kind == "ping" then
-			send_frame_bytes(ss, ws_const.FRAME_OP_PONG, data)
-		elseif kind == "close" then
-			pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, code and core.close_payload(code) or "")
-			return nil, "closed", code or 1005, reason or ""
-		elseif kind == "text" or kind == "binary" then
-			return message(ss, OPCODE[kind], data)
+local pool
+local function the_pool(fname)
+	if pool == nil then
+		local ok, repos = pcall(require, "service_utils.common.pool_repos")
+		if not ok then
+			error("ws_util." .. fname .. ": pools under evluaserver need service_utils.common.pool_repos (libevpoolrepos): " .. tostring(repos), 3)
 		end
+		pool = repos.new("WEBSOCKETS", true)
 	end
+	return pool
 end
 
--- close(conn [, code [, reason]]): a close frame with a status code (default 1000), then
--- platform.shutdown_websocket.
-function util.close(conn, code, reason)
-	local ss = socket_of(conn, "close")
-	pcall(send_frame_bytes, ss, ws_const.FRAME_OP_CLOSE, core.close_payload(code or ws_const.WS_NORMAL_CLOSE, reason))
-	if platform.shutdown_websocket then
-		platform.shutdown_websocket(ss, 1)
+function evl.pool_add(name, conn)
+	the_pool("add_ws_to_pool"):add_to_pool(name, conn._ss)
+end
+
+-- The next connection of pool `name` in turn, left in the pool (share_from_pool: this
+-- evpoco's get_from_pool never returns a live socket); nil when the pool is empty.
+function evl.pool_next(name)
+	local ss = the_pool("get_ws_from_pool"):share_from_pool(name)
+	if ss == nil then
+		return nil
 	end
-	return true
+	local fd = platform.get_sock_fd(ss)
+	return connection(ss, fd, links.info(fd))
 end
 
--- ping(conn [, payload])
-function util.ping(conn, payload)
-	payload = payload or ""
-	if #payload > 125 then
-		error("Control frames must not have messages longer than 125 bytes")
-	end
-	send_frame_bytes(socket_of(conn, "ping"), ws_const.FRAME_OP_PING, payload)
-	return true
-end
-
--- Named pools of sockets; get_ws_from_pool hands out an active one or nil, never spins.
-local pools = {}
-
-function util.add_ws_to_pool(conn, name)
-	assert(type(name) == "string", "ws_util.add_ws_to_pool: name must be a string")
-	local ss = socket_of(conn, "add_ws_to_pool")
-	pools[name] = pools[name] or {}
-	table.insert(pools[name], ss)
-	return true
-end
-
-function util.get_ws_from_pool(name)
-	local pool = pools[name]
-	while pool ~= nil and #pool > 0 do
-		local ss = table.remove(pool, 1)
-		if platform.websocket_active == nil or platform.websocket_active(ss) then
-			table.insert(pool, ss) -- stays pooled for the next caller, as in the original
-			return connection(ss)
-		end
-	end
-	return nil
-end
+-- evluaserver drops a pooled socket once it has closed it.
+function evl.pool_forget() end
 
 return evl

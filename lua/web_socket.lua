@@ -166,10 +166,13 @@ function ws.accept(request, response, uc)
 		response:set_hdr_field("Sec-WebSocket-Protocol", subprotocol)
 	end
 	if evl then
-		evl.upgrade(name)
+		evl.upgrade(name, request:get_uri():match("^[^?]*"), subprotocol)
 	end
 	response:set_content_length(0)
 	response:send()
+	if evl then
+		evl.opened(handler)
+	end
 	return true, name, handler
 end
 
@@ -198,7 +201,48 @@ else
 	end
 end
 
--- ws_util under evluaserver (service_utils.WS.ws_util returns it there).
-ws._platform_util = evl and evl.util
+-- What service_utils.WS.ws_util works through: how a table like {_ss = msg._ss} names a
+-- connection, and the pools (process-wide under evluaserver; the Lua state's here).
+if evl then
+	ws._runtime = evl
+else
+	local pools = {}
+	ws._runtime = {
+		connection_of = function(conn, fname)
+			if type(conn) == "table" then
+				conn = conn._ss or conn.ss
+			end
+			if conn == nil then
+				error("ws_util." .. fname .. ": conn must be a connection or a table with _ss", 3)
+			end
+			return conn
+		end,
+		pool_add = function(name, conn)
+			local pool = pools[name] or { at = 0 }
+			pools[name] = pool
+			pool[#pool + 1] = conn
+		end,
+		-- the next connection in turn, left in the pool
+		pool_next = function(name)
+			local pool = pools[name]
+			if pool == nil or #pool == 0 then
+				return nil
+			end
+			pool.at = pool.at % #pool + 1
+			return pool[pool.at]
+		end,
+		pool_forget = function(name, conn)
+			local pool = pools[name]
+			for i = #pool, 1, -1 do
+				if pool[i] == conn then
+					table.remove(pool, i)
+					if pool.at >= i then
+						pool.at = pool.at - 1
+					end
+				end
+			end
+		end,
+	}
+end
 
 return ws

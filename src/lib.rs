@@ -13,7 +13,6 @@
 //! - `stats`: server counters (`server:stats()`) and the logger
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
 //! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
-//! - `platform_bytes`: frame decoder/encoder and buffers for the evluaserver glue
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
 //! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
@@ -26,11 +25,11 @@ pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod engine;
+pub mod evl;
 pub mod handshake;
 pub mod http;
 pub mod inbox;
 pub mod lua_connection;
-pub mod platform_bytes;
 pub mod random;
 pub mod routing;
 pub mod runtime;
@@ -124,7 +123,7 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
             runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
         })?,
     )?;
-    platform_bytes::register(lua, &core)?;
+    evl::register(lua, &core)?;
     core.set("platform_source", include_str!("../lua/platform.lua"))?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;

@@ -1,0 +1,495 @@
+//! evl: the evluaserver runtime's connections — one [`Engine`] per upgraded socket, in a
+//! process-wide registry keyed by the socket's descriptor — and the functions the Lua glue
+//! (`lua/platform.lua`) drives them with (`core.links`).
+//!
+//! Why process-wide: evluaserver hands each frame of a connection to whichever worker
+//! thread is free, in a fresh Lua state (or another cached one), and gives the glue a new
+//! socket userdata every time; no Lua value survives from one frame to the next. So a
+//! connection's state (decoder, fragments, close handshake, queued output) lives here,
+//! behind one lock, from `ws.accept` / `ws.connect` (which replace whatever a reused
+//! descriptor had) until its end. The module is linked `-z nodelete` so that the registry
+//! outlives every Lua state that closes (evlua's `dlclose` in `loadlib.c`).
+//!
+//! Output has one sender at a time: [`take_output`] hands the queued bytes to one caller
+//! and refuses others until it reports [`sent`]; that caller loops until nothing is left,
+//! so frames queued by several worker threads at once never interleave on the socket.
+
+use crate::codec::{Limits, Role};
+use crate::engine::{CloseError, Engine, Event, SendError, Settings};
+use bytes::BytesMut;
+use mlua::{Lua, Table, Value};
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What a connection is, fixed when it opens (the fields of `msg.conn`).
+#[derive(Clone, Debug, Default)]
+pub struct LinkInfo {
+    /// The handler module serving it (`ws.echo`); for a client, its `msg_handler`.
+    pub handler: Option<String>,
+    pub path: String,
+    pub host: String,
+    pub port: u16,
+    pub is_tls: bool,
+    pub subprotocol: Option<String>,
+}
+
+/// One upgraded socket's connection.
+pub struct Link {
+    /// Serial number, so that a connection object of an ended connection never acts on
+    /// a later one that reuses its descriptor.
+    pub id: u64,
+    pub info: LinkInfo,
+    pub engine: Engine,
+    /// Bytes received and not yet decoded (a partial frame waits here for the next read).
+    pub input: BytesMut,
+    /// One Lua state is sending this link's output right now.
+    sending: bool,
+}
+
+static LINKS: Lazy<Mutex<HashMap<i64, Link>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `f` on the link of `fd`, if there is one (the lock is held meanwhile: `f` must not
+/// call back into Lua).
+pub fn with<R>(fd: i64, f: impl FnOnce(&mut Link) -> R) -> Option<R> {
+    let mut links = LINKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    links.get_mut(&fd).map(f)
+}
+
+/// Runs `f` on the link of `fd` if it is still connection `id`.
+fn with_id<R>(fd: i64, id: u64, f: impl FnOnce(&mut Link) -> R) -> Option<R> {
+    with(fd, |l| (l.id == id).then(|| f(l))).flatten()
+}
+
+/// Opens the connection of `fd` (replacing anything a previous socket with the same
+/// descriptor left); returns its id.
+pub fn open(fd: i64, role: Role, info: LinkInfo, settings: Settings, now: Instant) -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let link = Link {
+        id,
+        info,
+        engine: Engine::new(role, settings, now),
+        input: BytesMut::new(),
+        sending: false,
+    };
+    LINKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(fd, link);
+    id
+}
+
+/// Forgets the connection of `fd` if it is still connection `id`.
+pub fn remove(fd: i64, id: u64) -> bool {
+    let mut links = LINKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if links.get(&fd).is_some_and(|l| l.id == id) {
+        links.remove(&fd);
+        true
+    } else {
+        false
+    }
+}
+
+/// How many connections the registry holds (for the specs: nothing leaks).
+pub fn count() -> usize {
+    LINKS.lock().map(|l| l.len()).unwrap_or(0)
+}
+
+/// The queued output of `fd` for the caller to send, unless another caller is sending
+/// it; `None`: nothing to send by this caller.
+pub fn take_output(fd: i64) -> Option<BytesMut> {
+    with(fd, |link| {
+        if link.sending {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        link.engine.take_output(&mut out).then(|| {
+            link.sending = true;
+            out
+        })
+    })
+    .flatten()
+}
+
+/// The caller of [`take_output`] is done sending; a failed send ends the transport.
+pub fn sent(fd: i64, ok: bool) {
+    with(fd, |link| {
+        link.sending = false;
+        if !ok {
+            link.engine.transport_closed();
+        }
+    });
+}
+
+/// The settings of evluaserver connections: the standalone defaults without timers
+/// (nothing runs between dispatches, so keepalive and idle timeouts cannot).
+fn settings(max_message_size: Option<usize>) -> Settings {
+    let max = max_message_size.unwrap_or(Limits::default().max_message_size);
+    Settings {
+        limits: Limits {
+            max_message_size: max,
+            max_frame_size: max,
+        },
+        ..Settings::default()
+    }
+}
+
+/// `(kind, data, code, error_code)` of an event, for the glue: kind "text", "binary",
+/// "ping", "pong", "timeout" (data: the reason) or "closed" (data: the reason, code: the
+/// peer's close code or 1005/1006, error_code: the close code of our protocol-error
+/// answer, if that is how it ended).
+type LuaEvent = (
+    Option<&'static str>,
+    Option<mlua::String>,
+    Option<u16>,
+    Option<u16>,
+);
+
+fn event_for_lua(lua: &Lua, event: Option<Event>) -> mlua::Result<LuaEvent> {
+    let s = |b: &[u8]| lua.create_string(b).map(Some);
+    Ok(match event {
+        None => (None, None, None, None),
+        Some(Event::Message { op, data }) => (
+            Some(if op == crate::codec::opcode::TEXT {
+                "text"
+            } else {
+                "binary"
+            }),
+            s(&data)?,
+            None,
+            None,
+        ),
+        Some(Event::Ping(data)) => (Some("ping"), s(&data)?, None, None),
+        Some(Event::Pong(data)) => (Some("pong"), s(&data)?, None, None),
+        Some(Event::TimedOut(reason)) => (Some("timeout"), s(reason.as_bytes())?, None, None),
+        Some(Event::Closed(e)) => (
+            Some("closed"),
+            s(e.reason.as_bytes())?,
+            Some(e.code),
+            e.error.map(|p| p.close_code),
+        ),
+    })
+}
+
+/// `true` | `nil, message`, with `SendError::ControlTooLong` raised (misuse).
+fn send_result(r: Option<Result<(), SendError>>) -> mlua::Result<(Option<bool>, Option<String>)> {
+    match r {
+        None => Ok((None, Some(SendError::Closed.to_string()))),
+        Some(Ok(())) => Ok((Some(true), None)),
+        Some(Err(e @ SendError::ControlTooLong)) => Err(mlua::Error::runtime(e.to_string())),
+        Some(Err(e)) => Ok((None, Some(e.to_string()))),
+    }
+}
+
+/// The `core.links` table of the glue.
+pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    // open(fd, "server"|"client", {handler=, path=, host=, port=, is_TLS=, subprotocol=,
+    //      max_message_size=}) -> id
+    t.set(
+        "open",
+        lua.create_function(|_, (fd, role, f): (i64, String, Table)| {
+            let role = match role.as_str() {
+                "server" => Role::Server,
+                "client" => Role::Client,
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "links.open: role must be server or client, got {other}"
+                    )))
+                }
+            };
+            let info = LinkInfo {
+                handler: f.get("handler")?,
+                path: f.get::<Option<String>>("path")?.unwrap_or_default(),
+                host: f.get::<Option<String>>("host")?.unwrap_or_default(),
+                port: f.get::<Option<u16>>("port")?.unwrap_or_default(),
+                is_tls: f.get::<Option<bool>>("is_TLS")?.unwrap_or(false),
+                subprotocol: f.get("subprotocol")?,
+            };
+            let max: Option<usize> = f.get("max_message_size")?;
+            Ok(open(fd, role, info, settings(max), Instant::now()))
+        })?,
+    )?;
+    // info(fd) -> {id=, role=, handler=, path=, host=, port=, is_TLS=, subprotocol=} | nil
+    t.set(
+        "info",
+        lua.create_function(|lua, fd: i64| {
+            let Some((id, role, info)) = with(fd, |l| (l.id, l.engine.role(), l.info.clone()))
+            else {
+                return Ok(Value::Nil);
+            };
+            let r = lua.create_table()?;
+            r.set("id", id)?;
+            r.set(
+                "role",
+                if role == Role::Server {
+                    "server"
+                } else {
+                    "client"
+                },
+            )?;
+            r.set("handler", info.handler)?;
+            r.set("path", info.path)?;
+            r.set("host", info.host)?;
+            r.set("port", info.port)?;
+            r.set("is_TLS", info.is_tls)?;
+            r.set("subprotocol", info.subprotocol)?;
+            Ok(Value::Table(r))
+        })?,
+    )?;
+    // is_open(fd, id) -> whether connection id is open (no close frame sent or received)
+    t.set(
+        "is_open",
+        lua.create_function(|_, (fd, id): (i64, u64)| {
+            Ok(with_id(fd, id, |l| l.engine.is_open()).unwrap_or(false))
+        })?,
+    )?;
+    // read_size(fd) -> bytes to ask the socket for: what the frame in progress still
+    // needs, at least 16 KiB, at most 256 KiB per read.
+    t.set(
+        "read_size",
+        lua.create_function(|_, fd: i64| {
+            Ok(with(fd, |l| {
+                l.engine
+                    .bytes_wanted()
+                    .saturating_sub(l.input.len())
+                    .clamp(16 << 10, 256 << 10)
+            })
+            .unwrap_or(16 << 10))
+        })?,
+    )?;
+    // feed(fd, bytes): bytes that arrived on the socket
+    t.set(
+        "feed",
+        lua.create_function(|_, (fd, data): (i64, mlua::String)| {
+            with(fd, |l| l.input.extend_from_slice(&data.as_bytes()));
+            Ok(())
+        })?,
+    )?;
+    // next(fd) -> kind, data, code, error_code | nil: the next event (deadlines are
+    // checked first: under evluaserver they can only be acted on when the socket is served)
+    t.set(
+        "next",
+        lua.create_function(|lua, fd: i64| {
+            let now = Instant::now();
+            let event = with(fd, |l| {
+                l.engine.handle_timeout(now);
+                l.engine.poll_event(&mut l.input, now)
+            })
+            .flatten();
+            event_for_lua(lua, event)
+        })?,
+    )?;
+    // send(fd, id, opcode, data) -> true | nil, message
+    t.set(
+        "send",
+        lua.create_function(|_, (fd, id, op, data): (i64, u64, u8, mlua::String)| {
+            send_result(with_id(fd, id, |l| {
+                l.engine.send(op, &data.as_bytes(), Instant::now())
+            }))
+        })?,
+    )?;
+    // ping(fd, id, payload) -> true | nil, message (raises over 125 bytes)
+    t.set(
+        "ping",
+        lua.create_function(|_, (fd, id, payload): (i64, u64, mlua::String)| {
+            send_result(with_id(fd, id, |l| l.engine.ping(&payload.as_bytes())))
+        })?,
+    )?;
+    // close(fd, id, code, reason) -> true | nil, "connection is already closing" (raises
+    // for a code that may not be sent or a reason over 123 bytes)
+    t.set(
+        "close",
+        lua.create_function(|_, (fd, id, code, reason): (i64, u64, u16, String)| {
+            match with_id(fd, id, |l| l.engine.close(code, &reason, Instant::now())) {
+                None | Some(Err(CloseError::AlreadyClosing)) => {
+                    Ok((None, Some(CloseError::AlreadyClosing.to_string())))
+                }
+                Some(Ok(())) => Ok((Some(true), None)),
+                Some(Err(e @ CloseError::NotSendable(_))) => {
+                    Err(mlua::Error::runtime(format!("close: {e}")))
+                }
+                Some(Err(e)) => Err(mlua::Error::runtime(e.to_string())),
+            }
+        })?,
+    )?;
+    // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
+    t.set(
+        "take_output",
+        lua.create_function(|lua, fd: i64| {
+            take_output(fd).map(|b| lua.create_string(&b)).transpose()
+        })?,
+    )?;
+    t.set(
+        "sent",
+        lua.create_function(|_, (fd, ok): (i64, bool)| {
+            sent(fd, ok);
+            Ok(())
+        })?,
+    )?;
+    // transport_closed(fd): a read or write failed; the connection ends (1006)
+    t.set(
+        "transport_closed",
+        lua.create_function(|_, fd: i64| {
+            with(fd, |l| l.engine.transport_closed());
+            Ok(())
+        })?,
+    )?;
+    // remove(fd, id): the connection's end has been handled
+    t.set(
+        "remove",
+        lua.create_function(|_, (fd, id): (i64, u64)| Ok(remove(fd, id)))?,
+    )?;
+    t.set("count", lua.create_function(|_, ()| Ok(count()))?)?;
+    Ok(t)
+}
+
+/// A byte buffer for `platform.*` calls when `ffi` is not available (a `platform`
+/// without ffi, such as the specs' stand-in): the glue passes `{buffer = b, offset = n}`
+/// where evluaserver takes a pointer.
+pub struct ByteBuffer(Vec<u8>);
+
+impl mlua::UserData for ByteBuffer {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("len", |_, this, ()| Ok(this.0.len()));
+        // write_at(offset, data) -> bytes written (bounded by the buffer)
+        methods.add_method_mut(
+            "write_at",
+            |_, this, (offset, data): (usize, mlua::String)| {
+                let data = data.as_bytes();
+                let end = offset
+                    .checked_add(data.len())
+                    .filter(|&e| e <= this.0.len())
+                    .ok_or_else(|| mlua::Error::runtime("buffer: write past the end"))?;
+                this.0[offset..end].copy_from_slice(&data);
+                Ok(data.len())
+            },
+        );
+        // read_at(offset, n) -> string
+        methods.add_method("read_at", |lua, this, (offset, n): (usize, usize)| {
+            let end = offset
+                .checked_add(n)
+                .filter(|&e| e <= this.0.len())
+                .ok_or_else(|| mlua::Error::runtime("buffer: read past the end"))?;
+            lua.create_string(&this.0[offset..end])
+        });
+    }
+}
+
+/// Adds what the glue needs to `core`: `links` (the registry), `buffer(n)`,
+/// `client_key()` and `parse_url(url)`.
+pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
+    core.set("links", lua_table(lua)?)?;
+    core.set(
+        "buffer",
+        lua.create_function(|_, n: usize| Ok(ByteBuffer(vec![0; n])))?,
+    )?;
+    // client_key() -> a fresh Sec-WebSocket-Key
+    core.set(
+        "client_key",
+        lua.create_function(|_, ()| {
+            let mut r = [0u8; 16];
+            crate::random::fill(&mut r);
+            Ok(crate::handshake::client_key(r))
+        })?,
+    )?;
+    // parse_url(url) -> {secure=, host=, port=, target=} | error
+    core.set(
+        "parse_url",
+        lua.create_function(|lua, url: String| {
+            let u = crate::client::parse_url(&url).map_err(mlua::Error::runtime)?;
+            let t = lua.create_table()?;
+            t.set("secure", u.secure)?;
+            t.set("host", u.host)?;
+            t.set("port", u.port)?;
+            t.set("target", u.target)?;
+            Ok(t)
+        })?,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode_frame, opcode};
+
+    fn client_frame(op: u8, payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, true, op, payload, Some([9, 8, 7, 6]));
+        out
+    }
+
+    #[test]
+    fn a_reused_descriptor_gets_a_fresh_connection_and_old_ids_are_refused() {
+        let fd = 1_000_001;
+        let first = open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            Instant::now(),
+        );
+        with(fd, |l| {
+            l.input
+                .extend_from_slice(&client_frame(opcode::TEXT, b"half")[..3])
+        });
+        let second = open(
+            fd,
+            Role::Client,
+            LinkInfo::default(),
+            settings(None),
+            Instant::now(),
+        );
+        assert_ne!(first, second);
+        assert_eq!(
+            with(fd, |l| (l.input.len(), l.engine.role())),
+            Some((0, Role::Client))
+        );
+        assert!(!remove(fd, first));
+        assert!(remove(fd, second));
+        assert!(with(fd, |_| ()).is_none());
+    }
+
+    #[test]
+    fn output_has_one_sender_at_a_time_and_nothing_is_lost_between_them() {
+        let fd = 1_000_002;
+        open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            Instant::now(),
+        );
+        with(fd, |l| {
+            l.engine.send(opcode::TEXT, b"one", Instant::now()).unwrap()
+        });
+        let first = take_output(fd).expect("first sender takes the output");
+        // Another worker thread queues a frame while the first sender is still sending.
+        let other = std::thread::spawn(move || {
+            with(fd, |l| {
+                l.engine.send(opcode::TEXT, b"two", Instant::now()).unwrap()
+            });
+            take_output(fd)
+        });
+        assert!(
+            other.join().unwrap().is_none(),
+            "a second sender is refused"
+        );
+        sent(fd, true);
+        let second = take_output(fd).expect("the first sender finds the rest");
+        sent(fd, true);
+        assert!(take_output(fd).is_none());
+        assert_eq!(&first[2..], b"one");
+        assert_eq!(&second[2..], b"two");
+        let id = with(fd, |l| l.id).unwrap();
+        remove(fd, id);
+    }
+}
