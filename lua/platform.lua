@@ -87,8 +87,12 @@ local function send_bytes(conn, bytes)
 end
 
 -- Sends what the connection's engine has queued. One sender at a time: if another Lua
--- state is sending this connection's output, it will find ours too.
+-- state is sending this connection's output, it will find ours too. A connection whose
+-- socket is gone (no `_ss`) has nothing to send, and its descriptor may be another's.
 local function flush(conn)
+	if conn._ss == nil then
+		return
+	end
 	while true do
 		local bytes = links.take_output(conn._fd)
 		if bytes == nil then
@@ -321,6 +325,19 @@ end
 ---------------------------------------------------------------------------------------
 -- Server side
 
+-- Calls handle_close for the connections whose sockets evluaserver closed without
+-- dispatching them (the peer went away without a close frame: 1006), which the registry
+-- finds at most once a second; runs in whatever dispatch comes next.
+local function bury_gone()
+	for _, info in ipairs(links.gone()) do
+		local handler = load_handler(info.handler) or {}
+		local conn = connection(nil, info.fd, info)
+		local msg = evl.message(conn, ws_const.FRAME_OP_CLOSE, info.reason)
+		msg.code, msg.reason = info.code, info.reason
+		call(conn, handler, "handle_close", msg)
+	end
+end
+
 -- The namespace handler modules live under: the REST controller's appBasePath property.
 function evl.handler_base()
 	local ok, props = pcall(platform.properties_funcs)
@@ -333,6 +350,7 @@ end
 -- Called by ws.accept once the handshake is accepted, before the 101 is sent: evluaserver
 -- is told to hand this socket's frames to ws.handle_msg, and the connection is opened.
 function evl.upgrade(name, path, subprotocol)
+	bury_gone()
 	platform.set_ws_recvd_msg_handler(name)
 	platform.set_socket_upgrade_to(1)
 	local ss = platform.get_accepted_stream_socket()
@@ -340,7 +358,11 @@ function evl.upgrade(name, path, subprotocol)
 	links.open(fd, "server", { handler = name, path = path, subprotocol = subprotocol or nil })
 end
 
--- Called by ws.accept after the 101 went out: the handler's handle_open(conn).
+-- Called by ws.accept: the handler's handle_open(conn). evluaserver writes the 101 only
+-- when the Upgrade request returns, and dies if frames are sent on the socket before
+-- that: what handle_open sends waits in the engine (the registry hands out no output of
+-- the connection until evluaserver first dispatches its socket), and goes out with the
+-- connection's first dispatch.
 function evl.opened(handler)
 	local ss = platform.get_accepted_stream_socket()
 	local fd = platform.get_sock_fd(ss)
@@ -351,6 +373,7 @@ end
 -- ws.handle_msg(request, response): evluaserver calls it each time an upgraded socket
 -- (accepted, or a client socket tracked with a msg_handler) is readable.
 function evl.handle_msg()
+	bury_gone()
 	local ss = platform.get_accepted_stream_socket()
 	local fd = platform.get_sock_fd(ss)
 	local info = links.info(fd)
@@ -359,11 +382,13 @@ function evl.handle_msg()
 		platform.set_acc_sock_to_be_closed()
 		return
 	end
+	links.upgraded(fd)
 	local conn = connection(ss, fd, info)
 	local ok, data = pcall(receive, ss, links.read_size(fd))
 	if ok then
 		links.feed(fd, data)
 	else
+		log(("connection #%d: reading failed, closing: %s"):format(info.id, tostring(data)))
 		links.transport_closed(fd)
 	end
 	local handler, err = load_handler(info.handler or platform.get_ws_recvd_msg_handler())

@@ -161,16 +161,22 @@ describe("ws.connect against the module's own server", function()
 		other:close()
 	end)
 
-	it("keeps open connections in named pools and skips dead ones", function()
+	it("hands out pooled connections in turn, leaving them pooled (as the original), and drops closed ones", function()
 		local a = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
 		local b = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
-		ws_util.add_ws_to_pool(a, "spec-pool")
-		ws_util.add_ws_to_pool(b, "spec-pool")
+		local c = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
+		for _, conn in ipairs({ a, b, c }) do
+			ws_util.add_ws_to_pool(conn, "spec-pool")
+		end
+		assert.are.same({ a, b, c, a }, { ws_util.get_ws_from_pool("spec-pool"), ws_util.get_ws_from_pool("spec-pool"),
+			ws_util.get_ws_from_pool("spec-pool"), ws_util.get_ws_from_pool("spec-pool") })
 		b:close()
-		assert.are.equal(a, ws_util.get_ws_from_pool("spec-pool"))
+		assert.are.same({ c, a, c }, { ws_util.get_ws_from_pool("spec-pool"), ws_util.get_ws_from_pool("spec-pool"),
+			ws_util.get_ws_from_pool("spec-pool") })
+		a:close()
+		c:close()
 		assert.is_nil(ws_util.get_ws_from_pool("spec-pool"))
 		assert.is_nil(ws_util.get_ws_from_pool("no-such-pool"))
-		a:close()
 	end)
 end)
 

@@ -1,8 +1,12 @@
--- The evluaserver runtime, under the stand-in of the `platform` global
--- (spec/support/platform.lua): every platform I/O call yields to a scheduler, as in
--- evluaserver, so a yield across a Rust frame would fail these specs.
+-- The evluaserver runtime, case by case: spec/support/evl_cases.py (Python's websockets and
+-- raw sockets as the client) against the app in spec/support/evl_app, served
+--  * by the stand-in of the `platform` global (spec/support/platform.lua), on every
+--    machine: a new socket userdata per call, every module loaded afresh per dispatch,
+--    strict argument checks, a read-error loop that fails the run; and
+--  * by the real evluaserver of the kit in ../shared/tools/evluaserver (or
+--    $EVLUASERVER_KIT), when it is there, with enableluafilecache false and true and 1, 2
+--    and 4 worker threads; with the kit's own cases too.
 local helper = require("spec.support.helper")
-local OP = helper.OP
 
 if _VERSION == "Lua 5.1" then
 	describe("under evluaserver", function()
@@ -11,112 +15,127 @@ if _VERSION == "Lua 5.1" then
 	return
 end
 
-local function start_evl(mode, ...)
-	return helper.start_process(('LUA_CPATH="%s/?.so;;" exec %s spec/support/evl_server.lua %s %s'):format(
-		helper.CPATH_ROOT, helper.LUA, mode, table.concat({ ... }, " ")), "evl_server")
+-- {name, description} of each case a script lists with `args` (a line "name<TAB>description"
+-- or just "name").
+local function cases_of(script, args)
+	local list = {}
+	for _, line in ipairs(helper.lines_of(("%s %s %s"):format(helper.PYTHON, script, args))) do
+		local name, description = line:match("^(%S+)\t(.+)$")
+		name = name or line:match("^([%w_]+)$")
+		assert(name, "unexpected line from " .. script .. " " .. args .. ": " .. line)
+		list[#list + 1] = { name, description or ("passes the kit's case " .. name) }
+	end
+	assert(#list > 0, script .. " lists no cases")
+	return list
 end
 
-describe("under evluaserver, the server side (REST controller, ws.accept, ws.handle_msg)", function()
-	local server
-	setup(function() server = start_evl("serve") end)
+-- name -> "PASS ..." | "FAIL ..." from a case run's output, and the whole output.
+local function results_of(text)
+	local by_name = {}
+	for line in text:gmatch("[^\n]+") do
+		local verdict, name = line:match("^(%u+) ([^:]+):")
+		if verdict == "PASS" or verdict == "FAIL" then
+			by_name[name] = line
+		end
+	end
+	return by_name, text
+end
+
+-- One `it` per case, each checking the verdict `results()` holds for it.
+local function it_passes_each(cases, results)
+	for _, case in ipairs(cases) do
+		it(case[2], function()
+			local by_name, all = results()
+			local line = by_name[case[1]]
+			assert(line ~= nil, "no verdict for " .. case[1] .. " in:\n" .. all)
+			assert(line:match("^PASS "), line)
+		end)
+	end
+end
+
+local CASES = cases_of("spec/support/evl_cases.py", "--list")
+
+describe("under the evluaserver stand-in", function()
+	local server, log
+	local results
+	setup(function()
+		log = ("%s/evl-standin-handler-%d.log"):format(helper.ARTIFACTS, os.time())
+		io.open(log, "w"):close()
+		server = helper.start_process(('WS_TEST_LOG="%s" LUA_CPATH="%s/?.so;;" exec %s spec/support/evl_server.lua serve'):format(
+			log, helper.CPATH_ROOT, helper.LUA), "evl_standin")
+		local lines = helper.lines_of(("timeout 300 %s spec/support/evl_cases.py --port %d --log %s --timeout 3"):format(
+			helper.PYTHON, server.port, log))
+		local text = table.concat(lines, "\n")
+		results = function() return results_of(text) end
+	end)
 	teardown(function() server.stop(); helper.stop_all() end)
 
-	it("serves a browser-like client (Python websockets): text, binary, fragments, empty messages, pings", function()
-		helper.all_ok(helper.python("echo", server.port), 17)
-	end)
+	it_passes_each(CASES, function() return results() end)
 
-	it("answers with the original rejections", function()
-		local res = helper.request(server.port, "/echo", { ["Sec-WebSocket-Version"] = false })
-		assert.are.equal(400, res.status)
-		assert.are.equal('{"error_message":"Missing Sec-WebSocket-Version in handshake request"}', res.headers["x-msg"])
-		assert.are.equal('{"error_message":"Missing Sec-WebSocket-Version in handshake request"}', res.body)
-		res = helper.request(server.port, "/")
-		assert.are.equal('{"error_message":"Path empty: Unable to deduce message handler"}', res.body)
-	end)
-
-	it("matches request header names in any case (the original did not)", function()
-		local raw = "GET /echo HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" ..
-			"sec-websocket-key: " .. helper.KEY .. "\r\nsec-websocket-version: 13\r\n\r\n"
-		local res = helper.raw_request(server.port, raw)
-		assert.are.equal(101, res.status)
-		assert.are.equal(helper.ACCEPT, res.headers["sec-websocket-accept"])
-	end)
-
-	it("sends unmasked server frames and answers pings with FIN set (the original masked and left FIN off)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.PING, "hi"))
-		assert.are.same({ fin = true, rsv = 0, opcode = OP.PONG, masked = false, payload = "hi" }, helper.read_frame(sock))
-		sock:send(helper.frame(OP.TEXT, "echo me"))
-		assert.are.same({ fin = true, rsv = 0, opcode = OP.TEXT, masked = false, payload = "echo me" }, helper.read_frame(sock))
-		sock:close()
-	end)
-
-	it("reassembles fragments across handle_msg calls (the original raised Invalid OP_CODE 0)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.TEXT, "frag", { fin = false }))
-		sock:send(helper.frame(OP.CONT, "men", { fin = false }))
-		sock:send(helper.frame(OP.CONT, "ted"))
-		assert.are.equal("fragmented", helper.read_frame(sock).payload)
-		sock:close()
-	end)
-
-	it("accepts zero-length payloads (the original raised)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.BINARY, ""))
-		local f = helper.read_frame(sock)
-		assert.are.same({ OP.BINARY, "" }, { f.opcode, f.payload })
-		sock:close()
-	end)
-
-	it("keeps NUL bytes of binary messages (the original truncated at the first NUL)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.BINARY, "a\0b\0c"))
-		assert.are.equal("a\0b\0c", helper.read_frame(sock).payload)
-		sock:close()
-	end)
-
-	it("answers a close with a close frame carrying the status code (the original sent no reply)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.CLOSE, helper.close_payload(4321, "bye")))
-		assert.are.equal(4321, (helper.read_close(sock)))
-		assert.is_true(helper.closed_by_peer(sock))
-	end)
-
-	it("closes with 1009 on an oversized message without reading it (the original allocated it)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.BINARY, "", { len = 2 ^ 40 }))
-		assert.are.equal(1009, (helper.read_close(sock)))
-		sock:close()
-	end)
-
-	it("closes with 1007 on invalid UTF-8 (the original did not check)", function()
-		local sock = helper.open(server.port, "/echo")
-		sock:send(helper.frame(OP.TEXT, "\255"))
-		assert.are.equal(1007, (helper.read_close(sock)))
-		sock:close()
-	end)
-
-	it("closes a connection whose handler raises with 1011 and keeps serving", function()
-		local sock = helper.open(server.port, "/boom")
-		sock:send(helper.frame(OP.TEXT, "boom"))
-		assert.are.equal(1011, (helper.read_close(sock)))
-		sock:close()
-		local again = helper.open(server.port, "/echo")
-		again:send(helper.frame(OP.TEXT, "still serving"))
-		assert.are.equal("still serving", helper.read_frame(again).payload)
-		again:close()
+	it("never dispatches a socket again and again (the stand-in exits on a read-error loop)", function()
+		assert.is_true(server.alive(), helper.read_file(server.log))
 	end)
 end)
 
-describe("under evluaserver, the client side (ws.connect through platform.*, ws_util)", function()
+describe("under the evluaserver stand-in, a script as the client (ws.connect through platform.*, ws_util)", function()
 	after_each(helper.stop_all)
 
-	it("connects, exchanges, pings, pools, closes and hands messages to a msg_handler", function()
+	it("connects, exchanges, pings, pools, closes, and returns handshake failures as nil, message", function()
 		local target = helper.start_server()
 		local bad = helper.start_python("bad", "no-accept")
 		helper.all_ok(helper.lines_of(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client ws://127.0.0.1:%d ws://127.0.0.1:%d/x'):format(
-			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 16)
+			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 13)
 		target.stop()
 		bad.stop()
 	end)
 end)
+
+local KIT = os.getenv("EVLUASERVER_KIT") or "../shared/tools/evluaserver"
+local function kit_present()
+	local f = io.open(KIT .. "/evluaserver.tar.xz")
+	if f then
+		f:close()
+	end
+	return f ~= nil
+end
+
+if _VERSION ~= "Lua 5.3" then
+	describe("inside the real evluaserver", function()
+		pending("evluaserver loads the Lua 5.3 build: these cases run in the Lua 5.3 pass")
+	end)
+elseif not kit_present() then
+	describe("inside the real evluaserver", function()
+		pending("SKIP: no evluaserver kit at " .. KIT .. " (set EVLUASERVER_KIT): tested under the stand-in only")
+	end)
+else
+	local KIT_CASES = cases_of(KIT .. "/app/ws_client_test.py", "--port 0 --list")
+	for _, config in ipairs({ { "false", 2 }, { "true", 2 }, { "true", 1 }, { "false", 4 } }) do
+		local cache, threads = config[1], config[2]
+		describe(("inside the real evluaserver (enableluafilecache = %s, %d worker threads)"):format(cache, threads), function()
+			local out = ("%s/evluaserver-%s-%d"):format(helper.ARTIFACTS, cache, threads)
+			local function file(name)
+				local f = io.open(out .. "/" .. name)
+				local text = f and f:read("*a") or ("(no " .. out .. "/" .. name .. ")")
+				if f then
+					f:close()
+				end
+				return text
+			end
+			setup(function()
+				os.execute("rm -rf " .. out)
+				helper.lines_of(("timeout 900 bash spec/support/real_evluaserver.sh %s %s %s %s %d"):format(
+					KIT, helper.CPATH_ROOT, out, cache, threads))
+			end)
+
+			describe("the project's cases", function()
+				it_passes_each(CASES, function() return results_of(file("cases.txt")) end)
+			end)
+			describe("the kit's own cases", function()
+				it_passes_each(KIT_CASES, function() return results_of(file("kit.txt")) end)
+			end)
+			it("is idle after the cases (no socket dispatched again and again)", function()
+				assert.are.equal("idle\n", file("idle.txt"))
+			end)
+		end)
+	end
+end

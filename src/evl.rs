@@ -10,19 +10,25 @@
 //! descriptor had) until its end. The module is linked `-z nodelete` so that the registry
 //! outlives every Lua state that closes (evlua's `dlclose` in `loadlib.c`).
 //!
+//! evluaserver closes a socket whose peer has gone without dispatching it, so the glue is
+//! not told. The registry notices by itself: each socket's identity (its inode) is noted
+//! at open, and at most once a second a dispatch looks for entries whose descriptor no
+//! longer holds that socket; they end (1006) and are handed to the glue ([`take_gone`]),
+//! which calls their `handle_close`, as is an entry whose descriptor is opened anew.
+//!
 //! Output has one sender at a time: [`take_output`] hands the queued bytes to one caller
 //! and refuses others until it reports [`sent`]; that caller loops until nothing is left,
 //! so frames queued by several worker threads at once never interleave on the socket.
 
 use crate::codec::{Limits, Role};
-use crate::engine::{CloseError, Engine, Event, SendError, Settings};
+use crate::engine::{CloseError, Ending, Engine, Event, SendError, Settings};
 use bytes::BytesMut;
 use mlua::{Lua, Table, Value};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a connection is, fixed when it opens (the fields of `msg.conn`).
 #[derive(Clone, Debug, Default)]
@@ -47,18 +53,99 @@ pub struct Link {
     pub input: BytesMut,
     /// One Lua state is sending this link's output right now.
     sending: bool,
+    /// The socket's inode when it was opened (`None`: not a socket we can check).
+    inode: Option<u64>,
+    /// Whether evluaserver lets us write to the socket yet. An accepted socket is not
+    /// until its Upgrade request has returned (evluaserver writes the 101 then, and dies
+    /// if frames reach the socket before): from its first dispatch on.
+    writable: bool,
 }
 
-static LINKS: Lazy<Mutex<HashMap<i64, Link>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+/// A connection that ended without the glue seeing it (its socket closed by evluaserver,
+/// or its descriptor opened anew), whose `handle_close` is still due.
+pub struct Gone {
+    pub fd: i64,
+    pub id: u64,
+    pub role: Role,
+    pub info: LinkInfo,
+    pub ending: Ending,
+}
+
+#[derive(Default)]
+struct Registry {
+    links: HashMap<i64, Link>,
+    gone: Vec<Gone>,
+    last_sweep: Option<Instant>,
+}
+
+static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(Mutex::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How often dispatches look for connections whose socket is gone.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The inode of the socket open on `fd`, if it is one.
+fn socket_inode(fd: i64) -> Option<u64> {
+    let fd = i32::try_from(fd).ok()?;
+    // SAFETY: fstat only writes into the zeroed struct we own; any descriptor is safe.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    (ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(st.st_ino)
+}
+
+impl Registry {
+    /// Ends `link` (its transport is gone) and keeps it for `take_gone`, unless its ending
+    /// was already delivered.
+    fn bury(&mut self, fd: i64, mut link: Link, now: Instant) {
+        link.engine.transport_closed();
+        if let Some(Event::Closed(ending)) = link.engine.poll_event(&mut link.input, now) {
+            self.gone.push(Gone {
+                fd,
+                id: link.id,
+                role: link.engine.role(),
+                info: link.info,
+                ending,
+            });
+        }
+    }
+
+    /// Looks (at most every `SWEEP_EVERY`) for connections whose socket is gone.
+    fn sweep(&mut self, now: Instant) {
+        if self.last_sweep.is_some_and(|at| now < at + SWEEP_EVERY) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let dead: Vec<i64> = self
+            .links
+            .iter()
+            .filter(|(fd, l)| l.inode.is_some() && socket_inode(**fd) != l.inode)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in dead {
+            if let Some(link) = self.links.remove(&fd) {
+                self.bury(fd, link, now);
+            }
+        }
+    }
+}
+
+/// The connections that ended unseen, for their `handle_close` (looking for more first).
+pub fn take_gone(now: Instant) -> Vec<Gone> {
+    let mut r = registry();
+    r.sweep(now);
+    std::mem::take(&mut r.gone)
+}
 
 /// Runs `f` on the link of `fd`, if there is one (the lock is held meanwhile: `f` must not
 /// call back into Lua).
 pub fn with<R>(fd: i64, f: impl FnOnce(&mut Link) -> R) -> Option<R> {
-    let mut links = LINKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    links.get_mut(&fd).map(f)
+    registry().links.get_mut(&fd).map(f)
 }
 
 /// Runs `f` on the link of `fd` if it is still connection `id`.
@@ -66,8 +153,8 @@ fn with_id<R>(fd: i64, id: u64, f: impl FnOnce(&mut Link) -> R) -> Option<R> {
     with(fd, |l| (l.id == id).then(|| f(l))).flatten()
 }
 
-/// Opens the connection of `fd` (replacing anything a previous socket with the same
-/// descriptor left); returns its id.
+/// Opens the connection of `fd`; a connection a previous socket with the same descriptor
+/// left is ended and reported by `take_gone`. Returns the new connection's id.
 pub fn open(fd: i64, role: Role, info: LinkInfo, settings: Settings, now: Instant) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let link = Link {
@@ -76,21 +163,21 @@ pub fn open(fd: i64, role: Role, info: LinkInfo, settings: Settings, now: Instan
         engine: Engine::new(role, settings, now),
         input: BytesMut::new(),
         sending: false,
+        inode: socket_inode(fd),
+        writable: role == Role::Client,
     };
-    LINKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(fd, link);
+    let mut r = registry();
+    if let Some(old) = r.links.insert(fd, link) {
+        r.bury(fd, old, now);
+    }
     id
 }
 
 /// Forgets the connection of `fd` if it is still connection `id`.
 pub fn remove(fd: i64, id: u64) -> bool {
-    let mut links = LINKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if links.get(&fd).is_some_and(|l| l.id == id) {
-        links.remove(&fd);
+    let mut r = registry();
+    if r.links.get(&fd).is_some_and(|l| l.id == id) {
+        r.links.remove(&fd);
         true
     } else {
         false
@@ -99,14 +186,14 @@ pub fn remove(fd: i64, id: u64) -> bool {
 
 /// How many connections the registry holds (for the specs: nothing leaks).
 pub fn count() -> usize {
-    LINKS.lock().map(|l| l.len()).unwrap_or(0)
+    registry().links.len()
 }
 
-/// The queued output of `fd` for the caller to send, unless another caller is sending
-/// it; `None`: nothing to send by this caller.
+/// The queued output of `fd` for the caller to send, unless another caller is sending it
+/// or the socket cannot be written yet; `None`: nothing to send by this caller.
 pub fn take_output(fd: i64) -> Option<BytesMut> {
     with(fd, |link| {
-        if link.sending {
+        if link.sending || !link.writable {
             return None;
         }
         let mut out = BytesMut::new();
@@ -188,6 +275,28 @@ fn send_result(r: Option<Result<(), SendError>>) -> mlua::Result<(Option<bool>, 
     }
 }
 
+/// What the glue knows of a connection: `{id=, role=, handler=, path=, host=, port=,
+/// is_TLS=, subprotocol=}`.
+fn info_table(lua: &Lua, id: u64, role: Role, info: LinkInfo) -> mlua::Result<Table> {
+    let r = lua.create_table()?;
+    r.set("id", id)?;
+    r.set(
+        "role",
+        if role == Role::Server {
+            "server"
+        } else {
+            "client"
+        },
+    )?;
+    r.set("handler", info.handler)?;
+    r.set("path", info.path)?;
+    r.set("host", info.host)?;
+    r.set("port", info.port)?;
+    r.set("is_TLS", info.is_tls)?;
+    r.set("subprotocol", info.subprotocol)?;
+    Ok(r)
+}
+
 /// The `core.links` table of the glue.
 pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
@@ -225,23 +334,23 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             else {
                 return Ok(Value::Nil);
             };
-            let r = lua.create_table()?;
-            r.set("id", id)?;
-            r.set(
-                "role",
-                if role == Role::Server {
-                    "server"
-                } else {
-                    "client"
-                },
-            )?;
-            r.set("handler", info.handler)?;
-            r.set("path", info.path)?;
-            r.set("host", info.host)?;
-            r.set("port", info.port)?;
-            r.set("is_TLS", info.is_tls)?;
-            r.set("subprotocol", info.subprotocol)?;
-            Ok(Value::Table(r))
+            info_table(lua, id, role, info).map(Value::Table)
+        })?,
+    )?;
+    // gone() -> {{fd=, id=, role=, handler=, path=, host=, port=, is_TLS=, subprotocol=,
+    //           code=, reason=}, ...}: connections that ended unseen, for handle_close
+    t.set(
+        "gone",
+        lua.create_function(|lua, ()| {
+            let list = lua.create_table()?;
+            for g in take_gone(Instant::now()) {
+                let r = info_table(lua, g.id, g.role, g.info)?;
+                r.set("fd", g.fd)?;
+                r.set("code", g.ending.code)?;
+                r.set("reason", g.ending.reason)?;
+                list.push(r)?;
+            }
+            Ok(list)
         })?,
     )?;
     // is_open(fd, id) -> whether connection id is open (no close frame sent or received)
@@ -318,6 +427,14 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
                 }
                 Some(Err(e)) => Err(mlua::Error::runtime(e.to_string())),
             }
+        })?,
+    )?;
+    // upgraded(fd): evluaserver has dispatched the socket, so the 101 is out
+    t.set(
+        "upgraded",
+        lua.create_function(|_, fd: i64| {
+            with(fd, |l| l.writable = true);
+            Ok(())
         })?,
     )?;
     // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
@@ -421,6 +538,9 @@ mod tests {
     use super::*;
     use crate::codec::{encode_frame, opcode};
 
+    /// Held by the tests that end connections: `take_gone` hands out every test's.
+    static GONE: Mutex<()> = Mutex::new(());
+
     fn client_frame(op: u8, payload: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
         encode_frame(&mut out, true, op, payload, Some([9, 8, 7, 6]));
@@ -429,6 +549,7 @@ mod tests {
 
     #[test]
     fn a_reused_descriptor_gets_a_fresh_connection_and_old_ids_are_refused() {
+        let _serial = GONE.lock().unwrap_or_else(|p| p.into_inner());
         let fd = 1_000_001;
         let first = open(
             fd,
@@ -459,6 +580,65 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_whose_socket_was_closed_unseen_is_found_and_reported_once() {
+        let _serial = GONE.lock().unwrap_or_else(|p| p.into_inner());
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&a) as i64;
+        let t0 = Instant::now();
+        let id = open(fd, Role::Server, LinkInfo::default(), settings(None), t0);
+        drop(a); // evluaserver closed it
+        drop(b);
+        let gone: Vec<u64> = take_gone(t0 + SWEEP_EVERY * 2)
+            .into_iter()
+            .filter(|g| g.fd == fd)
+            .map(|g| {
+                assert_eq!(g.ending.code, 1006);
+                g.id
+            })
+            .collect();
+        assert_eq!(gone, vec![id]);
+        assert!(with(fd, |_| ()).is_none());
+        assert!(take_gone(t0 + SWEEP_EVERY * 4).iter().all(|g| g.fd != fd));
+    }
+
+    #[test]
+    fn reopening_a_descriptor_reports_the_connection_it_held() {
+        let _serial = GONE.lock().unwrap_or_else(|p| p.into_inner());
+        let fd = 1_000_004;
+        let t0 = Instant::now();
+        let old = open(fd, Role::Server, LinkInfo::default(), settings(None), t0);
+        let new = open(fd, Role::Server, LinkInfo::default(), settings(None), t0);
+        let gone: Vec<u64> = take_gone(t0)
+            .into_iter()
+            .filter(|g| g.fd == fd)
+            .map(|g| g.id)
+            .collect();
+        assert_eq!(gone, vec![old]);
+        remove(fd, new);
+    }
+
+    #[test]
+    fn an_accepted_socket_gives_no_output_until_it_is_upgraded() {
+        let fd = 1_000_003;
+        let id = open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            Instant::now(),
+        );
+        with(fd, |l| {
+            l.engine
+                .send(opcode::TEXT, b"hello", Instant::now())
+                .unwrap()
+        });
+        assert!(take_output(fd).is_none());
+        with(fd, |l| l.writable = true);
+        assert!(take_output(fd).is_some());
+        remove(fd, id);
+    }
+
+    #[test]
     fn output_has_one_sender_at_a_time_and_nothing_is_lost_between_them() {
         let fd = 1_000_002;
         open(
@@ -468,6 +648,7 @@ mod tests {
             settings(None),
             Instant::now(),
         );
+        with(fd, |l| l.writable = true);
         with(fd, |l| {
             l.engine.send(opcode::TEXT, b"one", Instant::now()).unwrap()
         });

@@ -1,12 +1,28 @@
--- A stand-in for evluaserver's `platform` global, for the specs of the evluaserver runtime.
+-- A stand-in for evluaserver's `platform` global, for the specs of the evluaserver runtime
+-- where the real server (the kit) is not available. It is built to be as unforgiving as
+-- evluaserver (evpoco 73eae70) on every point the module depends on:
 --
--- Real loopback sockets (luasocket) and a small scheduler of coroutines: every function
--- that yields in evluaserver (recv_data_from_socket, send_data_on_socket,
--- send_data_on_acc_socket, track_ss_as_websocket, websocket_active, make_http_connection,
--- receive_http_response, and the response's send/write) yields the calling coroutine here
--- too, so a yield across a C (Rust) frame fails exactly as it would crash evluaserver.
--- Where evluaserver takes a pointer, this stand-in takes what the glue passes without ffi:
--- {buffer = <core byte buffer>, offset = n}.
+--  * Real loopback sockets (luasocket) and a scheduler of coroutines; every function that
+--    yields in evluaserver yields here too, so a yield across a C (Rust) frame fails.
+--  * get_accepted_stream_socket() returns a new object on every call (evluaserver makes a
+--    new userdata holding a new StreamSocket copy): never the same key twice.
+--  * Every dispatch (the REST request that calls ws.accept, each ws.handle_msg) runs with
+--    every module loaded afresh, as in a fresh Lua state: module-level Lua state of the
+--    module or of a handler is gone by the next frame. What survives is what evluaserver
+--    keeps in C: the .so (never unloaded) and the pool repository.
+--  * Optional arguments are type-checked when present: an explicit nil is an error, with
+--    luaL_check*'s message ("bad argument #4 to 'recv_data_from_socket' (number expected,
+--    got nil)"); integers must have an integer representation.
+--  * A dispatch that fails to read a readable socket and does not call
+--    set_acc_sock_to_be_closed() is dispatched again, as evluaserver does; after 100 such
+--    dispatches in a row the stand-in reports the read-error loop and exits (status 5).
+--  * A Lua error in ws.handle_msg is only logged, the socket stays (as evluaserver does).
+--  * The HTTP response is written when the request returns, not at response:send()
+--    (evpoco buffers it; a 101's body is dropped), and a frame sent on the socket before
+--    then kills the process (status 6), as it kills evluaserver.
+--
+-- Where evluaserver takes a pointer, this stand-in takes what the glue passes without
+-- ffi: {buffer = <core byte buffer>, offset = n}.
 local socket = require("socket")
 
 local M = {}
@@ -14,8 +30,8 @@ local M = {}
 ---------------------------------------------------------------------------------------
 -- The scheduler
 
-local tasks = {} -- task -> {co =, wait = {sock =, mode =, deadline =}}
-local current -- the task running now: {co, conn}
+local tasks = {} -- task -> true; task = {co =, conn =, wait = {sock =, mode =, deadline =}}
+local current -- the task running now
 
 local function spawn(fn, conn)
 	local task = { co = coroutine.create(fn), conn = conn }
@@ -97,59 +113,138 @@ function M.run(stop)
 end
 
 ---------------------------------------------------------------------------------------
--- Stream sockets
+-- A fresh Lua state per dispatch: every module loaded after the stand-in is forgotten
+-- before each dispatch (the .so stays loaded: its luaopen runs again, as in a new state).
 
-local ss_mt = { __tostring = function(ss) return "streamsocket:" .. ss.id end }
-local next_id = 0
+local resident = {}
+for name in pairs(package.loaded) do
+	resident[name] = true
+end
+resident["platform"] = true -- this file, required as "platform" by the runner
 
-local function stream_socket(sock)
-	next_id = next_id + 1
-	sock:settimeout(0)
-	sock:setoption("tcp-nodelay", true)
-	return setmetatable({ sock = sock, id = next_id, active = true }, ss_mt)
+local function fresh_state()
+	for name in pairs(package.loaded) do
+		if not resident[name] then
+			package.loaded[name] = nil
+		end
+	end
 end
 
--- Reads up to n bytes (at least 1), yielding; raises on EOF, error or timeout.
-local function recv_some(ss, n, timeout)
+---------------------------------------------------------------------------------------
+-- Argument checks as luaL_check* make them
+
+local function bad(fname, pos, what)
+	error(("bad argument #%d to '%s' (%s)"):format(pos, fname, what), 3)
+end
+
+local function check_integer(fname, pos, v)
+	if type(v) ~= "number" then
+		bad(fname, pos, "number expected, got " .. (v == nil and "nil" or type(v)))
+	end
+	if math.tointeger(v) == nil then
+		bad(fname, pos, "number has no integer representation")
+	end
+	return math.tointeger(v)
+end
+
+-- An optional integer argument: absent is fine, present must be an integer (nil too).
+local function optional_integer(fname, pos, n, v)
+	if n >= pos then
+		return check_integer(fname, pos, v)
+	end
+end
+
+---------------------------------------------------------------------------------------
+-- Stream sockets: `sockets[fd]` is the socket itself; what Lua gets is a new handle per call.
+
+local sockets = {} -- fd -> {sock =, active =, fd =}
+local handle_mt = {
+	__name = "streamsocket",
+	__tostring = function(h) return ("streamsocket:0x%08x"):format(h._serial) end,
+}
+local handles_made = 0
+
+local function register(sock)
+	sock:settimeout(0)
+	sock:setoption("tcp-nodelay", true)
+	local s = { sock = sock, fd = sock:getfd(), active = true }
+	sockets[s.fd] = s
+	return s
+end
+
+-- A new handle on socket `s`, as every evluaserver call that returns a socket makes.
+local function handle(s)
+	handles_made = handles_made + 1
+	return setmetatable({ _s = s, _serial = handles_made }, handle_mt)
+end
+
+local function socket_of(fname, pos, h)
+	if getmetatable(h) ~= handle_mt then
+		bad(fname, pos, "streamsocket expected, got " .. type(h))
+	end
+	return h._s
+end
+
+local function close_socket(s)
+	s.active = false
+	s.closed = true
+	sockets[s.fd] = nil
+	s.sock:close()
+end
+
+-- Reads up to n bytes (at least 1), yielding; raises on end of stream, error or timeout.
+local function recv_some(s, n, timeout)
+	if s.peeked then -- the byte the WebSocket loop looked at, then what else is there
+		local first = s.peeked
+		s.peeked = nil
+		local data, _, partial = s.sock:receive(n - 1)
+		return first .. (data or partial or "")
+	end
 	while true do
-		local data, err, partial = ss.sock:receive(n)
+		if s.closed then
+			error("recv_data_from_socket: Failed to receive data from socket: Bad file descriptor")
+		end
+		local data, err, partial = s.sock:receive(n)
 		local got = data or partial
 		if got and #got > 0 then
 			return got
 		end
 		if err == "closed" then
-			ss.active = false
-			error("recv_data_from_socket: connection closed by peer")
+			s.active = false
+			error("recv_data_from_socket: Failed to receive data from socket: Peer closed connection")
 		end
-		if not wait(ss.sock, "r", timeout) then
-			error("recv_data_from_socket: timeout")
+		if not wait(s.sock, "r", timeout) then
+			error("recv_data_from_socket: Failed to receive data from socket : Connection timed out")
 		end
 	end
 end
 
-local function send_all(ss, data, timeout)
+local function send_all(s, data, timeout)
 	local i = 1
 	while i <= #data do
-		local last, err, partial = ss.sock:send(data, i)
+		if s.closed then
+			error("send: Bad file descriptor")
+		end
+		local last, err, partial = s.sock:send(data, i)
 		local sent = last or partial
 		if sent and sent >= i then
 			i = sent + 1
 		elseif err == "closed" then
-			ss.active = false
-			error("send: connection closed by peer")
+			s.active = false
+			error("send: Broken pipe")
 		end
-		if i <= #data and not wait(ss.sock, "w", timeout) then
-			error("send: timeout")
+		if i <= #data and not wait(s.sock, "w", timeout) then
+			error("send: Connection timed out")
 		end
 	end
 	return #data
 end
 
 -- Reads an HTTP head (yielding); returns the start line and {name, value} pairs.
-local function read_head(ss, timeout)
+local function read_head(s, timeout)
 	local raw = ""
 	while not raw:find("\r\n\r\n", 1, true) do
-		raw = raw .. recv_some(ss, 1, timeout) -- byte by byte: never read past the head
+		raw = raw .. recv_some(s, 1, timeout) -- byte by byte: never read past the head
 		if #raw > 65536 then
 			error("head too large")
 		end
@@ -174,147 +269,267 @@ end
 local platform = {}
 M.platform = platform
 M.properties = {}
-M.calls = {} -- how often each platform function was called (the specs check some)
+M.calls = {} -- how often each platform function was called
 
 local function count(name)
 	M.calls[name] = (M.calls[name] or 0) + 1
 end
 
-function platform.recv_data_from_socket(ss, ptr, n, timeout)
+local function dispatch_of(fname)
+	local d = current and current.conn
+	if d == nil or d.s == nil then
+		error(fname .. ": no accepted socket in this context")
+	end
+	return d
+end
+
+function platform.recv_data_from_socket(...)
+	local n = select("#", ...)
+	local h, ptr, size, timeout = ...
 	count("recv_data_from_socket")
-	local got = recv_some(ss, n, timeout)
+	local s = socket_of("recv_data_from_socket", 1, h)
+	if type(ptr) ~= "table" or ptr.buffer == nil then
+		error("recv_data_from_socket: invalid second argumet")
+	end
+	size = check_integer("recv_data_from_socket", 3, size)
+	timeout = optional_integer("recv_data_from_socket", 4, n, timeout)
+	local got = recv_some(s, size, (timeout and timeout >= 0) and timeout or nil)
 	ptr.buffer:write_at(ptr.offset, got)
+	if current and current.conn then
+		current.conn.consumed = true
+	end
 	return #got
 end
 
-function platform.send_data_on_acc_socket(ss, ptr, n)
+function platform.send_data_on_acc_socket(...)
+	local h, ptr, size = ...
 	count("send_data_on_acc_socket")
-	return send_all(ss, ptr.buffer:read_at(ptr.offset, n))
+	local s = socket_of("send_data_on_acc_socket", 1, h)
+	size = check_integer("send_data_on_acc_socket", 3, size)
+	if s.in_request then
+		io.stderr:write("FATAL: platform stand-in: a frame sent on a socket whose Upgrade request has not returned (evluaserver dies here)\n")
+		os.exit(6)
+	end
+	yield_now() -- evluaserver always yields here (the event loop does the send)
+	return send_all(s, ptr.buffer:read_at(ptr.offset, size))
 end
 
-function platform.send_data_on_socket(ss, ptr, n, timeout)
+function platform.send_data_on_socket(...)
+	local n = select("#", ...)
+	local h, ptr, size, timeout = ...
 	count("send_data_on_socket")
-	return send_all(ss, ptr.buffer:read_at(ptr.offset, n), timeout)
+	local s = socket_of("send_data_on_socket", 1, h)
+	size = check_integer("send_data_on_socket", 3, size)
+	timeout = optional_integer("send_data_on_socket", 4, n, timeout)
+	return send_all(s, ptr.buffer:read_at(ptr.offset, size), (timeout and timeout >= 0) and timeout or nil)
 end
 
 function platform.get_accepted_stream_socket()
-	return current.conn.ss
+	return handle(dispatch_of("get_accepted_stream_socket").s)
 end
 
-function platform.set_ws_recvd_msg_handler(name)
-	current.conn.handler = name
+function platform.get_sock_fd(h)
+	local s = socket_of("get_sock_fd", 1, h)
+	return s.closed and -1 or s.fd
+end
+
+function platform.set_ws_recvd_msg_handler(...)
+	if select("#", ...) ~= 1 or type(...) ~= "string" then
+		error("evpoco_set_ws_recvd_msg_handler: Invalid datatype of argument (string expected)")
+	end
+	dispatch_of("set_ws_recvd_msg_handler").s.handler = ...
 end
 
 function platform.get_ws_recvd_msg_handler()
-	return current.conn.handler
+	return dispatch_of("get_ws_recvd_msg_handler").s.handler
 end
 
-function platform.set_socket_upgrade_to(v)
-	current.conn.upgraded = (v == 1)
+function platform.set_socket_upgrade_to(...)
+	if select("#", ...) ~= 1 or math.type(...) ~= "integer" or ... ~= 1 then
+		error("evpoco_set_socket_upgrade_to: Invalid argument (only websocket [1] supported)")
+	end
+	dispatch_of("set_socket_upgrade_to").upgraded = true
 end
 
 function platform.set_acc_sock_to_be_closed()
-	current.conn.close_after = true
+	dispatch_of("set_acc_sock_to_be_closed").close_after = true
 end
 
-function platform.set_acc_sock_state()
-	current.conn.close_after = true
+function platform.shutdown_websocket(...)
+	local n = select("#", ...)
+	local h, how = ...
+	local s = socket_of("shutdown_websocket", 1, h)
+	optional_integer("shutdown_websocket", 2, n, how)
+	s.active = false
+	if not s.closed then
+		s.sock:shutdown("send")
+	end
 end
 
-function platform.shutdown_websocket(ss)
-	ss.active = false
-	ss.sock:shutdown("send")
-end
-
-function platform.websocket_active(ss)
+function platform.websocket_active(h)
 	count("websocket_active")
+	local s = socket_of("websocket_active", 1, h)
+	if s.closed then
+		return false -- evluaserver answers an invalid socket at once
+	end
 	yield_now()
-	return ss.active
+	return s.active
 end
 
 function platform.properties_funcs()
 	return { get_string_property = function(key) return M.properties[key] end }
 end
 
--- Serves frames arriving on `conn.ss` one ws.handle_msg call at a time, as evluaserver
--- does for upgraded and tracked sockets.
-local function websocket_loop(conn, request, response)
-	local ws = require("service_utils.WS.web_socket")
-	while conn.ss.active and not conn.close_after do
-		if not wait(conn.ss.sock, "r", -1) then
-			break
-		end
-		local done, failed = false, false
-		local task = spawn(function() ws.handle_msg(request, response) end, conn)
-		task.on_done = function() done = true end
-		task.on_error = function() done, failed = true, true end
-		while not done do
-			yield_now()
-		end
-		if failed then
-			break
-		end
+-- The process-wide pool repository evluaserver keeps in C (libevpoolrepos), as
+-- service_utils.common.pool_repos presents it. get_from_pool is left out: this evpoco's
+-- never returns a live socket, and the module must not depend on it.
+local pool_store = {} -- pool name -> name -> list of sockets
+package.preload["service_utils.common.pool_repos"] = function()
+	local pool = {}
+	local p_mt = { __index = pool }
+	function pool:add_to_pool(name, h)
+		local s = socket_of("add_to_pool", 3, h)
+		local list = self._store[name] or {}
+		self._store[name] = list
+		list[#list + 1] = s
 	end
-	conn.ss.active = false
-	conn.ss.sock:close()
+	-- the next socket in turn (closed ones dropped), left in the pool
+	function pool:share_from_pool(name)
+		local list = self._store[name] or {}
+		while #list > 0 do
+			local s = table.remove(list, 1)
+			if not s.closed then
+				list[#list + 1] = s
+				return handle(s)
+			end
+		end
+		return nil
+	end
+	return {
+		new = function(poolname, allow_sharing)
+			pool_store[poolname] = pool_store[poolname] or {}
+			return setmetatable({ _store = pool_store[poolname], allow_sharing = allow_sharing }, p_mt)
+		end,
+	}
 end
 
-function platform.track_ss_as_websocket(ss, handler)
+-- Peeks at a readable socket as evluaserver does (here: reads one byte that the next
+-- recv_data_from_socket returns first). false: the peer has gone.
+local function peek(s)
+	while not s.peeked do
+		if not wait(s.sock, "r", -1) then
+			return false
+		end
+		local byte, err = s.sock:receive(1)
+		if byte == nil and err == "closed" then
+			return false
+		end
+		s.peeked = byte
+	end
+	return true
+end
+
+-- One dispatch of ws.handle_msg in a fresh state; returns its context once it is done.
+local function dispatch(s)
+	local d = { s = s }
+	local done = false
+	local task = spawn(function()
+		fresh_state()
+		require("service_utils.WS.web_socket").handle_msg()
+	end, d)
+	task.on_done = function() done = true end
+	task.on_error = function() done = true end
+	while not done do
+		yield_now()
+	end
+	return d
+end
+
+-- The WebSocket mode of a socket: each time it is readable, ws.handle_msg in a fresh
+-- state, one dispatch at a time; closed when a dispatch asked for it, or without a
+-- dispatch when the peer has gone (as evluaserver does). A dispatch that read nothing
+-- from a readable socket and left it open is dispatched again at once; a hundred of
+-- those in a row are evluaserver's read-error loop.
+local function websocket_loop(s)
+	local idle_dispatches = 0
+	while not s.closed and peek(s) do
+		local d = dispatch(s)
+		if d.close_after then
+			break
+		end
+		idle_dispatches = d.consumed and 0 or idle_dispatches + 1
+		if idle_dispatches >= 100 then
+			io.stderr:write(("FATAL: platform stand-in: socket %d dispatched %d times in a row without a read or set_acc_sock_to_be_closed (evluaserver's read-error loop)\n"):format(s.fd, idle_dispatches))
+			os.exit(5)
+		end
+	end
+	close_socket(s)
+end
+
+function platform.track_ss_as_websocket(...)
+	local h, handler = ...
 	count("track_ss_as_websocket")
-	spawn(function() websocket_loop({ ss = ss, handler = handler }) end, { ss = ss, handler = handler })
+	local s = socket_of("track_ss_as_websocket", 1, h)
+	if handler ~= nil and type(handler) ~= "string" then
+		error("track_ss_as_websocket: 2nd arument should be nil or string")
+	end
+	s.handler = handler
+	spawn(function() websocket_loop(s) end, {})
 	yield_now()
 end
 
 -- Client HTTP.
-function platform.make_http_connection(host, port, timeout)
+function platform.make_http_connection(...)
+	local n = select("#", ...)
+	local host, port, timeout = ...
 	count("make_http_connection")
+	timeout = optional_integer("make_http_connection", 3, n, timeout)
 	local sock = socket.tcp()
 	sock:settimeout(0)
 	local ok, err = sock:connect(host, port)
 	if not ok and err ~= "timeout" and err ~= "Operation already in progress" then
-		return nil, err
+		error("make_http_connection: could not establish connection: " .. tostring(err))
 	end
 	if not ok then
 		if not wait(sock, "w", timeout) then
-			return nil, "timeout"
+			error("make_http_connection: could not establish connection: Connection timed out")
 		end
 		if sock:getpeername() == nil then
-			return nil, "connection refused"
+			error("make_http_connection: could not establish connection: Connection refused")
 		end
 	end
-	local ss = stream_socket(sock)
-	return { ss = ss }, nil, ss, nil
+	local s = register(sock)
+	return { s = s }, nil, handle(s), {}
 end
 
 function platform.new_request()
 	local req = { headers = {}, uri = "/", host = "" }
-	function req:set_hdr_field(k, v) self.headers[#self.headers + 1] = { k, tostring(v) } end
+	function req:set_hdr_field(k, v)
+		if type(v) ~= "string" then
+			error("set_hdr_field: value must be a string")
+		end
+		self.headers[#self.headers + 1] = { k, v }
+	end
 	function req:set_uri(u) self.uri = u end
-	function req:set_host(h) self.host = h end
-	function req:set_content_length() end
-	function req:set_expect_continue() end
-	function req:set_content_type() end
-	function req:write() end
+	function req:set_host(host) self.host = host end
 	return req
 end
 
 function platform.send_request_header(http_conn, req)
-	local method = "GET"
 	local lines = {}
 	for _, h in ipairs(req.headers) do
-		if h[1] == "method" then
-			method = h[2]
-		else
-			lines[#lines + 1] = h[1] .. ": " .. h[2]
-		end
+		lines[#lines + 1] = h[1] .. ": " .. h[2]
 	end
-	local head = ("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n\r\n"):format(method, req.uri, req.host, table.concat(lines, "\r\n"))
-	send_all(http_conn.ss, head)
+	local head = ("GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n\r\n"):format(req.uri, req.host, table.concat(lines, "\r\n"))
+	send_all(http_conn.s, head)
 end
 
-function platform.receive_http_response(http_conn, timeout)
+function platform.receive_http_response(...)
+	local n = select("#", ...)
+	local http_conn, timeout = ...
 	count("receive_http_response")
-	local start, headers = read_head(http_conn.ss, timeout)
+	timeout = optional_integer("receive_http_response", 2, n, timeout)
+	local start, headers = read_head(http_conn.s, timeout)
 	local fields = {}
 	for _, h in ipairs(headers) do
 		fields[h[1]] = h[2] -- names as the server spelled them, as evluaserver returns them
@@ -354,10 +569,11 @@ local function new_request(start, headers, peer)
 	})
 end
 
-local function new_response(ss)
-	local r = { status = 200, headers = {}, chunked = false, sent = false }
+-- The response object; what it produces is written by finish(), when the request returns.
+local function new_response()
+	local r = { status = 200, headers = {}, chunked = false, sent = false, out = {} }
 	local methods = {}
-	function methods:set_status(s) r.status = s end
+	function methods:set_status(status) r.status = status end
 	function methods:set_hdr_field(k, v) r.headers[#r.headers + 1] = { k, v } end
 	function methods:set_content_type(t) r.headers[#r.headers + 1] = { "Content-Type", t } end
 	function methods:set_content_length(n) r.content_length = n end
@@ -377,50 +593,51 @@ local function new_response(ss)
 		elseif r.status ~= 101 then
 			lines[#lines + 1] = "Content-Length: " .. tostring(r.content_length or 0)
 		end
-		send_all(ss, table.concat(lines, "\r\n") .. "\r\n\r\n")
+		r.out[#r.out + 1] = table.concat(lines, "\r\n") .. "\r\n\r\n"
 	end
 	function methods:write(data)
-		if r.chunked then
-			send_all(ss, ("%x\r\n%s\r\n"):format(#data, data))
-		else
-			send_all(ss, data)
+		if r.status == 101 then
+			return -- evpoco writes no body after a 101
 		end
+		r.out[#r.out + 1] = r.chunked and ("%x\r\n%s\r\n"):format(#data, data) or data
 	end
-	function r.finish()
+	function r.finish(s)
 		if r.chunked then
-			send_all(ss, "0\r\n\r\n")
+			r.out[#r.out + 1] = "0\r\n\r\n"
 		end
+		send_all(s, table.concat(r.out))
 	end
 	return setmetatable({}, { __tostring = function() return "httpsresp" end, __index = methods }), r
 end
 
-local function serve_connection(sock)
-	local ss = stream_socket(sock)
-	local conn = { ss = ss }
-	current.conn = conn
+local function serve_connection(s)
+	local d = { s = s }
+	current.conn = d
 	local ok, err = pcall(function()
-		local start, headers = read_head(ss, 10)
-		local peer = sock:getpeername()
+		local start, headers = read_head(s, 10)
+		local peer = s.sock:getpeername()
 		local request = new_request(start, headers, peer)
-		local response, state = new_response(ss)
+		local response, state = new_response()
 		local upgrade = request:get_hdr_field("Upgrade")
+		s.in_request = true
 		if upgrade and upgrade:lower() == "websocket" then
-			local ws = require("service_utils.WS.web_socket")
-			ws.accept(request, response, { peer = peer })
+			fresh_state()
+			require("service_utils.WS.web_socket").accept(request, response, { peer = peer })
 		else
 			response:set_status(404)
 			response:send()
 		end
-		state.finish()
-		if conn.upgraded then
-			return websocket_loop(conn, request, response)
-		end
-		ss.sock:close()
+		s.in_request = false
+		state.finish(s)
 	end)
 	if not ok then
 		io.stderr:write("platform stand-in: connection failed: ", tostring(err), "\n")
-		ss.sock:close()
+		return close_socket(s)
 	end
+	if d.upgraded then
+		return websocket_loop(s)
+	end
+	close_socket(s)
 end
 
 -- Listens on 127.0.0.1:0 and serves; returns the port.
@@ -433,11 +650,21 @@ function M.listen()
 			wait(server, "r", -1)
 			local client = server:accept()
 			if client then
-				spawn(function() serve_connection(client) end, {})
+				local s = register(client)
+				spawn(function() serve_connection(s) end, {})
 			end
 		end
 	end, {})
 	return tonumber(port)
+end
+
+-- Runs `fn` as a task with the dispatch context of a script (no accepted socket), in a
+-- fresh state.
+function M.script(fn)
+	return spawn(function()
+		fresh_state()
+		fn()
+	end, {})
 end
 
 return M
