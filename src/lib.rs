@@ -7,8 +7,16 @@
 //! - `routing`: URL path → handler module name (pure)
 //! - `runtime`: the tokio event loop of the Lua state (standalone mode)
 //! - `http`: the `request` / `response` objects of the handshake
-//! - `connection`: the `ws_connection` object and its outbound queue
-//! - `session`: the frame loop of an open connection, shared by server and client
+//! - `engine`: one connection between bytes and handler calls — state, close handshake,
+//!   pong slot, deadlines from a `now`, outbound queue (pure; both runtimes drive it)
+//! - `random`: masks and keys from getrandom(2)
+//! - `connection`: the standalone runtime's connection around its engine: writer, direct
+//!   writes, waits for room
+//! - `inbox`: messages of a connection without a handler, waiting for `conn:recv()`
+//! - `lua_connection`: the `ws_connection` userdata and the `msg` table
+//! - `session`: the tokio driver of an engine (frame loop), shared by server and client
+//! - `evl`: the evluaserver runtime — engines in a process-wide registry keyed by socket
+//!   descriptor (`core.links`) for the Lua glue
 //! - `static_files`: plain GET requests answered from a directory (the `static` option)
 //! - `stats`: server counters (`server:stats()`) and the logger
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
