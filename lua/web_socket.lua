@@ -47,12 +47,13 @@ local function reject(response, message, advertise_version, status)
 end
 
 -- The namespace handler modules live under: the REST controller's appBasePath property
--- under evluaserver, the server's option in standalone mode.
+-- under evluaserver, the server's option in standalone mode (nil: the server routes only
+-- the exact paths of its `routes`).
 local function handler_base(request)
 	if evl then
 		return evl.handler_base()
 	end
-	return request.handler_base or ""
+	return request.handler_base
 end
 
 -- Whether `list` (nil: no restriction) allows the request's Origin. Requests without an
@@ -126,10 +127,18 @@ function ws.accept(request, response, uc)
 		return reject(response, "Origin '" .. origin .. "' is not allowed", false, 403)
 	end
 
-	local name
-	name, err = core.handler_module(request:get_uri(), handler_base(request))
-	if not name then
-		return reject(response, err)
+	local uri = request:get_uri()
+	local path = uri:match("^[^?#]*")
+	local name = server_setting(request, "route")
+	if name == nil then
+		local base = handler_base(request)
+		if base == nil then
+			return reject(response, "No WebSocket endpoint at '" .. path .. "'", false, 404)
+		end
+		name, err = core.handler_module(uri, base)
+		if not name then
+			return reject(response, err)
+		end
 	end
 
 	local handler
@@ -166,7 +175,7 @@ function ws.accept(request, response, uc)
 		response:set_hdr_field("Sec-WebSocket-Protocol", subprotocol)
 	end
 	if evl then
-		evl.upgrade(name, request:get_uri():match("^[^?]*"), subprotocol)
+		evl.upgrade(name, path, subprotocol)
 	end
 	response:set_content_length(0)
 	response:send()
@@ -176,10 +185,28 @@ function ws.accept(request, response, uc)
 	return true, name, handler
 end
 
--- ws.server{host =, port =, handler_base =, max_message_size =, ...} -> server
+-- ws.server{host =, port =, handler_base = | routes =, max_message_size =, ...} -> server
 -- Binds at once (port 0 picks a free port: read it back as server.port);
--- server:run() serves until server:stop() or SIGINT/SIGTERM.
-ws.server = core.server
+-- server:run() serves until server:stop() or SIGINT/SIGTERM. Which modules clients can
+-- reach must be said: `routes` (exact paths, each module loaded here, now) and/or
+-- `handler_base` (a namespace; "" is the explicit opt-in to every module on package.path).
+function ws.server(options)
+	if type(options) == "table" and type(options.routes) == "table" then
+		for path, name in pairs(options.routes) do
+			if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[?#]") then
+				error(("ws.server: routes: '%s' is not a path (it must start with '/' and hold no query)"):format(tostring(path)), 2)
+			end
+			if type(name) ~= "string" then
+				error(("ws.server: routes['%s'] must be a module name, got %s"):format(path, type(name)), 2)
+			end
+			local _, why = load_handler(name)
+			if why then
+				error(("ws.server: routes['%s']: %s"):format(path, why), 2)
+			end
+		end
+	end
+	return core.server(options)
+end
 
 -- ws.connect{url =, hdrs =, external =, msg_handler =, secure =, timeout =, credentials =,
 --             ca_file =, verify =} -> connection, status, headers | nil, message

@@ -105,6 +105,24 @@ describe("handshake", function()
 		sock:close()
 	end)
 
+	it("refuses a request without Host (RFC 6455 §4.2.1)", function()
+		refusal(helper.request(server.port, "/echo", { Host = false }), "Missing Host header in handshake request")
+	end)
+
+	it("refuses an HTTP/1.0 Upgrade request: the Upgrade needs HTTP/1.1", function()
+		local raw = helper.upgrade_request("/echo"):gsub("^GET /echo HTTP/1%.1", "GET /echo HTTP/1.0")
+		refusal(helper.raw_request(server.port, raw), "WebSocket handshake request must use HTTP/1.1 or later")
+	end)
+
+	it("routes an absolute-form target (RFC 9112 §3.2.2) by its path", function()
+		local sock = helper.tcp(server.port)
+		sock:send((helper.upgrade_request("/deep/nested"):gsub("^GET /deep/nested", "GET http://127.0.0.1:" .. server.port .. "/deep/nested")))
+		assert.are.equal(101, helper.read_response(sock).status)
+		sock:send(helper.frame(helper.OP.TEXT, "who"))
+		assert.are.equal("handlers.deep.nested", helper.read_frame(sock).payload)
+		sock:close()
+	end)
+
 	it("answers a plain HTTP request with 426", function()
 		assert.are.equal(426, helper.raw_request(server.port, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").status)
 	end)
@@ -130,5 +148,26 @@ describe("handshake", function()
 		assert.is_true(server.alive())
 		local sock = helper.open(server.port, "/echo")
 		sock:close()
+	end)
+end)
+
+describe("handshake on a server with routes and no handler_base", function()
+	local server
+	setup(function() server = helper.start_server({ handler_base = "none", routes = "/talk@handlers.deep.nested" }) end)
+	teardown(function() server.stop(); helper.stop_all() end)
+
+	it("serves exactly the routed paths", function()
+		local sock = helper.open(server.port, "/talk?x=1")
+		sock:send(helper.frame(helper.OP.TEXT, "who"))
+		assert.are.equal("handlers.deep.nested", helper.read_frame(sock).payload)
+		sock:close()
+	end)
+
+	it("answers 404 for any other path, loading nothing", function()
+		for _, path in ipairs({ "/deep/nested", "/socket", "/talk/more", "/" }) do
+			local res = helper.request(server.port, path)
+			assert.are.equal(404, res.status, path)
+			assert.are.equal('{"error_message":"No WebSocket endpoint at \'' .. path .. '\'"}', res.body)
+		end
 	end)
 end)

@@ -28,7 +28,7 @@ describe("require('service_utils.WS.web_socket')", function()
 	end)
 
 	it("binds a server on port 0 and reads the chosen port back", function()
-		local server = ws.server({ port = 0 })
+		local server = ws.server({ port = 0, handler_base = "handlers" })
 		assert.is_true(server.port > 0)
 		assert.are.equal("127.0.0.1", server.host)
 		assert.matches("^ws_server ws://127%.0%.0%.1:%d+$", tostring(server))
@@ -41,6 +41,29 @@ describe("require('service_utils.WS.web_socket')", function()
 		assert.has_error(function() ws.server({ handler_base = "../etc" }) end)
 	end)
 
+	it("refuses to start without handler_base or routes: the network may not require what it likes", function()
+		local ok, err = pcall(ws.server, { port = 0 })
+		assert.is_false(ok)
+		assert.matches("ws.server: say which handler modules clients may reach", tostring(err), 1, true)
+	end)
+
+	it("checks every route at start: a path, and a module that loads and has handle_message", function()
+		package.path = "spec/support/?.lua;" .. package.path
+		local cases = {
+			{ { ["chat"] = "handlers.collector" }, "ws.server: routes: 'chat' is not a path" },
+			{ { ["/chat"] = "handlers.no_such" }, "ws.server: routes['/chat']: WebSocket handler module 'handlers.no_such' not found" },
+			{ { ["/chat"] = "handlers.nomsg" }, "ws.server: routes['/chat']: WebSocket handler module 'handlers.nomsg' has no handle_message function" },
+		}
+		for _, c in ipairs(cases) do
+			local ok, err = pcall(ws.server, { routes = c[1] })
+			assert.is_false(ok)
+			assert.matches(c[2], tostring(err), 1, true)
+		end
+		local server = ws.server({ routes = { ["/chat"] = "handlers.collector" } })
+		server:stop()
+		server:run()
+	end)
+
 	it("names the option and the value it refuses", function()
 		local cases = {
 			{ { port = "x" }, "ws.server: port must be a whole number from 0 to 65535, got 'x'" },
@@ -51,6 +74,7 @@ describe("require('service_utils.WS.web_socket')", function()
 			{ { tls = { cert = "/nonexistent.pem", key = "/nonexistent.pem" } }, "ws.server: cannot read tls.cert '/nonexistent.pem'" },
 		}
 		for _, c in ipairs(cases) do
+			c[1].handler_base = "handlers"
 			local ok, err = pcall(ws.server, c[1])
 			assert.is_false(ok)
 			assert.matches(c[2], tostring(err), 1, true)

@@ -303,6 +303,13 @@ impl Engine {
                 codec::Event::Binary(data) => (opcode::BINARY, data),
                 codec::Event::Ping(data) => {
                     if self.is_open() {
+                        // The pong of an earlier ping goes out too while the queue has
+                        // room; past `send_buffer` only the newest is kept (§5.5.3).
+                        if let Some(earlier) = self.pending_pong.take() {
+                            if !self.is_full() {
+                                self.encode_frame(opcode::PONG, &earlier);
+                            }
+                        }
                         self.pending_pong = Some(data.clone());
                     }
                     return Some(Event::Ping(data));
@@ -650,9 +657,36 @@ mod tests {
     }
 
     #[test]
-    fn a_ping_flood_from_a_peer_that_never_reads_queues_one_pong() {
+    fn pings_read_together_each_get_their_pong_in_order() {
+        // Autobahn 2.10: ten pings in one read, ten pongs.
         let t0 = Instant::now();
         let mut e = server(Settings::default(), t0);
+        let mut input = BytesMut::new();
+        for i in 0..10 {
+            input.extend_from_slice(&from_client(
+                true,
+                opcode::PING,
+                format!("payload-{i}").as_bytes(),
+            ));
+        }
+        assert_eq!(events(&mut e, &mut input, t0).len(), 10);
+        let pongs: Vec<codec::Event> = (0..10)
+            .map(|i| codec::Event::Pong(Bytes::from(format!("payload-{i}"))))
+            .collect();
+        assert_eq!(written(&mut e), pongs);
+    }
+
+    #[test]
+    fn a_ping_flood_from_a_peer_that_never_reads_queues_at_most_send_buffer_and_one_pong() {
+        let t0 = Instant::now();
+        let send_buffer = 4096;
+        let mut e = server(
+            Settings {
+                send_buffer,
+                ..Settings::default()
+            },
+            t0,
+        );
         let mut input = BytesMut::new();
         for i in 0..10_000u32 {
             input.extend_from_slice(&from_client(true, opcode::PING, &[7u8; 125]));
@@ -662,11 +696,18 @@ mod tests {
         }
         let pings = events(&mut e, &mut input, t0).len();
         assert_eq!(pings, 10_001);
-        assert!(e.queued_bytes() <= 125 + 6, "queued {}", e.queued_bytes());
-        assert_eq!(
-            written(&mut e),
-            vec![codec::Event::Pong(Bytes::from_static(b"last"))]
+        let pong = 125 + 6;
+        assert!(
+            e.queued_bytes() <= send_buffer + 2 * pong,
+            "queued {}",
+            e.queued_bytes()
         );
+        let out = written(&mut e);
+        assert_eq!(
+            out.last(),
+            Some(&codec::Event::Pong(Bytes::from_static(b"last")))
+        );
+        assert!(out.len() < 40, "{} pongs", out.len());
     }
 
     #[test]

@@ -21,12 +21,18 @@ pub const MALFORMED_KEY: &str =
 pub const MISSING_CONNECTION_UPGRADE: &str =
     "Missing Connection: Upgrade header in handshake request";
 pub const NOT_GET: &str = "WebSocket handshake request must use the GET method";
+pub const MISSING_HOST: &str = "Missing Host header in handshake request";
+pub const NOT_HTTP_1_1: &str = "WebSocket handshake request must use HTTP/1.1 or later";
 
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: String,
+    /// The target in origin form (`/chat?room=1`): an absolute-form target
+    /// (`http://host:port/chat`, RFC 9112 §3.2.2) is reduced to its path and query.
     pub uri: String,
+    /// The minor version of HTTP/1.x (0 or 1).
+    pub http_minor: u8,
     /// Header names and values in the order received; names as the client spelled them.
     pub headers: Vec<(String, String)>,
 }
@@ -158,6 +164,26 @@ fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The path and query of a request target: an absolute-form target (`scheme://authority`
+/// then the path, RFC 9112 §3.2.2) loses its scheme and authority (`/` when it has no
+/// path); an origin-form one is returned as it is.
+fn origin_form(target: &str) -> &str {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target;
+    };
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return target;
+    }
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        _ => "/",
+    }
+}
+
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success also returns the head's length; bytes after it belong to the WebSocket.
 pub fn parse_request(
@@ -175,7 +201,8 @@ pub fn parse_request(
             let headers = owned_headers(req.headers);
             let head = RequestHead {
                 method: req.method.unwrap_or_default().to_owned(),
-                uri: req.path.unwrap_or_default().to_owned(),
+                uri: origin_form(req.path.unwrap_or_default()).to_owned(),
+                http_minor: req.version.unwrap_or(1),
                 headers,
             };
             Ok(Some((head, len)))
@@ -231,6 +258,10 @@ pub fn check_upgrade(
     }
     if !has_connection_upgrade {
         return reject(MISSING_CONNECTION_UPGRADE);
+    }
+    // RFC 6455 §4.2.1 item 2 (and RFC 9112 §3.2: every HTTP/1.1 request has one).
+    if header("Host").is_none_or(|h| h.trim().is_empty()) {
+        return reject(MISSING_HOST);
     }
     Ok(key)
 }
@@ -324,6 +355,26 @@ mod tests {
         assert_eq!(check(&h).unwrap_err().message, NOT_GET);
         let h = head(&format!("GET /x HTTP/1.1\r\nConnection: close\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"));
         assert_eq!(check(&h).unwrap_err().message, MISSING_CONNECTION_UPGRADE);
+        let h = head(&format!("GET /x HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"));
+        assert_eq!(check(&h).unwrap_err().message, MISSING_HOST);
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_reduced_to_its_path_and_query() {
+        for (raw, uri) in [
+            ("GET http://127.0.0.1:8080/echo?x=1 HTTP/1.1", "/echo?x=1"),
+            ("GET ws://example.com/a/b HTTP/1.1", "/a/b"),
+            ("GET HTTPS://example.com HTTP/1.1", "/"),
+            ("GET /plain?u=http://x/y HTTP/1.1", "/plain?u=http://x/y"),
+        ] {
+            assert_eq!(head(&format!("{raw}\r\nHost: x\r\n\r\n")).uri, uri, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_http_minor_version_is_kept() {
+        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").http_minor, 0);
+        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").http_minor, 1);
     }
 
     #[test]

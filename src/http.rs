@@ -40,14 +40,18 @@ pub fn header_table(lua: &Lua, headers: &[(String, String)]) -> mlua::Result<Tab
 pub struct Request {
     pub head: RequestHead,
     pub peer: SocketAddr,
+    /// The handler module the server's `routes` give this request's path, read by
+    /// `ws.accept` (`request.route`).
+    pub route: Option<String>,
     /// The server's handler base namespace, read by `ws.accept` (`request.handler_base`).
-    pub handler_base: String,
+    pub handler_base: Option<String>,
     /// The server's Origin allow-list, read by `ws.accept` (`request.allowed_origins`).
     pub allowed_origins: Option<Vec<String>>,
 }
 
 impl UserData for Request {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("route", |_, this| Ok(this.route.clone()));
         fields.add_field_method_get("handler_base", |_, this| Ok(this.handler_base.clone()));
         fields.add_field_method_get("allowed_origins", |_, this| {
             Ok(this.allowed_origins.clone())

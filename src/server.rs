@@ -19,6 +19,7 @@ use crate::stats::{bump, Level, Logger, Stats};
 use bytes::{Buf, BytesMut};
 use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Once;
@@ -40,9 +41,13 @@ pub struct Options {
     host: String,
     /// Port; 0 picks a free one (read it back as `server.port`). Default 0.
     port: u16,
-    /// Namespace the handler modules live under (`app.ws` + `/chat` → `app.ws.chat`).
-    /// Default none; set it so that clients cannot `require` modules outside it.
-    handler_base: String,
+    /// Namespace the handler modules live under (`app.ws` + `/chat` → `app.ws.chat`);
+    /// `""` is the explicit opt-in to every module on `package.path`. No default: without
+    /// it or `routes` the server does not start, so the network cannot `require` what it likes.
+    handler_base: Option<String>,
+    /// Exact request paths → handler modules (`{["/chat"] = "app.chat"}`), loaded and
+    /// checked by `ws.server` at start; tried before `handler_base`.
+    routes: HashMap<String, String>,
     /// Message and frame size limits (1009 when exceeded). Default 16 MiB each.
     limits: Limits,
     /// Upgrade request head: most bytes (431 beyond). Default 8 KiB.
@@ -167,6 +172,31 @@ fn text(t: &Table, key: &str) -> mlua::Result<Option<String>> {
     }
 }
 
+/// The `routes` table: request path → handler module name.
+fn routes(t: &Table) -> mlua::Result<HashMap<String, String>> {
+    match t.get::<Value>("routes")? {
+        Value::Nil => Ok(HashMap::new()),
+        Value::Table(map) => map
+            .pairs::<Value, Value>()
+            .map(|pair| match pair? {
+                (Value::String(path), Value::String(module)) => {
+                    Ok((path.to_str()?.to_owned(), module.to_str()?.to_owned()))
+                }
+                (path, _) => Err(bad_option(
+                    "routes",
+                    "a table of path = module name strings",
+                    &path,
+                )),
+            })
+            .collect(),
+        other => Err(bad_option(
+            "routes",
+            "a table of path = module name strings",
+            &other,
+        )),
+    }
+}
+
 /// A list of strings.
 fn strings(t: &Table, key: &str) -> mlua::Result<Option<Vec<String>>> {
     match t.get::<Value>(key)? {
@@ -197,9 +227,19 @@ impl Options {
     }
 
     fn from_lua(t: &Table) -> mlua::Result<Self> {
-        let handler_base = text(t, "handler_base")?.unwrap_or_default();
-        routing::check_base(&handler_base)
-            .map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
+        let handler_base = text(t, "handler_base")?;
+        if let Some(base) = &handler_base {
+            routing::check_base(base)
+                .map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
+        }
+        let routes = routes(t)?;
+        if handler_base.is_none() && routes.is_empty() {
+            return Err(mlua::Error::runtime(
+                "ws.server: say which handler modules clients may reach: handler_base = \"app.ws\" \
+                 (/chat -> app.ws.chat), routes = {[\"/chat\"] = \"app.chat\"}, or handler_base = \"\" \
+                 for any module on package.path",
+            ));
+        }
         let max_message_size = count(
             t,
             "max_message_size",
@@ -222,6 +262,7 @@ impl Options {
             host: text(t, "host")?.unwrap_or_else(|| "127.0.0.1".into()),
             port: count(t, "port", 0, 65535, 0)? as u16,
             handler_base,
+            routes,
             limits: Limits {
                 max_message_size,
                 max_frame_size: count(t, "max_frame_size", 1, 1 << 40, max_message_size as u64)?
@@ -591,6 +632,12 @@ async fn serve_stream<S: Upgraded>(
         );
         return answer(&mut stream, &response).await;
     }
+    if head.http_minor == 0 {
+        // RFC 6455 §4.1: the Upgrade is an HTTP/1.1 (or later) mechanism.
+        server.reject(peer, "400", "HTTP/1.0 Upgrade request");
+        let response = Response::error(400, crate::handshake::NOT_HTTP_1_1);
+        return answer(&mut stream, &response).await;
+    }
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
     let (response, handler) = match call_accept(&lua, server, head, peer).await {
         Ok(result) => result,
@@ -694,9 +741,12 @@ async fn call_accept(
     let mut parts = head.uri.splitn(2, '?');
     uc.raw_set("path", parts.next().unwrap_or_default())?;
     uc.raw_set("query", parts.next())?;
+    let path = head.uri.split(['?', '#']).next().unwrap_or_default();
+    let route = server.options.routes.get(path).cloned();
     let request = lua.create_userdata(Request {
         head,
         peer,
+        route,
         handler_base: server.options.handler_base.clone(),
         allowed_origins: server.options.origins.clone(),
     })?;

@@ -246,11 +246,16 @@ pub async fn run<R: AsyncRead + Unpin>(
             }
         };
         let open = conn.engine().is_open();
+        // While more than send_buffer bytes wait for the peer (of anything: data, pongs,
+        // a close), the peer is not read: TCP flow control pushes back on it, so no peer
+        // can grow the queue past send_buffer and one frame.
+        let backed_up = conn.engine().is_full();
         tokio::select! {
-            read = reader.read_buf(&mut rbuf) => match read {
+            read = reader.read_buf(&mut rbuf), if !backed_up => match read {
                 Ok(0) | Err(_) => conn.engine().transport_closed(),
                 Ok(n) => read_sizer.after_read(n, offered),
             },
+            _ = conn.wait_writable(), if backed_up => {}
             _ = stopping, if open => conn.fail(close_code::GOING_AWAY, "server shutting down"),
             _ = conn.kicked() => {}
             _ = &mut alarm, if alarm_at.is_some() => {

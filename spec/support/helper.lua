@@ -70,13 +70,15 @@ function M.start_process(command, name)
 	return server
 end
 
--- Starts spec/support/server.lua (the module's server) with options {key = value}.
+-- Starts spec/support/server.lua (the module's server) with options {key = value}. It
+-- runs with SIGPIPE at its default (the process dies of it), as a server started from a
+-- shell does: busted's luasocket ignores SIGPIPE, and children would inherit that.
 function M.start_server(options, script)
 	local args = {}
 	for k, v in pairs(options or {}) do
 		args[#args + 1] = k .. "=" .. tostring(v)
 	end
-	return M.start_process(('LUA_CPATH="%s/?.so;;" exec %s %s %s'):format(
+	return M.start_process(('LUA_CPATH="%s/?.so;;" exec env --default-signal=PIPE %s %s %s'):format(
 		M.CPATH_ROOT, M.LUA, script or "spec/support/server.lua", table.concat(args, " ")), "server")
 end
 

@@ -6,13 +6,21 @@ package.path = "spec/support/?.lua;examples/?.lua;" .. package.path
 
 local ws = require("service_utils.WS.web_socket")
 
--- key=value arguments; "origins" is a comma-separated list; tls_cert / tls_key make the
+-- key=value arguments; "origins" is a comma-separated list; "routes" a comma-separated
+-- list of path@module; handler_base=none leaves it unset; tls_cert / tls_key make the
 -- server a wss server.
 local options = { handler_base = "handlers" }
 for _, a in ipairs(arg) do
 	local k, v = a:match("^([%w_]+)=(.*)$")
 	assert(k, "bad argument " .. a)
-	if k == "origins" then
+	if k == "handler_base" and v == "none" then
+		options.handler_base = nil
+	elseif k == "routes" then
+		options.routes = {}
+		for path, module in v:gmatch("([^,@]+)@([^,]+)") do
+			options.routes[path] = module
+		end
+	elseif k == "origins" then
 		options.origins = {}
 		for o in v:gmatch("[^,]+") do
 			options.origins[#options.origins + 1] = o
