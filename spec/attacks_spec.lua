@@ -29,3 +29,75 @@ describe("under attack", function()
 		server.stop()
 	end)
 end)
+
+describe("static files under attack", function()
+	local dir = ("%s/static-%d"):format(helper.ARTIFACTS, os.time())
+	setup(function()
+		assert(helper.exec_ok(("mkdir -p %s/sub && truncate -s 64M %s/big.bin && echo '<p>hi</p>' > %s/index.html"):format(dir, dir, dir)))
+		assert(helper.exec_ok(("ln -sf /etc/passwd %s/passwd && ln -sfn /etc %s/sub/etc && ln -sf ../index.html %s/sub/alias.html"):format(dir, dir, dir)))
+	end)
+	teardown(function() os.execute("rm -rf " .. dir) end)
+	after_each(helper.stop_all)
+
+	local function get(port, path, headers)
+		local lines = { "GET " .. path .. " HTTP/1.1", "Host: 127.0.0.1" }
+		for k, v in pairs(headers or {}) do
+			lines[#lines + 1] = k .. ": " .. v
+		end
+		return helper.raw_request(port, table.concat(lines, "\r\n") .. "\r\n\r\n")
+	end
+
+	it("refuses symlinks that lead out of the directory (404), serves those that stay inside", function()
+		local server = helper.start_server({ static = dir })
+		assert.are.equal(404, get(server.port, "/passwd").status)
+		assert.are.equal(404, get(server.port, "/sub/etc/passwd").status)
+		local inside = get(server.port, "/sub/alias.html")
+		assert.are.equal(200, inside.status)
+		assert.are.equal("<p>hi</p>\n", inside.body)
+		server.stop()
+	end)
+
+	it("answers HEAD with the length and no body, and If-Modified-Since with 304", function()
+		local server = helper.start_server({ static = dir })
+		local sock = helper.tcp(server.port)
+		sock:send("HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+		local head = {}
+		repeat
+			local line = assert(sock:receive("*l"))
+			head[#head + 1] = line
+		until line == ""
+		head = table.concat(head, "\n")
+		assert.matches("^HTTP/1%.1 200 OK\n", head)
+		assert.matches("\nContent%-Length: 67108864\n", head)
+		assert.matches("\nContent%-Type: application/octet%-stream\n", head)
+		local rest, _, partial = sock:receive("*a")
+		assert.are.equal("", rest or partial) -- not one byte of body, then the close
+		local full = get(server.port, "/")
+		assert.are.equal("text/html; charset=utf-8", full.headers["content-type"])
+		local again = get(server.port, "/", { ["If-Modified-Since"] = full.headers["last-modified"] })
+		assert.are.equal(304, again.status)
+		assert.are.equal("", again.body)
+		server.stop()
+	end)
+
+	it("cuts a download the client does not read within send_timeout, and counts it against max_connections", function()
+		local server = helper.start_server({ static = dir, send_timeout = 1, max_connections = 2, log_level = "info" })
+		local stalled = {}
+		for i = 1, 2 do
+			stalled[i] = helper.tcp(server.port)
+			stalled[i]:setoption("keepalive", true)
+			stalled[i]:send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n") -- and never read
+		end
+		socket.sleep(0.3)
+		assert.are.equal(503, get(server.port, "/index.html").status)
+		assert.is_true(helper.eventually(function()
+			local _, n = helper.read_file(server.log):gsub("GET /big.bin %-> 200 %(cut off: not read within send_timeout%)", "")
+			return n == 2
+		end, 10), helper.read_file(server.log))
+		assert.are.equal(200, get(server.port, "/index.html").status)
+		for i = 1, 2 do
+			stalled[i]:close()
+		end
+		server.stop()
+	end)
+end)

@@ -104,14 +104,25 @@ impl Response {
         r
     }
 
-    /// A complete answer with a body of the given type.
-    pub fn content(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+    /// A complete answer with this status and no body.
+    pub fn with_status(status: u16) -> Self {
         let mut r = Response::new();
         r.status = status;
-        r.content_type = Some(content_type.to_owned());
-        r.body = body;
         r.sent = true;
         r
+    }
+
+    /// The head of a 200 whose body of `len` bytes the caller writes after it.
+    pub fn file_head(content_type: &str, len: u64) -> Self {
+        let mut r = Response::with_status(200);
+        r.content_type = Some(content_type.to_owned());
+        r.content_length = Some(len);
+        r
+    }
+
+    /// Adds a header the server itself sets (a name and value known to be valid).
+    pub fn push_header(&mut self, name: &str, value: &str) {
+        self.headers.push((name.to_owned(), value.to_owned()));
     }
 
     fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
@@ -141,8 +152,8 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The response as HTTP/1.1 bytes. 1xx answers carry no body framing (RFC 9110
-    /// §8.6); others carry the body chunked or with its length.
+    /// The response as HTTP/1.1 bytes. 1xx and 304 answers carry no body framing (RFC
+    /// 9110 §8.6, §15.4.5); others carry the body chunked or with its length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
         out.extend_from_slice(
@@ -157,7 +168,8 @@ impl Response {
             out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
         }
         let informational = (100..200).contains(&self.status);
-        if !informational {
+        let has_body = !informational && self.status != 304;
+        if has_body {
             if let Some(ct) = &self.content_type {
                 out.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
             }
@@ -167,12 +179,12 @@ impl Response {
                 let len = self.content_length.unwrap_or(self.body.len() as u64);
                 out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
             }
-            if self.header("Connection").is_none() {
-                out.extend_from_slice(b"Connection: close\r\n");
-            }
+        }
+        if !informational && self.header("Connection").is_none() {
+            out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !informational {
+        if has_body {
             if self.chunked {
                 if !self.body.is_empty() {
                     out.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
@@ -192,6 +204,7 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        304 => "Not Modified",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",

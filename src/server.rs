@@ -74,9 +74,9 @@ pub struct Options {
     idle_timeout: Option<Duration>,
     /// Origins allowed to connect (browsers' `Origin` header); others get 403. Default: any.
     origins: Option<Vec<String>>,
-    /// Directory whose files answer plain GET requests (`/` is `index.html`). Default none:
-    /// such requests get 426.
-    static_dir: Option<String>,
+    /// Directory whose files answer plain GET and HEAD requests (`/` is `index.html`),
+    /// resolved at start. Default none: such requests get 426.
+    static_dir: Option<static_files::StaticDir>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     tls: Option<tokio_native_tls::TlsAcceptor>,
     logger: Rc<Logger>,
@@ -280,7 +280,10 @@ impl Options {
             pong_timeout: seconds(t, "pong_timeout", 10.0)?,
             idle_timeout: optional(seconds(t, "idle_timeout", 0.0)?),
             origins: strings(t, "origins")?,
-            static_dir: text(t, "static")?,
+            static_dir: text(t, "static")?
+                .map(|dir| static_files::StaticDir::open(&dir))
+                .transpose()
+                .map_err(|e| mlua::Error::runtime(format!("ws.server: static: {e}")))?,
             tls,
             logger: Rc::new(Logger::from_options(
                 "ws.server",
@@ -615,15 +618,28 @@ async fn serve_stream<S: Upgraded>(
     };
     if !head.is_websocket_upgrade() {
         if let Some(dir) = &opts.static_dir {
-            let response = static_files::respond(dir, &head.method, &head.uri);
+            let since = head.header("If-Modified-Since");
+            let reply = dir.answer(&head.method, &head.uri, since.as_deref());
+            let status = match &reply {
+                static_files::Answer::Whole(r) => r.status,
+                static_files::Answer::File { head, .. } => head.status,
+            };
+            let sent = static_files::send(&mut stream, reply, opts.send_timeout).await;
             server.log(
                 Level::Info,
                 format_args!(
-                    "{peer}: {} {} -> {}",
-                    head.method, head.uri, response.status
+                    "{peer}: {} {} -> {status}{}",
+                    head.method,
+                    head.uri,
+                    if sent {
+                        ""
+                    } else {
+                        " (cut off: not read within send_timeout)"
+                    }
                 ),
             );
-            return answer(&mut stream, &response).await;
+            let _ = stream.shutdown().await;
+            return;
         }
         server.reject(peer, "426", "not an Upgrade: websocket request");
         let response = Response::error(
