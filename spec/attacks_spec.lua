@@ -101,3 +101,50 @@ describe("static files under attack", function()
 		server.stop()
 	end)
 end)
+
+describe("out of descriptors", function()
+	after_each(helper.stop_all)
+
+	it("lowers max_connections to the descriptor limit and says so; answers 503 past it", function()
+		local server = helper.start_process(('ulimit -n 64; LUA_CPATH="%s/?.so;;" exec env --default-signal=PIPE %s spec/support/server.lua'):format(
+			helper.CPATH_ROOT, helper.LUA), "server")
+		assert.is_true(helper.eventually(function()
+			return helper.read_file(server.log):find("max_connections lowered from 10000 to 32: the descriptor limit (ulimit -n) is 64", 1, true) ~= nil
+		end), helper.read_file(server.log))
+		local open = {}
+		for i = 1, 32 do
+			open[i] = helper.open(server.port, "/echo")
+		end
+		assert.are.equal(503, helper.request(server.port, "/echo").status)
+		for i = 1, 32 do
+			open[i]:close()
+		end
+		server.stop()
+	end)
+
+	it("answers 503 from a reserve descriptor when a handler has taken every other one, logging once a second", function()
+		local server = helper.start_process(('ulimit -n 64; LUA_CPATH="%s/?.so;;" exec env --default-signal=PIPE %s spec/support/server.lua'):format(
+			helper.CPATH_ROOT, helper.LUA), "server")
+		local hog = helper.open(server.port, "/hog")
+		hog:send(helper.frame(OP.TEXT, "hog"))
+		assert.is_true(tonumber(helper.read_frame(hog).payload) > 0)
+		for _ = 1, 5 do
+			local res = helper.raw_request(server.port, helper.upgrade_request("/echo"))
+			assert.are.equal(503, res and res.status)
+			assert.matches("out of file descriptors", res.body, 1, true)
+		end
+		hog:send(helper.frame(OP.TEXT, "free"))
+		assert.are.equal("freed", helper.read_frame(hog).payload)
+		assert.is_true(helper.eventually(function()
+			local ok, sock = pcall(helper.open, server.port, "/echo")
+			if ok then
+				sock:close()
+			end
+			return ok
+		end))
+		local _, lines = helper.read_file(server.log):gsub("accept failed: ", "")
+		assert.is_true(lines >= 1 and lines <= 3, lines .. " accept-failure lines:\n" .. helper.read_file(server.log))
+		hog:close()
+		server.stop()
+	end)
+end)

@@ -19,6 +19,8 @@
 //!   descriptor (`core.links`) for the Lua glue
 //! - `static_files`: plain GET requests answered from a directory (the `static` option)
 //! - `stats`: server counters (`server:stats()`) and the logger
+//! - `overload`: the descriptor limit — the effective connection cap, accept back-off,
+//!   503 from a reserve descriptor
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
 //! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
@@ -38,6 +40,7 @@ pub mod handshake;
 pub mod http;
 pub mod inbox;
 pub mod lua_connection;
+pub mod overload;
 pub mod random;
 pub mod routing;
 pub mod runtime;

@@ -11,6 +11,7 @@ use crate::engine::Settings;
 use crate::handshake::{parse_request, HeadError, RequestHead};
 use crate::http::{header_table, Request, Response};
 use crate::lua_connection::LuaConnection;
+use crate::overload;
 use crate::routing;
 use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
@@ -347,7 +348,21 @@ pub struct Server(Rc<Shared>);
 impl Server {
     /// Binds the listener at once, so the port is known before `run`.
     pub fn bind(options: Option<Table>, lua: &Lua) -> mlua::Result<Server> {
-        let options = Options::from_lua(&options.map_or_else(|| lua.create_table(), Ok)?)?;
+        let mut options = Options::from_lua(&options.map_or_else(|| lua.create_table(), Ok)?)?;
+        let limit = overload::descriptor_limit();
+        let cap = overload::connection_cap(options.max_connections, limit);
+        if cap < options.max_connections {
+            options.logger.log(
+                Level::Warn,
+                format_args!(
+                    "max_connections lowered from {} to {cap}: the descriptor limit (ulimit -n) is {}, less {} kept for the server itself",
+                    options.max_connections,
+                    limit.unwrap_or_default(),
+                    overload::RESERVED_DESCRIPTORS
+                ),
+            );
+            options.max_connections = cap;
+        }
         let addr = format!("{}:{}", options.host, options.port);
         let std_listener = std::net::TcpListener::bind(&addr).map_err(|e| {
             mlua::Error::runtime(format!("ws.server: cannot listen on {addr}: {e}"))
@@ -460,17 +475,19 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
     let mut sigint = signal(SignalKind::interrupt()).map_err(mlua::Error::external)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(mlua::Error::external)?;
     let mut tasks = JoinSet::new();
+    let mut accept_errors = overload::AcceptErrors::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    accept_errors.succeeded();
                     let _ = stream.set_nodelay(true);
                     tasks.spawn_local(handle_connection(lua.clone(), Rc::clone(&shared), stream, peer));
                 }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    shared.log(Level::Error, format_args!("accept failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Some(line) = accept_errors.failed(e, &listener).await {
+                        shared.log(Level::Error, line);
+                    }
                 }
             },
             _ = stop.wait_for(|stopped| *stopped) => break,
