@@ -330,12 +330,15 @@ describe("ws.connect inputs", function()
 
 	it("raises an error naming a missing or mistyped input", function()
 		local cases = {
-			{ {}, "connect: inputs.url is required (string)" },
-			{ { url = 1, hdrs = {}, external = true }, "connect: inputs.url must be a string, got number" },
-			{ { url = "ws://h/" , external = true }, "connect: inputs.hdrs is required (table)" },
-			{ { url = "ws://h/", hdrs = {} }, "connect: inputs.external is required (boolean)" },
-			{ { url = "ws://h/", hdrs = {}, external = true, timeout = "x" }, "connect: inputs.timeout must be a number, got string" },
-			{ { url = "ws://h/", hdrs = {}, external = true, msg_handler = 3 }, "connect: inputs.msg_handler must be a string, got number" },
+			{ {}, "connect: inputs.url must be a string (it is required), got nil" },
+			{ { url = 1, hdrs = {}, external = true }, "connect: inputs.url must be a string, got 1" },
+			{ { url = "ws://h/" , external = true }, "connect: inputs.hdrs must be a table (it is required), got nil" },
+			{ { url = "ws://h/", hdrs = {} }, "connect: inputs.external must be a boolean (it is required), got nil" },
+			{ { url = "ws://h/", hdrs = {}, external = true, timeout = "x" }, "connect: inputs.timeout must be a number of seconds >= 0, got 'x'" },
+			{ { url = "ws://h/", hdrs = {}, external = true, timeout = -1 }, "connect: inputs.timeout must be a number of seconds >= 0, got -1" },
+			{ { url = "ws://h/", hdrs = {}, external = true, msg_handler = 3 }, "connect: inputs.msg_handler must be a string, got 3" },
+			{ { url = "ws://h/", hdrs = {}, external = true, max_message_size = -1 }, "connect: inputs.max_message_size must be a whole number from 1 to 1099511627776, got -1" },
+			{ { url = "ws://h/", hdrs = {}, external = true, send_buffer = 0.5 }, "connect: inputs.send_buffer must be a whole number from 1 to 1099511627776, got 0.5" },
 			{ { url = "ftp://h/", hdrs = {}, external = true }, "connect: url scheme 'ftp' is not ws, wss, http or https" },
 		}
 		for _, c in ipairs(cases) do

@@ -81,6 +81,21 @@ describe("require('service_utils.WS.web_socket')", function()
 		end
 	end)
 
+	it("names the function and the value when seconds are refused", function()
+		local server = ws.server({ handler_base = "handlers" })
+		local cases = {
+			{ function() ws.sleep(-1) end, "ws.sleep: seconds must be a number of seconds >= 0, got -1" },
+			{ function() server:stop(-2) end, "server:stop: timeout must be a number of seconds >= 0, got -2" },
+		}
+		for _, c in ipairs(cases) do
+			local ok, err = pcall(c[1])
+			assert.is_false(ok)
+			assert.matches(c[2], tostring(err), 1, true)
+		end
+		server:stop()
+		server:run()
+	end)
+
 	it("sleeps from the main chunk", function()
 		local socket = require("socket")
 		local t0 = socket.gettime()

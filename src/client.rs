@@ -10,6 +10,7 @@ use crate::engine::Settings;
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
 use crate::http::header_table;
 use crate::lua_connection::LuaConnection;
+use crate::options::Reader;
 use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::stats::{Level, Logger};
@@ -109,52 +110,12 @@ struct Inputs {
     send_timeout: Duration,
 }
 
-/// What Lua's `type()` says of `v` (mlua names integers apart).
-fn lua_type(v: &Value) -> &'static str {
-    match v {
-        Value::Integer(_) | Value::Number(_) => "number",
-        other => other.type_name(),
-    }
-}
-
-/// `inputs.<key>`: a number of seconds >= 0.
-fn seconds(t: &Table, key: &str, default: f64) -> mlua::Result<Duration> {
-    let s = match input(t, key, "number", false)? {
-        Value::Nil => default,
-        v => number(&v),
-    };
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| mlua::Error::runtime(format!("connect: inputs.{key} must be >= 0, got {s}")))
-}
-
-/// `inputs.<key>` of Lua type `want` (`"string"`, `"table"`, ...), or an error naming it.
-fn input(t: &Table, key: &str, want: &str, required: bool) -> mlua::Result<Value> {
-    let v: Value = t.get(key)?;
-    match (&v, required) {
-        (Value::Nil, false) => Ok(v),
-        (Value::Nil, true) => Err(mlua::Error::runtime(format!(
-            "connect: inputs.{key} is required ({want})"
-        ))),
-        (Value::Integer(_) | Value::Number(_), _) if want == "number" => Ok(v),
-        (v2, _) if lua_type(v2) == want => Ok(v),
-        (v2, _) => Err(mlua::Error::runtime(format!(
-            "connect: inputs.{key} must be a {want}, got {}",
-            lua_type(v2)
-        ))),
-    }
-}
-
 fn header_text(what: &str, v: Value) -> mlua::Result<String> {
     let s = match v {
         Value::String(s) => s.to_str()?.to_owned(),
         Value::Integer(i) => i.to_string(),
         Value::Number(n) => n.to_string(),
-        other => {
-            return Err(mlua::Error::runtime(format!(
-                "connect: {what} must be a string, got {}",
-                lua_type(&other)
-            )))
-        }
+        other => return Err(crate::options::refused("connect", what, "a string", &other)),
     };
     if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(mlua::Error::runtime(format!(
@@ -166,20 +127,14 @@ fn header_text(what: &str, v: Value) -> mlua::Result<String> {
 
 impl Inputs {
     fn from_lua(t: &Table) -> mlua::Result<Inputs> {
-        let Value::String(url) = input(t, "url", "string", true)? else {
-            unreachable!()
-        };
-        let url = parse_url(&url.to_str()?).map_err(mlua::Error::runtime)?;
-        let Value::Table(hdrs) = input(t, "hdrs", "table", true)? else {
-            unreachable!()
-        };
-        input(t, "external", "boolean", true)?;
-        let msg_handler = match input(t, "msg_handler", "string", false)? {
-            Value::String(s) => Some(s.to_str()?.to_owned()),
-            _ => None,
-        };
-        let secure = matches!(input(t, "secure", "boolean", false)?, Value::Boolean(true));
-        let timeout = seconds(t, "timeout", 40.0)?;
+        let r = Reader::new(t, "connect", "inputs.");
+        let url = r.required("url", "a string", r.text("url")?)?;
+        let url = parse_url(&url).map_err(mlua::Error::runtime)?;
+        let hdrs = r.required("hdrs", "a table", r.table("hdrs")?)?;
+        r.required("external", "a boolean", r.boolean("external")?)?;
+        let msg_handler = r.text("msg_handler")?;
+        let secure = r.boolean("secure")? == Some(true);
+        let timeout = r.seconds("timeout", 40.0)?;
         let mut headers = Vec::new();
         for pair in hdrs.pairs::<Value, Value>() {
             let (k, v) = pair?;
@@ -202,7 +157,7 @@ impl Inputs {
                 ));
             }
         }
-        if let Value::Table(c) = input(t, "credentials", "table", false)? {
+        if let Some(c) = r.table("credentials")? {
             let user: Option<String> = c.get("username")?;
             let pass: Option<String> = c.get("password")?;
             if let (Some(u), Some(p)) = (user, pass) {
@@ -216,15 +171,12 @@ impl Inputs {
                 }
             }
         }
-        let ca_file = match input(t, "ca_file", "string", false)? {
-            Value::String(s) => Some(s.to_str()?.to_owned()),
-            _ => None,
-        };
-        let verify = !matches!(input(t, "verify", "boolean", false)?, Value::Boolean(false));
-        let max_message_size = match input(t, "max_message_size", "number", false)? {
-            Value::Nil => Limits::default().max_message_size,
-            v => number(&v) as usize,
-        };
+        let max_message_size = r.count(
+            "max_message_size",
+            1,
+            1 << 40,
+            Limits::default().max_message_size as u64,
+        )? as usize;
         Ok(Inputs {
             url: Url {
                 secure: url.secure || secure,
@@ -233,30 +185,18 @@ impl Inputs {
             headers,
             msg_handler,
             timeout,
-            ca_file,
-            verify,
+            ca_file: r.text("ca_file")?,
+            verify: r.boolean("verify")? != Some(false),
             limits: Limits {
                 max_message_size,
                 max_frame_size: max_message_size,
             },
-            ping_interval: Some(seconds(t, "ping_interval", 0.0)?).filter(|d| !d.is_zero()),
-            pong_timeout: seconds(t, "pong_timeout", 10.0)?,
-            close_timeout: seconds(t, "close_timeout", 5.0)?,
-            send_timeout: seconds(t, "send_timeout", 30.0)?,
-            send_buffer: match input(t, "send_buffer", "number", false)? {
-                Value::Nil => 1 << 20,
-                v => number(&v).max(1.0) as usize,
-            },
+            ping_interval: r.seconds_or_off("ping_interval", 0.0)?,
+            pong_timeout: r.seconds("pong_timeout", 10.0)?,
+            close_timeout: r.seconds("close_timeout", 5.0)?,
+            send_timeout: r.seconds("send_timeout", 30.0)?,
+            send_buffer: r.count("send_buffer", 1, 1 << 40, 1 << 20)? as usize,
         })
-    }
-}
-
-/// A Lua number (already type-checked by [`input`]) as f64.
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::Integer(i) => *i as f64,
-        Value::Number(n) => *n,
-        _ => f64::NAN,
     }
 }
 

@@ -5,6 +5,7 @@
 //! - `codec`: RFC 6455 frames ↔ bytes, masking, UTF-8, fragments, close codes, limits (pure)
 //! - `handshake`: Upgrade request parsing and judging, accept key, JSON errors (pure)
 //! - `routing`: URL path → handler module name (pure)
+//! - `options`: reading Lua option tables and seconds, with one error shape
 //! - `runtime`: the tokio event loop of the Lua state (standalone mode)
 //! - `http`: the `request` / `response` objects of the handshake
 //! - `engine`: one connection between bytes and handler calls — state, close handshake,
@@ -40,6 +41,7 @@ pub mod handshake;
 pub mod http;
 pub mod inbox;
 pub mod lua_connection;
+pub mod options;
 pub mod overload;
 pub mod random;
 pub mod routing;
@@ -155,11 +157,7 @@ fn header_in_table(hdrs: &Table, name: &str) -> Option<String> {
 }
 
 fn duration(secs: f64) -> mlua::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
-        mlua::Error::runtime(format!(
-            "ws.sleep: seconds must be a number >= 0, got {secs}"
-        ))
-    })
+    options::seconds_value("ws.sleep", "seconds", secs)
 }
 
 /// `require('service_utils.WS.web_socket')`

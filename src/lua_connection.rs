@@ -35,14 +35,8 @@ fn message_opcode(opts: Option<Table>) -> mlua::Result<u8> {
 }
 
 fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
-    s.map(|s| {
-        Duration::try_from_secs_f64(s).map_err(|_| {
-            mlua::Error::runtime(format!(
-                "{what}: timeout must be a number of seconds >= 0, got {s}"
-            ))
-        })
-    })
-    .transpose()
+    s.map(|s| crate::options::seconds_value(what, "timeout", s))
+        .transpose()
 }
 
 /// `nil, "<what>: <why>"` for a refused send; a ping over 125 bytes is misuse and raises.

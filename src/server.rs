@@ -11,6 +11,7 @@ use crate::engine::Settings;
 use crate::handshake::{parse_request, HeadError, RequestHead};
 use crate::http::{header_table, Request, Response};
 use crate::lua_connection::LuaConnection;
+use crate::options::Reader;
 use crate::overload;
 use crate::routing;
 use crate::runtime;
@@ -83,11 +84,6 @@ pub struct Options {
     logger: Rc<Logger>,
 }
 
-/// `Some(d)` for a positive number of seconds, `None` for 0 (the feature is off).
-fn optional(d: Duration) -> Option<Duration> {
-    (!d.is_zero()).then_some(d)
-}
-
 /// Builds the TLS acceptor from PEM files: certificate (+ chain) and a PKCS#8 key.
 fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
     let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
@@ -115,103 +111,20 @@ fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
     Ok(acceptor.into())
 }
 
-/// What a rejected option value was, for the error message: numbers and strings by value.
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{}'", s.to_string_lossy()),
-        other => other.type_name().to_owned(),
-    }
-}
-
-fn bad_option(key: &str, want: &str, got: &Value) -> mlua::Error {
-    mlua::Error::runtime(format!(
-        "ws.server: {key} must be {want}, got {}",
-        describe(got)
-    ))
-}
-
-/// A whole-number option in `min..=max`.
-fn count(t: &Table, key: &str, min: u64, max: u64, default: u64) -> mlua::Result<u64> {
-    let v: Value = t.get(key)?;
-    let n = match &v {
-        Value::Nil => return Ok(default),
-        Value::Integer(i) => *i as f64,
-        Value::Number(n) => *n,
-        _ => f64::NAN,
-    };
-    if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 {
-        Ok(n as u64)
-    } else {
-        Err(bad_option(
-            key,
-            &format!("a whole number from {min} to {max}"),
-            &v,
-        ))
-    }
-}
-
-/// A number of seconds >= 0.
-fn seconds(t: &Table, key: &str, default: f64) -> mlua::Result<Duration> {
-    let v: Value = t.get(key)?;
-    let s = match &v {
-        Value::Nil => default,
-        Value::Integer(i) => *i as f64,
-        Value::Number(n) => *n,
-        _ => f64::NAN,
-    };
-    Duration::try_from_secs_f64(s).map_err(|_| bad_option(key, "a number of seconds >= 0", &v))
-}
-
-/// A string option.
-fn text(t: &Table, key: &str) -> mlua::Result<Option<String>> {
-    match t.get::<Value>(key)? {
-        Value::Nil => Ok(None),
-        Value::String(s) => Ok(Some(s.to_str()?.to_owned())),
-        other => Err(bad_option(key, "a string", &other)),
-    }
-}
-
 /// The `routes` table: request path → handler module name.
-fn routes(t: &Table) -> mlua::Result<HashMap<String, String>> {
-    match t.get::<Value>("routes")? {
-        Value::Nil => Ok(HashMap::new()),
-        Value::Table(map) => map
-            .pairs::<Value, Value>()
-            .map(|pair| match pair? {
-                (Value::String(path), Value::String(module)) => {
-                    Ok((path.to_str()?.to_owned(), module.to_str()?.to_owned()))
-                }
-                (path, _) => Err(bad_option(
-                    "routes",
-                    "a table of path = module name strings",
-                    &path,
-                )),
-            })
-            .collect(),
-        other => Err(bad_option(
-            "routes",
-            "a table of path = module name strings",
-            &other,
-        )),
-    }
-}
-
-/// A list of strings.
-fn strings(t: &Table, key: &str) -> mlua::Result<Option<Vec<String>>> {
-    match t.get::<Value>(key)? {
-        Value::Nil => Ok(None),
-        Value::Table(list) => list
-            .sequence_values::<Value>()
-            .map(|v| match v? {
-                Value::String(s) => Ok(s.to_str()?.to_owned()),
-                other => Err(bad_option(key, "a list of strings", &other)),
-            })
-            .collect::<mlua::Result<Vec<_>>>()
-            .map(Some),
-        other => Err(bad_option(key, "a list of strings", &other)),
-    }
+fn routes(r: &Reader) -> mlua::Result<HashMap<String, String>> {
+    let want = "a table of path = module name strings";
+    let Some(map) = r.table("routes")? else {
+        return Ok(HashMap::new());
+    };
+    map.pairs::<Value, Value>()
+        .map(|pair| match pair? {
+            (Value::String(path), Value::String(module)) => {
+                Ok((path.to_str()?.to_owned(), module.to_str()?.to_owned()))
+            }
+            (path, _) => Err(r.refuse("routes", want, &path)),
+        })
+        .collect()
 }
 
 impl Options {
@@ -228,12 +141,13 @@ impl Options {
     }
 
     fn from_lua(t: &Table) -> mlua::Result<Self> {
-        let handler_base = text(t, "handler_base")?;
+        let r = Reader::new(t, "ws.server", "");
+        let handler_base = r.text("handler_base")?;
         if let Some(base) = &handler_base {
             routing::check_base(base)
                 .map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
         }
-        let routes = routes(t)?;
+        let routes = routes(&r)?;
         if handler_base.is_none() && routes.is_empty() {
             return Err(mlua::Error::runtime(
                 "ws.server: say which handler modules clients may reach: handler_base = \"app.ws\" \
@@ -241,55 +155,49 @@ impl Options {
                  for any module on package.path",
             ));
         }
-        let max_message_size = count(
-            t,
+        let max_message_size = r.count(
             "max_message_size",
             1,
             1 << 40,
             Limits::default().max_message_size as u64,
         )? as usize;
-        let tls = match t.get::<Value>("tls")? {
+        let tls = match r.value("tls")? {
             Value::Nil => None,
             Value::Table(tls) => Some(tls_acceptor(&tls)?),
-            other => {
-                return Err(bad_option(
-                    "tls",
-                    "a table {cert =, key = [, chain =]}",
-                    &other,
-                ))
-            }
+            other => return Err(r.refuse("tls", "a table {cert =, key = [, chain =]}", &other)),
         };
         Ok(Options {
-            host: text(t, "host")?.unwrap_or_else(|| "127.0.0.1".into()),
-            port: count(t, "port", 0, 65535, 0)? as u16,
+            host: r.text("host")?.unwrap_or_else(|| "127.0.0.1".into()),
+            port: r.count("port", 0, 65535, 0)? as u16,
             handler_base,
             routes,
             limits: Limits {
                 max_message_size,
-                max_frame_size: count(t, "max_frame_size", 1, 1 << 40, max_message_size as u64)?
+                max_frame_size: r.count("max_frame_size", 1, 1 << 40, max_message_size as u64)?
                     as usize,
             },
-            max_header_bytes: count(t, "max_header_bytes", 256, 1 << 20, 8192)? as usize,
-            max_headers: count(t, "max_headers", 1, 1024, 64)? as usize,
-            handshake_timeout: seconds(t, "handshake_timeout", 10.0)?,
-            close_timeout: seconds(t, "close_timeout", 5.0)?,
-            shutdown_timeout: Cell::new(seconds(t, "shutdown_timeout", 5.0)?),
-            send_buffer: count(t, "send_buffer", 1, 1 << 40, 1 << 20)? as usize,
-            send_timeout: seconds(t, "send_timeout", 30.0)?,
-            max_connections: count(t, "max_connections", 1, 1 << 32, 10_000)?,
-            ping_interval: optional(seconds(t, "ping_interval", 30.0)?),
-            pong_timeout: seconds(t, "pong_timeout", 10.0)?,
-            idle_timeout: optional(seconds(t, "idle_timeout", 0.0)?),
-            origins: strings(t, "origins")?,
-            static_dir: text(t, "static")?
+            max_header_bytes: r.count("max_header_bytes", 256, 1 << 20, 8192)? as usize,
+            max_headers: r.count("max_headers", 1, 1024, 64)? as usize,
+            handshake_timeout: r.seconds("handshake_timeout", 10.0)?,
+            close_timeout: r.seconds("close_timeout", 5.0)?,
+            shutdown_timeout: Cell::new(r.seconds("shutdown_timeout", 5.0)?),
+            send_buffer: r.count("send_buffer", 1, 1 << 40, 1 << 20)? as usize,
+            send_timeout: r.seconds("send_timeout", 30.0)?,
+            max_connections: r.count("max_connections", 1, 1 << 32, 10_000)?,
+            ping_interval: r.seconds_or_off("ping_interval", 30.0)?,
+            pong_timeout: r.seconds("pong_timeout", 10.0)?,
+            idle_timeout: r.seconds_or_off("idle_timeout", 0.0)?,
+            origins: r.strings("origins")?,
+            static_dir: r
+                .text("static")?
                 .map(|dir| static_files::StaticDir::open(&dir))
                 .transpose()
                 .map_err(|e| mlua::Error::runtime(format!("ws.server: static: {e}")))?,
             tls,
             logger: Rc::new(Logger::from_options(
                 "ws.server",
-                t.get("log")?,
-                text(t, "log_level")?,
+                r.value("log")?,
+                r.text("log_level")?,
             )?),
         })
     }
@@ -425,15 +333,8 @@ impl UserData for Server {
         // `timeout` seconds (default shutdown_timeout) for the closing handshakes.
         methods.add_method("stop", |_, this, wait: Option<f64>| {
             if let Some(s) = wait {
-                if !(s.is_finite() && s >= 0.0) {
-                    return Err(mlua::Error::runtime(format!(
-                        "server:stop: timeout must be a number of seconds >= 0, got {s}"
-                    )));
-                }
-                this.0
-                    .options
-                    .shutdown_timeout
-                    .set(Duration::from_secs_f64(s));
+                let d = crate::options::seconds_value("server:stop", "timeout", s)?;
+                this.0.options.shutdown_timeout.set(d);
             }
             this.0.stop.send_replace(true);
             Ok(true)

@@ -19,7 +19,10 @@ fn decode_in_reads(role: Role, limits: Limits, chunks: &[&[u8]]) -> (Vec<Event>,
                 Ok(Some(event)) => events.push(event),
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(close_code::is_sendable(e.close_code), "{e} carries an unsendable code");
+                    assert!(
+                        close_code::is_sendable(e.close_code),
+                        "{e} carries an unsendable code"
+                    );
                     return (events, Some(e.close_code));
                 }
             }
@@ -43,15 +46,30 @@ fn cut<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
 }
 
 fn small_limits() -> Limits {
-    Limits { max_message_size: 4096, max_frame_size: 1024 }
+    Limits {
+        max_message_size: 4096,
+        max_frame_size: 1024,
+    }
 }
 
 /// A message as a client sends it: opcode, payload, and how many fragments.
 fn message() -> impl Strategy<Value = (u8, Vec<u8>, usize)> {
     prop_oneof![
-        (Just(opcode::TEXT), "[a-zé€😀 ]{0,300}".prop_map(String::into_bytes), 1..4usize),
-        (Just(opcode::BINARY), proptest::collection::vec(any::<u8>(), 0..300), 1..4usize),
-        (Just(opcode::PING), proptest::collection::vec(any::<u8>(), 0..125), Just(1usize)),
+        (
+            Just(opcode::TEXT),
+            "[a-zé€😀 ]{0,300}".prop_map(String::into_bytes),
+            1..4usize
+        ),
+        (
+            Just(opcode::BINARY),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            1..4usize
+        ),
+        (
+            Just(opcode::PING),
+            proptest::collection::vec(any::<u8>(), 0..125),
+            Just(1usize)
+        ),
     ]
 }
 

@@ -1,0 +1,139 @@
+//! options: reading what Lua passes in — the option tables of `ws.server{...}` and
+//! `ws.connect{...}`, and the seconds of `recv`, `ws.sleep` and `server:stop` — with one
+//! error shape: `<where>: <key> must be <what>, got <value>` (numbers and strings shown
+//! by value, anything else by type), so a user can act on it.
+
+use mlua::{Table, Value};
+use std::time::Duration;
+
+/// What a refused value was, for the error message.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.to_string_lossy()),
+        other => other.type_name().to_owned(),
+    }
+}
+
+/// `<where>: <name> must be <want>, got <value>`.
+pub fn refused(place: &str, name: &str, want: &str, got: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!(
+        "{place}: {name} must be {want}, got {}",
+        describe(got)
+    ))
+}
+
+/// A number of seconds >= 0 given to `place` (`recv`, `ws.sleep`, ...).
+pub fn seconds_value(place: &str, name: &str, s: f64) -> mlua::Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| refused(place, name, "a number of seconds >= 0", &Value::Number(s)))
+}
+
+/// An option table being read: `ws.server`'s (`place` "ws.server", keys bare) or
+/// `ws.connect`'s (`place` "connect", keys shown as `inputs.<key>`).
+pub struct Reader<'a> {
+    table: &'a Table,
+    place: &'static str,
+    prefix: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(table: &'a Table, place: &'static str, prefix: &'static str) -> Self {
+        Reader {
+            table,
+            place,
+            prefix,
+        }
+    }
+
+    /// The error for `key`'s value `got`.
+    pub fn refuse(&self, key: &str, want: &str, got: &Value) -> mlua::Error {
+        refused(self.place, &format!("{}{key}", self.prefix), want, got)
+    }
+
+    /// The raw value of `key`.
+    pub fn value(&self, key: &str) -> mlua::Result<Value> {
+        self.table.get(key)
+    }
+
+    fn number(&self, key: &str) -> mlua::Result<Option<(f64, Value)>> {
+        let v = self.value(key)?;
+        Ok(match &v {
+            Value::Nil => None,
+            Value::Integer(i) => Some((*i as f64, v)),
+            Value::Number(n) => Some((*n, v)),
+            _ => Some((f64::NAN, v)),
+        })
+    }
+
+    /// A whole number in `min..=max`.
+    pub fn count(&self, key: &str, min: u64, max: u64, default: u64) -> mlua::Result<u64> {
+        match self.number(key)? {
+            None => Ok(default),
+            Some((n, _)) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Ok(n as u64),
+            Some((_, v)) => {
+                Err(self.refuse(key, &format!("a whole number from {min} to {max}"), &v))
+            }
+        }
+    }
+
+    /// A number of seconds >= 0.
+    pub fn seconds(&self, key: &str, default: f64) -> mlua::Result<Duration> {
+        let (s, v) = self.number(key)?.unwrap_or((default, Value::Nil));
+        Duration::try_from_secs_f64(s).map_err(|_| self.refuse(key, "a number of seconds >= 0", &v))
+    }
+
+    /// A number of seconds where 0 means "off": `None`.
+    pub fn seconds_or_off(&self, key: &str, default: f64) -> mlua::Result<Option<Duration>> {
+        Ok(Some(self.seconds(key, default)?).filter(|d| !d.is_zero()))
+    }
+
+    /// A string.
+    pub fn text(&self, key: &str) -> mlua::Result<Option<String>> {
+        match self.value(key)? {
+            Value::Nil => Ok(None),
+            Value::String(s) => Ok(Some(s.to_str()?.to_owned())),
+            other => Err(self.refuse(key, "a string", &other)),
+        }
+    }
+
+    /// `value` of `key`, which must be there: `want` names what it should be.
+    pub fn required<T>(&self, key: &str, want: &str, value: Option<T>) -> mlua::Result<T> {
+        value.ok_or_else(|| self.refuse(key, &format!("{want} (it is required)"), &Value::Nil))
+    }
+
+    /// A boolean.
+    pub fn boolean(&self, key: &str) -> mlua::Result<Option<bool>> {
+        match self.value(key)? {
+            Value::Nil => Ok(None),
+            Value::Boolean(b) => Ok(Some(b)),
+            other => Err(self.refuse(key, "a boolean", &other)),
+        }
+    }
+
+    /// A table.
+    pub fn table(&self, key: &str) -> mlua::Result<Option<Table>> {
+        match self.value(key)? {
+            Value::Nil => Ok(None),
+            Value::Table(t) => Ok(Some(t)),
+            other => Err(self.refuse(key, "a table", &other)),
+        }
+    }
+
+    /// A list of strings.
+    pub fn strings(&self, key: &str) -> mlua::Result<Option<Vec<String>>> {
+        let list = match self.value(key)? {
+            Value::Nil => return Ok(None),
+            Value::Table(t) => t,
+            other => return Err(self.refuse(key, "a list of strings", &other)),
+        };
+        list.sequence_values::<Value>()
+            .map(|v| match v? {
+                Value::String(s) => Ok(s.to_str()?.to_owned()),
+                other => Err(self.refuse(key, "a list of strings", &other)),
+            })
+            .collect::<mlua::Result<Vec<_>>>()
+            .map(Some)
+    }
+}
