@@ -30,6 +30,56 @@ describe("under attack", function()
 	end)
 end)
 
+-- The most bytes any connection of `server` has had queued, as the server counts it.
+local function max_queued(server)
+	local control = helper.open(server.port, "/control")
+	control:send(helper.frame(OP.TEXT, "max_queued"))
+	local n = tonumber(helper.read_frame(control).payload)
+	control:close()
+	return n
+end
+
+-- Sends `frame` over and over for `seconds` or until the server stops taking it.
+local function flood(sock, frame, seconds)
+	sock:settimeout(0.05)
+	local batch = string.rep(frame, 64)
+	local deadline = socket.gettime() + seconds
+	local sent = 0
+	while socket.gettime() < deadline do
+		local last, err, partial = sock:send(batch)
+		sent = sent + (last or partial or 0)
+		if err == "closed" then
+			break
+		end
+	end
+	return sent
+end
+
+describe("floods from peers that never read", function()
+	after_each(helper.stop_all)
+
+	it("a ping flood cannot queue more than send_buffer and one pong", function()
+		local server = helper.start_server({ send_buffer = 65536 })
+		local sock = helper.open(server.port, "/echo")
+		local sent = flood(sock, helper.frame(OP.PING, string.rep("p", 125)), 2)
+		assert.is_true(sent > 4 * 1024 * 1024, "the flood sent only " .. sent .. " bytes")
+		local most = max_queued(server)
+		assert.is_true(most <= 65536 + 2 * 131, "a connection queued " .. most .. " bytes")
+		sock:close()
+		server.stop()
+	end)
+
+	it("a flood of messages to an echo cannot queue more than send_buffer and one message", function()
+		local server = helper.start_server({ send_buffer = 65536 })
+		local sock = helper.open(server.port, "/echo")
+		flood(sock, helper.frame(OP.BINARY, string.rep("m", 1024)), 2)
+		local most = max_queued(server)
+		assert.is_true(most > 0 and most <= 65536 + 1024 + 4, "a connection queued " .. most .. " bytes")
+		sock:close()
+		server.stop()
+	end)
+end)
+
 describe("static files under attack", function()
 	local dir = ("%s/static-%d"):format(helper.ARTIFACTS, os.time())
 	setup(function()

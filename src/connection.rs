@@ -244,9 +244,13 @@ impl Connection {
         let _ = self.close(code, reason);
     }
 
-    /// Wakes the writer when something is queued.
+    /// Wakes the writer when something is queued (and notes the queue's size).
     pub fn flush(&self) {
-        if self.engine().queued_bytes() > 0 {
+        let queued = self.engine().queued_bytes();
+        if queued > 0 {
+            if let Some(stats) = &self.info.stats {
+                stats.queued(queued);
+            }
             self.wake_writer.notify_one();
         }
     }

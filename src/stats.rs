@@ -20,6 +20,9 @@ pub struct Stats {
     pub bytes_out: Cell<u64>,
     /// Connections we closed for a protocol violation, by close code.
     protocol_closes: RefCell<BTreeMap<u16, u64>>,
+    /// The most bytes any one connection has had queued for its peer (data, pongs,
+    /// close frames): what a peer that does not read can make the server hold.
+    pub max_queued_bytes: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -34,6 +37,13 @@ impl Stats {
             .borrow_mut()
             .entry(reason.to_owned())
             .or_default() += 1;
+    }
+
+    /// Notes a connection's queue size for `max_queued_bytes`.
+    pub fn queued(&self, bytes: usize) {
+        if bytes as u64 > self.max_queued_bytes.get() {
+            self.max_queued_bytes.set(bytes as u64);
+        }
     }
 
     pub fn protocol_close(&self, code: u16) {
@@ -62,6 +72,7 @@ impl Stats {
             closes.set(*code, *n)?;
         }
         t.set("protocol_error_closes", closes)?;
+        t.set("max_queued_bytes", self.max_queued_bytes.get())?;
         Ok(t)
     }
 }

@@ -1,8 +1,12 @@
--- "stop" stops the whole server from inside a handler.
+-- "stop" stops the whole server from inside a handler; "max_queued" answers the server's
+-- stats().max_queued_bytes.
 local H = {}
 function H.handle_message(msg)
+	local server = require("spec_server").server
 	if msg.data == "stop" then
-		require("spec_server").server:stop()
+		server:stop()
+	elseif msg.data == "max_queued" then
+		msg.conn:send(tostring(server:stats().max_queued_bytes))
 	end
 end
 return H
