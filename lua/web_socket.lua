@@ -218,9 +218,10 @@ ws.connect = evl and evl.connect or core.connect
 -- keeps serving every server and connection while it waits.
 ws.sleep = core.sleep
 
--- ws.open_connections() -> how many WebSocket connections the module holds in this
--- process (evluaserver runtime; they live in the .so, shared by every Lua state).
-ws.open_connections = evl and core.links.count or nil
+-- ws.open_connections() -> how many WebSocket connections (served and opened) the module
+-- holds: in this Lua state (standalone), or in the process (evluaserver runtime, where
+-- they live in the .so, shared by every Lua state).
+ws.open_connections = evl and core.links.count or core.open_connections
 
 -- ws.handle_msg(request, response): evluaserver calls this for each arriving frame.
 -- The standalone server reads frames and calls handlers itself.

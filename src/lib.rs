@@ -136,6 +136,10 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
             runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
         })?,
     )?;
+    core.set(
+        "open_connections",
+        lua.create_function(|_, ()| Ok(session::running()))?,
+    )?;
     evl::register(lua, &core)?;
     core.set("platform_source", include_str!("../lua/platform.lua"))?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;

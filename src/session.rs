@@ -183,6 +183,32 @@ impl Session<'_> {
     }
 }
 
+thread_local! {
+    /// Connections of this thread's Lua state whose frame loop is running (`ws.open_connections()`).
+    static RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many connections (server and client) this Lua state's runtime is running.
+pub fn running() -> usize {
+    RUNNING.with(|r| r.get())
+}
+
+/// Counts one running frame loop for as long as it lives (cancelled or not).
+struct Running;
+
+impl Running {
+    fn start() -> Self {
+        RUNNING.with(|r| r.set(r.get() + 1));
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|r| r.set(r.get() - 1));
+    }
+}
+
 /// The frame loop of an open connection, then its closing. `conn_ud` is the Lua object
 /// of `conn` that handlers see as `msg.conn`; `stop` (the server's stop signal) starts
 /// the closing handshake with 1001. `rbuf` holds bytes read past the handshake.
@@ -198,6 +224,7 @@ pub async fn run<R: AsyncRead + Unpin>(
     delivery: Delivery,
     mut stop: Option<watch::Receiver<bool>>,
 ) -> mlua::Result<()> {
+    let _running = Running::start();
     let mut writer_task = tokio::task::spawn_local(Rc::clone(&conn).write_loop(writer));
     let session = Session {
         lua,

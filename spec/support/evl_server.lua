@@ -1,10 +1,10 @@
 -- Runs the module under the evluaserver stand-in (spec/support/platform.lua):
 --   LUA spec/support/evl_server.lua serve
---       the REST controller's ws.accept + ws.handle_msg for spec/support/evl_app (/ws/echo ...)
+--       the REST controller's ws.accept + ws.handle_msg for spec/support/conformance_app (/ws/echo ...)
 --   LUA spec/support/evl_server.lua client URL BAD_URL
 --       ws.connect through platform.* from a script: one "ok"/"FAIL" line per check
 -- The `platform` global is set before the module is required, as evluaserver does.
-package.path = "spec/support/?.lua;spec/support/evl_app/?.lua;" .. package.path
+package.path = "spec/support/?.lua;spec/support/conformance_app/?.lua;" .. package.path
 local standin = require("platform")
 platform = standin.platform -- luacheck: ignore (the global evluaserver provides)
 

@@ -73,13 +73,17 @@ end
 -- Starts spec/support/server.lua (the module's server) with options {key = value}. It
 -- runs with SIGPIPE at its default (the process dies of it), as a server started from a
 -- shell does: busted's luasocket ignores SIGPIPE, and children would inherit that.
-function M.start_server(options, script)
-	local args = {}
+-- `env` adds environment variables ({NAME = value}).
+function M.start_server(options, script, env)
+	local args, vars = {}, {}
 	for k, v in pairs(options or {}) do
 		args[#args + 1] = k .. "=" .. tostring(v)
 	end
-	return M.start_process(('LUA_CPATH="%s/?.so;;" exec env --default-signal=PIPE %s %s %s'):format(
-		M.CPATH_ROOT, M.LUA, script or "spec/support/server.lua", table.concat(args, " ")), "server")
+	for k, v in pairs(env or {}) do
+		vars[#vars + 1] = ('%s="%s"'):format(k, v)
+	end
+	return M.start_process(('%s LUA_CPATH="%s/?.so;;" exec env --default-signal=PIPE %s %s %s'):format(
+		table.concat(vars, " "), M.CPATH_ROOT, M.LUA, script or "spec/support/server.lua", table.concat(args, " ")), "server")
 end
 
 -- Starts spec/support/py_server.py with its arguments (Python's websockets, or a raw
@@ -229,6 +233,17 @@ function M.open(port, path, headers)
 	local res = assert(M.read_response(sock))
 	assert(res.status == 101, "expected 101, got " .. tostring(res.status) .. " " .. res.body)
 	return sock, res
+end
+
+-- Whether the server on `port` still answers: a fresh connection to /echo gets `text`
+-- back. For the claim "the server survived that".
+function M.echoes(port, text)
+	text = text or "still here"
+	local sock = M.open(port, "/echo")
+	sock:send(M.frame(M.OP.TEXT, text))
+	local ok = M.read_frame(sock).payload == text
+	sock:close()
+	return ok
 end
 
 -- Sends an Upgrade request and returns the (refusal) response.

@@ -1,8 +1,9 @@
 -- Test server: `LUA spec/support/server.lua [key=value ...]`, run by helper.start_server.
 -- Options are ws.server options (numbers converted); handler modules come from
--- spec/support/handlers (namespace "handlers") and then examples/handlers.
+-- spec/support/handlers (namespace "handlers"), examples/handlers, and
+-- spec/support/conformance_app (namespace "ws_spec", reached with handler_base=).
 -- Prints "listening on ws://HOST:PORT" once bound and serves until stopped.
-package.path = "spec/support/?.lua;examples/?.lua;" .. package.path
+package.path = "spec/support/?.lua;examples/?.lua;spec/support/conformance_app/?.lua;" .. package.path
 
 local ws = require("service_utils.WS.web_socket")
 

@@ -1,19 +1,15 @@
--- The evluaserver runtime, case by case: spec/support/evl_cases.py (Python's websockets and
--- raw sockets as the client) against the app in spec/support/evl_app, served
---  * by the stand-in of the `platform` global (spec/support/platform.lua), on every
---    machine: a new socket userdata per call, every module loaded afresh per dispatch,
---    strict argument checks, a read-error loop that fails the run; and
+-- One conformance table, every runtime: the cases of spec/support/conformance_cases.py
+-- (Python's websockets and raw sockets as the client) against the app in
+-- spec/support/conformance_app, served
+--  * by the standalone server (ws.server), on every Lua;
+--  * by the stand-in of evluaserver's `platform` global (spec/support/platform.lua), on
+--    every machine: a new socket userdata per call, every module loaded afresh per
+--    dispatch, strict argument checks, a read-error loop that fails the run; and
 --  * by the real evluaserver of the kit in ../shared/tools/evluaserver (or
 --    $EVLUASERVER_KIT), when it is there, with enableluafilecache false and true and 1, 2
 --    and 4 worker threads; with the kit's own cases too.
+-- A behaviour that drifts between the runtimes fails here.
 local helper = require("spec.support.helper")
-
-if _VERSION == "Lua 5.1" then
-	describe("under evluaserver", function()
-		pending("evluaserver runs Lua 5.3: its runtime is tested on 5.3 and 5.4, not on 5.1 or LuaJIT")
-	end)
-	return
-end
 
 -- {name, description} of each case a script lists with `args` (a line "name<TAB>description"
 -- or just "name").
@@ -53,20 +49,49 @@ local function it_passes_each(cases, results)
 	end
 end
 
-local CASES = cases_of("spec/support/evl_cases.py", "--list")
+local CASES = cases_of("spec/support/conformance_cases.py", "--list")
+
+-- Runs the cases against the server on `port`; their verdicts (see results_of).
+local function run_cases(port, log)
+	local lines = helper.lines_of(("timeout 300 %s spec/support/conformance_cases.py --port %d --log %s --timeout 3"):format(
+		helper.PYTHON, port, log))
+	local text = table.concat(lines, "\n")
+	return function() return results_of(text) end
+end
+
+-- A fresh, empty handler log in spec/artifacts.
+local function handler_log(name)
+	local log = ("%s/%s-handler-%d.log"):format(helper.ARTIFACTS, name, os.time())
+	io.open(log, "w"):close()
+	return log
+end
+
+describe("on the standalone server", function()
+	local server, results
+	setup(function()
+		local log = handler_log("standalone")
+		server = helper.start_server({ handler_base = "" }, nil, { WS_TEST_LOG = log })
+		results = run_cases(server.port, log)
+	end)
+	teardown(function() server.stop(); helper.stop_all() end)
+
+	it_passes_each(CASES, function() return results() end)
+end)
+
+if _VERSION == "Lua 5.1" then
+	describe("under evluaserver", function()
+		pending("evluaserver runs Lua 5.3: its runtime is tested on 5.3 and 5.4, not on 5.1 or LuaJIT")
+	end)
+	return
+end
 
 describe("under the evluaserver stand-in", function()
-	local server, log
-	local results
+	local server, results
 	setup(function()
-		log = ("%s/evl-standin-handler-%d.log"):format(helper.ARTIFACTS, os.time())
-		io.open(log, "w"):close()
+		local log = handler_log("standin")
 		server = helper.start_process(('WS_TEST_LOG="%s" LUA_CPATH="%s/?.so;;" exec %s spec/support/evl_server.lua serve'):format(
 			log, helper.CPATH_ROOT, helper.LUA), "evl_standin")
-		local lines = helper.lines_of(("timeout 300 %s spec/support/evl_cases.py --port %d --log %s --timeout 3"):format(
-			helper.PYTHON, server.port, log))
-		local text = table.concat(lines, "\n")
-		results = function() return results_of(text) end
+		results = run_cases(server.port, log)
 	end)
 	teardown(function() server.stop(); helper.stop_all() end)
 

@@ -11,15 +11,9 @@ local ws = require("service_utils.WS.web_socket")
 local ws_util = require("service_utils.WS.ws_util")
 local ws_const = require("service_utils.WS.ws_const")
 
-local echo = {}
+local log = require("ws_spec.log")
 
-local function log(...)
-	local f = io.open(os.getenv("WS_TEST_LOG") or "/dev/null", "a")
-	if f then
-		f:write(table.concat({ ... }, " "), "\n")
-		f:close()
-	end
-end
+local echo = {}
 
 local function reply(msg, text)
 	return ws_util.send_msg({ _ss = msg._ss }, text, { msg_type = "TEXT" })

@@ -1,8 +1,9 @@
-"""The cases of the evluaserver runtime, run against a server serving spec/support/evl_app
-(the real evluaserver, or the platform stand-in) with Python's websockets as the client.
+"""The conformance table: the wire cases both runtimes must pass alike, run against a server
+serving spec/support/conformance_app — the standalone server, the evluaserver stand-in, or
+the real evluaserver — with Python's websockets and raw sockets as the client.
 
-    evl_cases.py --port P --log HANDLER_LOG [--timeout S] [--cases a,b]
-    evl_cases.py --list
+    conformance_cases.py --port P --log HANDLER_LOG [--timeout S] [--cases a,b]
+    conformance_cases.py --list
 
 Prints one line "PASS|FAIL <case>: <detail>" per case, then "N passed, N failed"; exits 1
 on any failure. The CONNECT cases start their own websockets echo server on 127.0.0.1.
@@ -195,15 +196,21 @@ async def case_client_close(ctx):
     return "answered 4321; handle_close saw 4321 'client done'"
 
 
+async def closed_by_server(ws, code, timeout):
+    """Waits for the server's close frame (no message before it) and checks its code."""
+    try:
+        got = await asyncio.wait_for(ws.recv(), timeout)
+        raise Failed(f"a message instead of the close: {got!r}")
+    except ConnectionClosed:
+        pass
+    rcvd = ws.protocol.close_rcvd
+    check(rcvd is not None and rcvd.code == code, f"close_rcvd {rcvd}, wanted {code}")
+
+
 async def case_server_close(ctx):
     async with connect(ctx.url("/ws_spec/echo")) as ws:
         await ws.send("CLOSE 4000")
-        try:
-            await asyncio.wait_for(ws.recv(), ctx.timeout)
-            raise Failed("a message instead of the close")
-        except ConnectionClosed:
-            pass
-        check(ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 4000, f"close_rcvd {ws.protocol.close_rcvd}")
+        await closed_by_server(ws, 4000, ctx.timeout)
         check(await logged(ctx.log, "close 4000", ctx.timeout), "handle_close not called after our close")
         return "close 4000 'bye' from the handler; the handshake completed"
 
@@ -233,11 +240,7 @@ async def case_handle_open(ctx):
 async def case_handler_error(ctx):
     async with connect(ctx.url("/ws_spec/boom")) as ws:
         await ws.send("anything")
-        try:
-            await asyncio.wait_for(ws.recv(), ctx.timeout)
-        except ConnectionClosed:
-            pass
-        check(ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1011, f"close_rcvd {ws.protocol.close_rcvd}")
+        await closed_by_server(ws, 1011, ctx.timeout)
     check(await logged(ctx.log, "boom close 1011", ctx.timeout), "handle_close not called after the error")
     await echo_of(ctx, "still serving")
     return "1011 'handler error', handle_close called, the server still serves"
@@ -319,14 +322,14 @@ async def case_abrupt_drop(ctx):
     s.sendall(frame(0x1, b"then gone"))
     check(read_frame(s)["payload"] == b"then gone", "echo before the drop")
     s.close()  # TCP closed without a close frame
-    # evluaserver closes the socket without a dispatch; the module notices it (within a
-    # second) in the next dispatch of any connection: keep the server busy meanwhile.
+    # (evluaserver closes the socket without a dispatch; the module notices it, within a
+    # second, in the next dispatch of any connection: the server is kept busy meanwhile.)
     wanted = "close 1006 connection dropped without a close frame"
     deadline = time.monotonic() + ctx.timeout
     while not await logged(ctx.log, wanted, 0.1) and time.monotonic() < deadline:
         await echo_of(ctx, "still serving")
     check(await logged(ctx.log, wanted, 0.1), "handle_close not called with 1006")
-    return "handle_close saw 1006 (in a later dispatch); the server still serves"
+    return "handle_close saw 1006; the server still serves"
 
 
 async def case_nothing_left(ctx):
