@@ -521,7 +521,7 @@ pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "parse_url",
         lua.create_function(|lua, url: String| {
-            let u = crate::client::parse_url(&url).map_err(mlua::Error::runtime)?;
+            let u = crate::url::parse_url(&url).map_err(mlua::Error::runtime)?;
             let t = lua.create_table()?;
             t.set("secure", u.secure)?;
             t.set("host", u.host)?;

@@ -19,11 +19,13 @@
 //! - `evl`: the evluaserver runtime — engines in a process-wide registry keyed by socket
 //!   descriptor (`core.links`) for the Lua glue
 //! - `static_files`: plain GET requests answered from a directory (the `static` option)
-//! - `stats`: server counters (`server:stats()`) and the logger
+//! - `stats`: server counters (`server:stats()`)
+//! - `log`: the `log` / `log_level` options: stderr or a Lua function, from a level up
 //! - `overload`: the descriptor limit — the effective connection cap, accept back-off,
 //!   503 from a reserve descriptor
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
-//! - `client`: `ws.connect`: URL, TCP, TLS, handshake, then a session
+//! - `url`: `ws://` / `wss://` URLs as `ws.connect` takes them (pure)
+//! - `client`: `ws.connect`: TCP, TLS, handshake, then a session
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
 //! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
@@ -40,6 +42,7 @@ pub mod evl;
 pub mod handshake;
 pub mod http;
 pub mod inbox;
+pub mod log;
 pub mod lua_connection;
 pub mod options;
 pub mod overload;
@@ -50,6 +53,7 @@ pub mod server;
 pub mod session;
 pub mod static_files;
 pub mod stats;
+pub mod url;
 
 use mlua::{Function, Lua, Table, Value};
 

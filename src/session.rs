@@ -10,8 +10,9 @@
 use crate::codec::{close_code, opcode};
 use crate::connection::{Connection, WriteSide};
 use crate::engine::{Ending, Event};
+use crate::log::{Level, Logger};
 use crate::lua_connection::message_table;
-use crate::stats::{bump, Level, Logger, Stats};
+use crate::stats::{bump, Stats};
 use bytes::BytesMut;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
 use std::rc::Rc;
