@@ -7,6 +7,7 @@
 use crate::codec::{Limits, Role};
 use crate::connection::{Connection, ConnectionInfo, WriteSide};
 use crate::engine::Settings;
+use crate::front::{read_head, HeadReadError};
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
 use crate::http::header_table;
 use crate::log::{Level, Logger};
@@ -16,12 +17,12 @@ use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::url::{parse_url, Url};
 use base64::Engine;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mlua::{AnyUserData, Function, Lua, Table, Value};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The inputs of `ws.connect`, checked.
@@ -177,36 +178,22 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         )
     })?;
     let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        match parse_response(&buf, 64, 16 << 10) {
-            Ok(Some((head, len))) => {
-                buf.advance(len);
-                return Ok((head, buf));
-            }
-            Ok(None) => {}
-            Err(HeadError::TooLarge) => {
-                return Err("connect: handshake response head is too large".into())
-            }
-            Err(HeadError::Malformed(e)) => {
-                return Err(format!("connect: handshake response is not HTTP: {e}"))
-            }
+    match read_head(stream, &mut buf, |b| parse_response(b, 64, 16 << 10)).await {
+        Ok(head) => Ok((head, buf)),
+        Err(HeadReadError::Head(HeadError::TooLarge)) => {
+            Err("connect: handshake response head is too large".into())
         }
-        buf.reserve(1024);
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => {
-                return Err(format!(
-                    "connect: {}:{} closed the connection during the handshake",
-                    url.host, url.port
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "connect: reading the handshake response from {}:{} failed: {e}",
-                    url.host, url.port
-                ))
-            }
-            Ok(_) => {}
+        Err(HeadReadError::Head(HeadError::Malformed(e))) => {
+            Err(format!("connect: handshake response is not HTTP: {e}"))
         }
+        Err(HeadReadError::Closed) => Err(format!(
+            "connect: {}:{} closed the connection during the handshake",
+            url.host, url.port
+        )),
+        Err(HeadReadError::Io(e)) => Err(format!(
+            "connect: reading the handshake response from {}:{} failed: {e}",
+            url.host, url.port
+        )),
     }
 }
 

@@ -21,6 +21,8 @@
 //! - `static_files`: plain GET requests answered from a directory (the `static` option)
 //! - `stats`: server counters (`server:stats()`)
 //! - `log`: the `log` / `log_level` options: stderr or a Lua function, from a level up
+//! - `front`: the HTTP before a WebSocket, as I/O: reading heads (both sides), the
+//!   server's verdict on a request before `ws.accept` (400 / 431 / 426 / static)
 //! - `overload`: the descriptor limit — the effective connection cap, accept back-off,
 //!   503 from a reserve descriptor
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
@@ -39,6 +41,7 @@ pub mod codec;
 pub mod connection;
 pub mod engine;
 pub mod evl;
+pub mod front;
 pub mod handshake;
 pub mod http;
 pub mod inbox;

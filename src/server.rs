@@ -8,7 +8,8 @@
 use crate::codec::{Limits, Role};
 use crate::connection::{Connection, ConnectionInfo, WriteSide};
 use crate::engine::Settings;
-use crate::handshake::{parse_request, HeadError, RequestHead};
+use crate::front::{self, answer, Verdict};
+use crate::handshake::RequestHead;
 use crate::http::{header_table, Request, Response};
 use crate::log::{Level, Logger};
 use crate::lua_connection::LuaConnection;
@@ -19,7 +20,7 @@ use crate::runtime;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::static_files;
 use crate::stats::{bump, Stats};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Once;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
@@ -417,47 +418,6 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
     Ok(())
 }
 
-/// Why reading the request head stopped short.
-enum HeadFailure {
-    /// The client went away or timed out: nothing to answer.
-    Gone,
-    /// Answer with this and close.
-    Answer(Response),
-}
-
-async fn read_head<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-    opts: &Options,
-) -> Result<RequestHead, HeadFailure> {
-    loop {
-        match parse_request(buf, opts.max_headers, opts.max_header_bytes) {
-            Ok(Some((head, len))) => {
-                buf.advance(len);
-                return Ok(head);
-            }
-            Ok(None) => {}
-            Err(HeadError::TooLarge) => {
-                return Err(HeadFailure::Answer(Response::error(
-                    431,
-                    "Request header fields too large",
-                )));
-            }
-            Err(HeadError::Malformed(e)) => {
-                return Err(HeadFailure::Answer(Response::error(
-                    400,
-                    &format!("Malformed HTTP request: {e}"),
-                )));
-            }
-        }
-        buf.reserve(1024);
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(HeadFailure::Gone),
-            Ok(_) => {}
-        }
-    }
-}
-
 /// A stream a WebSocket can run on once upgraded: split into the session's halves.
 trait Upgraded: AsyncRead + AsyncWrite + Unpin {
     fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide);
@@ -513,8 +473,19 @@ async fn serve_stream<S: Upgraded>(
 ) {
     let opts = &server.options;
     let mut buf = BytesMut::with_capacity(1024);
-    let head = match timeout_at(deadline, read_head(&mut stream, &mut buf, opts)).await {
-        Err(_) => {
+    let verdict = front::judge_request(
+        &mut stream,
+        &mut buf,
+        opts.max_headers,
+        opts.max_header_bytes,
+        deadline,
+        opts.static_dir.is_some(),
+    )
+    .await;
+    let head = match verdict {
+        Verdict::Upgrade(head) => head,
+        Verdict::Gone => return,
+        Verdict::TimedOut => {
             return server.reject(
                 peer,
                 "timeout",
@@ -524,55 +495,12 @@ async fn serve_stream<S: Upgraded>(
                 ),
             )
         }
-        Ok(Err(HeadFailure::Gone)) => return,
-        Ok(Err(HeadFailure::Answer(response))) => {
-            server.reject(
-                peer,
-                &response.status.to_string(),
-                "malformed or oversized request head",
-            );
+        Verdict::Refuse { response, why } => {
+            server.reject(peer, &response.status.to_string(), why);
             return answer(&mut stream, &response).await;
         }
-        Ok(Ok(head)) => head,
+        Verdict::Static(head) => return serve_static(server, &mut stream, peer, &head).await,
     };
-    if !head.is_websocket_upgrade() {
-        if let Some(dir) = &opts.static_dir {
-            let since = head.header("If-Modified-Since");
-            let reply = dir.answer(&head.method, &head.uri, since.as_deref());
-            let status = match &reply {
-                static_files::Answer::Whole(r) => r.status,
-                static_files::Answer::File { head, .. } => head.status,
-            };
-            let sent = static_files::send(&mut stream, reply, opts.send_timeout).await;
-            server.log(
-                Level::Info,
-                format_args!(
-                    "{peer}: {} {} -> {status}{}",
-                    head.method,
-                    head.uri,
-                    if sent {
-                        ""
-                    } else {
-                        " (cut off: not read within send_timeout)"
-                    }
-                ),
-            );
-            let _ = stream.shutdown().await;
-            return;
-        }
-        server.reject(peer, "426", "not an Upgrade: websocket request");
-        let response = Response::error(
-            426,
-            "This endpoint speaks WebSocket only: send a GET with Upgrade: websocket",
-        );
-        return answer(&mut stream, &response).await;
-    }
-    if head.http_minor == 0 {
-        // RFC 6455 §4.1: the Upgrade is an HTTP/1.1 (or later) mechanism.
-        server.reject(peer, "400", "HTTP/1.0 Upgrade request");
-        let response = Response::error(400, crate::handshake::NOT_HTTP_1_1);
-        return answer(&mut stream, &response).await;
-    }
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
     let (response, handler) = match call_accept(&lua, server, head, peer).await {
         Ok(result) => result,
@@ -654,8 +582,32 @@ async fn serve_stream<S: Upgraded>(
     server.log(Level::Info, format_args!("{peer}: connection #{id} closed"));
 }
 
-async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, response: &Response) {
-    let _ = stream.write_all(&response.to_bytes()).await;
+/// Answers a plain request from the static directory, and logs it.
+async fn serve_static<S: AsyncWrite + Unpin>(
+    server: &Shared,
+    stream: &mut S,
+    peer: SocketAddr,
+    head: &RequestHead,
+) {
+    let Some(dir) = &server.options.static_dir else {
+        return;
+    };
+    let since = head.header("If-Modified-Since");
+    let reply = dir.answer(&head.method, &head.uri, since.as_deref());
+    let status = match &reply {
+        static_files::Answer::Whole(r) => r.status,
+        static_files::Answer::File { head, .. } => head.status,
+    };
+    let sent = static_files::send(stream, reply, server.options.send_timeout).await;
+    let cut = if sent {
+        ""
+    } else {
+        " (cut off: not read within send_timeout)"
+    };
+    server.log(
+        Level::Info,
+        format_args!("{peer}: {} {} -> {status}{cut}", head.method, head.uri),
+    );
     let _ = stream.shutdown().await;
 }
 
