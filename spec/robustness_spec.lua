@@ -101,6 +101,16 @@ describe("robustness", function()
 		end)
 	end
 
+	it("leaves signals alone when run with signals = false: SIGTERM ends the process as it would any", function()
+		local server = helper.start_server({ signals = false })
+		local conn = helper.open(server.port, "/echo")
+		os.execute(("kill -TERM %d"):format(server.pid))
+		assert.is_true(helper.eventually(function() return not server.alive() end))
+		local rest, err, partial = conn:receive("*a")
+		assert.are.equal("", rest or partial, "no close frame: the process was terminated, not stopped")
+		assert.is_nil(server.stop():match("server stopped"))
+	end)
+
 	it("drops a client that sends its request too slowly", function()
 		local server = helper.start_server({ handshake_timeout = 0.5 })
 		local slow = helper.tcp(server.port)

@@ -316,19 +316,17 @@ impl UserData for Server {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // run(): runs the event loop until the server has stopped (stop(), SIGINT or
-        // SIGTERM) and its connections are closed; returns true.
-        methods.add_method("run", |_, this, ()| {
+        // run([{signals = true}]): runs the event loop until the server has stopped and
+        // its connections are closed; returns true. With `signals` (the default), SIGINT
+        // and SIGTERM received meanwhile stop it (`stop()`); `signals = false` leaves the
+        // process's signal handling alone.
+        methods.add_method("run", |_, this, opts: Option<Table>| {
+            let signals = match &opts {
+                Some(t) => Reader::new(t, "server:run", "").boolean("signals")?,
+                None => None,
+            } != Some(false);
             let shared = Rc::clone(&this.0);
-            runtime::block_on("server:run", async move {
-                loop {
-                    let done = shared.done_notify.notified();
-                    if shared.done.get() {
-                        return;
-                    }
-                    done.await;
-                }
-            })?;
+            runtime::block_on("server:run", run_until_done(shared, signals))??;
             Ok(true)
         });
         // stop([timeout]): stop accepting, close every connection with 1001, wait up to
@@ -354,11 +352,48 @@ impl UserData for Server {
     }
 }
 
+/// Waits until the server is done; with `signals`, SIGINT and SIGTERM stop it meanwhile.
+async fn run_until_done(shared: Rc<Shared>, signals: bool) -> mlua::Result<()> {
+    let (mut sigint, mut sigterm) = if signals {
+        take_over_sigint();
+        (
+            Some(signal(SignalKind::interrupt()).map_err(mlua::Error::external)?),
+            Some(signal(SignalKind::terminate()).map_err(mlua::Error::external)?),
+        )
+    } else {
+        (None, None)
+    };
+    async fn received(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => drop(s.recv().await),
+            None => std::future::pending().await,
+        }
+    }
+    loop {
+        let done = shared.done_notify.notified();
+        if shared.done.get() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = done => {}
+            _ = received(&mut sigint) => {
+                shared.log(Level::Warn, "SIGINT: stopping");
+                shared.stop.send_replace(true);
+            }
+            _ = received(&mut sigterm) => {
+                shared.log(Level::Warn, "SIGTERM: stopping");
+                shared.stop.send_replace(true);
+            }
+        }
+    }
+}
+
 /// The stand-alone interpreter (lua.c) handles SIGINT itself while the main chunk runs,
 /// by raising "interrupted!" at the next Lua instruction; tokio's handler would chain to
 /// it and the error would hit a handler coroutine instead of stopping the server. So the
-/// first time a server runs, that handler is removed before tokio installs its own: from
-/// then on SIGINT stops a running server gracefully and is ignored between runs.
+/// first time a server runs with `signals`, that handler is removed before tokio installs
+/// its own: from then on SIGINT stops a running server gracefully and is ignored between
+/// runs.
 fn take_over_sigint() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| unsafe {
@@ -374,9 +409,6 @@ fn take_over_sigint() {
 /// The accept loop, then the graceful stop.
 async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Result<()> {
     let mut stop = shared.stop.subscribe();
-    take_over_sigint();
-    let mut sigint = signal(SignalKind::interrupt()).map_err(mlua::Error::external)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(mlua::Error::external)?;
     let mut tasks = JoinSet::new();
     let mut accept_errors = overload::AcceptErrors::default();
     loop {
@@ -394,8 +426,6 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
                 }
             },
             _ = stop.wait_for(|stopped| *stopped) => break,
-            _ = sigint.recv() => { shared.log(Level::Warn, "SIGINT: stopping"); break }
-            _ = sigterm.recv() => { shared.log(Level::Warn, "SIGTERM: stopping"); break }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }

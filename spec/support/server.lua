@@ -9,12 +9,15 @@ local ws = require("service_utils.WS.web_socket")
 
 -- key=value arguments; "origins" is a comma-separated list; "routes" a comma-separated
 -- list of path@module; handler_base=none leaves it unset; tls_cert / tls_key make the
--- server a wss server.
+-- server a wss server; signals=false is server:run's option.
 local options = { handler_base = "handlers" }
+local run_options = {}
 for _, a in ipairs(arg) do
 	local k, v = a:match("^([%w_]+)=(.*)$")
 	assert(k, "bad argument " .. a)
-	if k == "handler_base" and v == "none" then
+	if k == "signals" then -- an option of server:run
+		run_options.signals = v == "true"
+	elseif k == "handler_base" and v == "none" then
 		options.handler_base = nil
 	elseif k == "routes" then
 		options.routes = {}
@@ -39,7 +42,7 @@ local server = ws.server(options)
 package.loaded.spec_server = { server = server }
 print(("listening on ws://%s:%d"):format(server.host, server.port))
 io.stdout:flush()
-server:run()
+server:run(run_options)
 print("server stopped")
 local events = package.loaded["handlers.events"]
 if events then
