@@ -4,7 +4,7 @@
 //! Misuse (a missing or mistyped input) raises an error naming the input; everything the
 //! network or the server does wrong is returned as `nil, message`.
 
-use crate::codec::{Limits, Role};
+use crate::codec::Role;
 use crate::connection::{Connection, ConnectionInfo, WriteSide};
 use crate::engine::Settings;
 use crate::front::{read_head, HeadReadError};
@@ -12,7 +12,7 @@ use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHe
 use crate::http::header_table;
 use crate::log::{Level, Logger};
 use crate::lua_connection::LuaConnection;
-use crate::options::Reader;
+use crate::options::{self, Reader};
 use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::url::{parse_url, Url};
@@ -35,17 +35,9 @@ struct Inputs {
     ca_file: Option<String>,
     /// Verify the server's certificate and host name. Default true.
     verify: bool,
-    limits: Limits,
-    /// Keepalive: a ping after this long (`None`: off, the default)...
-    ping_interval: Option<Duration>,
-    /// ...and a close (1011) without a pong within this. Default 10 s.
-    pong_timeout: Duration,
-    /// Time the server has to answer our close frame. Default 5 s.
-    close_timeout: Duration,
-    /// Queued bytes above which `send` waits. Default 1 MiB.
-    send_buffer: usize,
-    /// How long `send` waits for room before closing with 1008. Default 30 s.
-    send_timeout: Duration,
+    /// The connection's settings (limits, timeouts, send buffer): see [`Settings`]; no
+    /// keepalive unless `ping_interval` is given.
+    session: Settings,
 }
 
 fn header_text(what: &str, v: Value) -> mlua::Result<String> {
@@ -109,12 +101,6 @@ impl Inputs {
                 }
             }
         }
-        let max_message_size = r.count(
-            "max_message_size",
-            1,
-            1 << 40,
-            Limits::default().max_message_size as u64,
-        )? as usize;
         Ok(Inputs {
             url: Url {
                 secure: url.secure || secure,
@@ -125,15 +111,7 @@ impl Inputs {
             timeout,
             ca_file: r.text("ca_file")?,
             verify: r.boolean("verify")? != Some(false),
-            limits: Limits {
-                max_message_size,
-                max_frame_size: max_message_size,
-            },
-            ping_interval: r.seconds_or_off("ping_interval", 0.0)?,
-            pong_timeout: r.seconds("pong_timeout", 10.0)?,
-            close_timeout: r.seconds("close_timeout", 5.0)?,
-            send_timeout: r.seconds("send_timeout", 30.0)?,
-            send_buffer: r.count("send_buffer", 1, 1 << 40, 1 << 20)? as usize,
+            session: options::settings(&r, Settings::default(), false)?,
         })
     }
 }
@@ -297,20 +275,11 @@ async fn open(
         path: url.target.clone(),
         handler_name: handler.as_ref().map(|h| h.name.clone()),
         is_tls: url.secure,
-        inbox_bytes: inputs.limits.max_message_size,
-        send_timeout: Some(inputs.send_timeout),
+        inbox_bytes: inputs.session.limits.max_message_size,
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
     };
-    let settings = Settings {
-        limits: inputs.limits,
-        close_timeout: inputs.close_timeout,
-        ping_interval: inputs.ping_interval,
-        pong_timeout: inputs.pong_timeout,
-        idle_timeout: None,
-        send_buffer: inputs.send_buffer,
-    };
-    let conn = Connection::new(info, Role::Client, settings, &writer);
+    let conn = Connection::new(info, Role::Client, inputs.session, &writer);
     let ud = lua
         .create_userdata(LuaConnection(Rc::clone(&conn)))
         .map_err(|e| e.to_string())?;

@@ -19,7 +19,7 @@ use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncWriteExt, Interest, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -112,8 +112,6 @@ pub struct ConnectionInfo {
     pub is_tls: bool,
     /// Capacity of the inbox in bytes (connections without a handler).
     pub inbox_bytes: usize,
-    /// How long `send` waits for room before closing with 1008 (`None`: forever).
-    pub send_timeout: Option<Duration>,
     /// The subprotocol agreed in the handshake, if any.
     pub subprotocol: Option<String>,
     /// The server's counters (`None` for clients).

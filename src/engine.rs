@@ -23,22 +23,34 @@ use bytes::{Bytes, BytesMut};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// The settings of one connection's life after the handshake.
+/// The settings of one connection's life after the handshake: one struct for the
+/// server's connections and the client's (both embed it in their options), each field
+/// with its default and the attack it stops. The README's option tables are checked
+/// against these defaults by a test.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// Message and frame size limits, checked from frame headers (1009 beyond).
+    /// Message and frame size limits, checked from frame headers (1009 beyond). Default
+    /// 16 MiB each. Stops 2^63-byte frame headers and endless fragments.
     pub limits: Limits,
     /// Time the peer has to answer our close frame before we give up on it. Default 5 s.
+    /// Stops peers that never finish closing.
     pub close_timeout: Duration,
-    /// Keepalive: a ping after this long (`None`: no keepalive)...
+    /// Keepalive: a ping after this long (`None`: no keepalive). Default 30 s on the
+    /// server, off on the client...
     pub ping_interval: Option<Duration>,
     /// ...and a close with 1011 "keepalive timeout" when no pong came within this.
+    /// Default 10 s. Stops dead peers holding connections.
     pub pong_timeout: Duration,
     /// Close with 1000 "idle timeout" after this long without a data message either way
-    /// (`None`: never).
+    /// (`None`: never, the default).
     pub idle_timeout: Option<Duration>,
-    /// Queued outbound bytes above which senders should wait ([`Engine::is_full`]).
+    /// Queued outbound bytes above which senders wait ([`Engine::is_full`]) and the driver
+    /// stops reading the peer. Default 1 MiB. Stops ping floods and peers that send but
+    /// never read: no queue grows past it and one frame.
     pub send_buffer: usize,
+    /// How long a sender waits for room before the connection is closed with 1008 (the
+    /// driver's rule; `None`: forever). Default 30 s. Stops peers that never read.
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -50,9 +62,13 @@ impl Default for Settings {
             pong_timeout: Duration::from_secs(10),
             idle_timeout: None,
             send_buffer: 1 << 20,
+            send_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
+
+/// The server's keepalive default (clients have none).
+pub const SERVER_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How a connection ended, as `handle_close` sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -95,7 +95,7 @@ impl UserData for LuaConnection {
                 if let Err(e) = conn.send(op, &data.as_bytes()) {
                     return refused("send", e);
                 }
-                let limit = conn.info.send_timeout;
+                let limit = conn.engine().settings().send_timeout;
                 let room = runtime::wait("send", async {
                     match limit {
                         Some(d) => tokio::time::timeout(d, conn.wait_writable()).await.is_ok(),

@@ -3,6 +3,8 @@
 //! error shape: `<where>: <key> must be <what>, got <value>` (numbers and strings shown
 //! by value, anything else by type), so a user can act on it.
 
+use crate::codec::Limits;
+use crate::engine::Settings;
 use mlua::{Table, Value};
 use std::time::Duration;
 
@@ -136,4 +138,35 @@ impl<'a> Reader<'a> {
             .collect::<mlua::Result<Vec<_>>>()
             .map(Some)
     }
+}
+
+/// The session settings of an option table, `defaults` for what it leaves out:
+/// `max_message_size`, `max_frame_size` (the server's only; the client's frames are
+/// limited like its messages), `close_timeout`, `ping_interval` and `idle_timeout` (0 is
+/// off), `pong_timeout`, `send_buffer`, `send_timeout`.
+pub fn settings(r: &Reader, defaults: Settings, frames_apart: bool) -> mlua::Result<Settings> {
+    let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+    let max_message_size = r.count(
+        "max_message_size",
+        1,
+        1 << 40,
+        defaults.limits.max_message_size as u64,
+    )? as usize;
+    let max_frame_size = if frames_apart {
+        r.count("max_frame_size", 1, 1 << 40, max_message_size as u64)? as usize
+    } else {
+        max_message_size
+    };
+    Ok(Settings {
+        limits: Limits {
+            max_message_size,
+            max_frame_size,
+        },
+        close_timeout: r.seconds("close_timeout", defaults.close_timeout.as_secs_f64())?,
+        ping_interval: r.seconds_or_off("ping_interval", secs(defaults.ping_interval))?,
+        pong_timeout: r.seconds("pong_timeout", defaults.pong_timeout.as_secs_f64())?,
+        idle_timeout: r.seconds_or_off("idle_timeout", secs(defaults.idle_timeout))?,
+        send_buffer: r.count("send_buffer", 1, 1 << 40, defaults.send_buffer as u64)? as usize,
+        send_timeout: r.seconds_or_off("send_timeout", secs(defaults.send_timeout))?,
+    })
 }

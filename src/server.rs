@@ -5,15 +5,15 @@
 //! the graceful stop (close 1001 to everyone, wait for the handshakes, drop the rest).
 //! Every task here is a local task on the event loop of the Lua state (`runtime`).
 
-use crate::codec::{Limits, Role};
+use crate::codec::Role;
 use crate::connection::{Connection, ConnectionInfo, WriteSide};
-use crate::engine::Settings;
+use crate::engine::{Settings, SERVER_PING_INTERVAL};
 use crate::front::{self, answer, Verdict};
 use crate::handshake::RequestHead;
 use crate::http::{header_table, Request, Response};
 use crate::log::{Level, Logger};
 use crate::lua_connection::LuaConnection;
-use crate::options::Reader;
+use crate::options::{self, Reader};
 use crate::overload;
 use crate::routing;
 use crate::runtime;
@@ -39,6 +39,13 @@ use tokio_native_tls::TlsStream;
 /// Registry name of `ws.accept`, the Lua function that judges every Upgrade request.
 pub const ACCEPT_KEY: &str = "service_utils.WS.accept";
 
+/// Defaults of the server's own options (the connections' are [`Settings`]'s).
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 8192;
+pub const DEFAULT_MAX_HEADERS: u64 = 64;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
 /// Server settings, from the table given to `ws.server{...}`.
 pub struct Options {
     /// Address to listen on. Default `127.0.0.1`.
@@ -52,30 +59,20 @@ pub struct Options {
     /// Exact request paths → handler modules (`{["/chat"] = "app.chat"}`), loaded and
     /// checked by `ws.server` at start; tried before `handler_base`.
     routes: HashMap<String, String>,
-    /// Message and frame size limits (1009 when exceeded). Default 16 MiB each.
-    limits: Limits,
-    /// Upgrade request head: most bytes (431 beyond). Default 8 KiB.
+    /// Each connection's settings (limits, timeouts, send buffer): see [`Settings`].
+    /// Keepalive is on by default here (`SERVER_PING_INTERVAL`).
+    session: Settings,
+    /// Upgrade request head: most bytes (431 beyond). Default 8 KiB. Stops huge heads.
     max_header_bytes: usize,
     /// Upgrade request head: most header lines (431 beyond). Default 64.
     max_headers: usize,
-    /// Time a client has to send its whole Upgrade request (slowloris). Default 10 s.
+    /// Time a client has to send its whole Upgrade request. Default 10 s. Stops slowloris.
     handshake_timeout: Duration,
-    /// Time the peer has to answer our close frame before the socket is dropped. Default 5 s.
-    close_timeout: Duration,
     /// Time `stop` waits for all closing handshakes before dropping connections. Default 5 s.
     shutdown_timeout: Cell<Duration>,
-    /// Queued outbound bytes above which `send` waits for the socket. Default 1 MiB.
-    send_buffer: usize,
-    /// How long `send` waits for room before closing with 1008. Default 30 s.
-    send_timeout: Duration,
-    /// Most connections open at once (handshaking included); beyond, 503. Default 10,000.
+    /// Most connections open at once (handshaking and static files included); beyond,
+    /// 503. Default 10,000, lowered to the descriptor limit. Stops descriptor exhaustion.
     max_connections: u64,
-    /// Keepalive: ping after this long, close 1011 without a pong within `pong_timeout`.
-    /// Defaults 30 s and 10 s; `ping_interval = 0` turns keepalive off.
-    ping_interval: Option<Duration>,
-    pong_timeout: Duration,
-    /// Close (1000) after this long without a data message either way. Default 0: off.
-    idle_timeout: Option<Duration>,
     /// Origins allowed to connect (browsers' `Origin` header); others get 403. Default: any.
     origins: Option<Vec<String>>,
     /// Directory whose files answer plain GET and HEAD requests (`/` is `index.html`),
@@ -130,18 +127,6 @@ fn routes(r: &Reader) -> mlua::Result<HashMap<String, String>> {
 }
 
 impl Options {
-    /// What each connection's engine is given.
-    fn session_settings(&self) -> Settings {
-        Settings {
-            limits: self.limits,
-            close_timeout: self.close_timeout,
-            ping_interval: self.ping_interval,
-            pong_timeout: self.pong_timeout,
-            idle_timeout: self.idle_timeout,
-            send_buffer: self.send_buffer,
-        }
-    }
-
     fn from_lua(t: &Table) -> mlua::Result<Self> {
         let r = Reader::new(t, "ws.server", "");
         let handler_base = r.text("handler_base")?;
@@ -157,12 +142,14 @@ impl Options {
                  for any module on package.path",
             ));
         }
-        let max_message_size = r.count(
-            "max_message_size",
-            1,
-            1 << 40,
-            Limits::default().max_message_size as u64,
-        )? as usize;
+        let session = options::settings(
+            &r,
+            Settings {
+                ping_interval: Some(SERVER_PING_INTERVAL),
+                ..Settings::default()
+            },
+            true,
+        )?;
         let tls = match r.value("tls")? {
             Value::Nil => None,
             Value::Table(tls) => Some(tls_acceptor(&tls)?),
@@ -173,22 +160,16 @@ impl Options {
             port: r.count("port", 0, 65535, 0)? as u16,
             handler_base,
             routes,
-            limits: Limits {
-                max_message_size,
-                max_frame_size: r.count("max_frame_size", 1, 1 << 40, max_message_size as u64)?
-                    as usize,
-            },
-            max_header_bytes: r.count("max_header_bytes", 256, 1 << 20, 8192)? as usize,
-            max_headers: r.count("max_headers", 1, 1024, 64)? as usize,
-            handshake_timeout: r.seconds("handshake_timeout", 10.0)?,
-            close_timeout: r.seconds("close_timeout", 5.0)?,
-            shutdown_timeout: Cell::new(r.seconds("shutdown_timeout", 5.0)?),
-            send_buffer: r.count("send_buffer", 1, 1 << 40, 1 << 20)? as usize,
-            send_timeout: r.seconds("send_timeout", 30.0)?,
-            max_connections: r.count("max_connections", 1, 1 << 32, 10_000)?,
-            ping_interval: r.seconds_or_off("ping_interval", 30.0)?,
-            pong_timeout: r.seconds("pong_timeout", 10.0)?,
-            idle_timeout: r.seconds_or_off("idle_timeout", 0.0)?,
+            session,
+            max_header_bytes: r.count("max_header_bytes", 256, 1 << 20, DEFAULT_MAX_HEADER_BYTES)?
+                as usize,
+            max_headers: r.count("max_headers", 1, 1024, DEFAULT_MAX_HEADERS)? as usize,
+            handshake_timeout: r
+                .seconds("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64())?,
+            shutdown_timeout: Cell::new(
+                r.seconds("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())?,
+            ),
+            max_connections: r.count("max_connections", 1, 1 << 32, DEFAULT_MAX_CONNECTIONS)?,
             origins: r.strings("origins")?,
             static_dir: r
                 .text("static")?
@@ -578,11 +559,10 @@ async fn serve_stream<S: Upgraded>(
         handler_name: Some(handler.name.clone()),
         is_tls,
         inbox_bytes: 0,
-        send_timeout: Some(opts.send_timeout),
         subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
         stats: Some(Rc::clone(&server.stats)),
     };
-    let conn = Connection::new(info, Role::Server, opts.session_settings(), &writer);
+    let conn = Connection::new(info, Role::Server, opts.session, &writer);
     let cfg = LoopConfig {
         logger: Rc::clone(&opts.logger),
         stats: Some(Rc::clone(&server.stats)),
@@ -628,7 +608,7 @@ async fn serve_static<S: AsyncWrite + Unpin>(
         static_files::Answer::Whole(r) => r.status,
         static_files::Answer::File { head, .. } => head.status,
     };
-    let sent = static_files::send(stream, reply, server.options.send_timeout).await;
+    let sent = static_files::send(stream, reply, server.options.session.send_timeout).await;
     let cut = if sent {
         ""
     } else {

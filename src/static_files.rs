@@ -158,7 +158,7 @@ impl StaticDir {
 pub async fn send<S: AsyncWrite + Unpin>(
     stream: &mut S,
     answer: Answer,
-    send_timeout: Duration,
+    send_timeout: Option<Duration>,
 ) -> bool {
     let (head, file, len) = match answer {
         Answer::Whole(r) => return write_within(stream, &r.to_bytes(), send_timeout).await,
@@ -182,13 +182,16 @@ pub async fn send<S: AsyncWrite + Unpin>(
     sent
 }
 
-/// Writes all of `bytes` unless that takes longer than `limit`.
+/// Writes all of `bytes` unless that takes longer than `limit` (`None`: no limit).
 async fn write_within<S: AsyncWrite + Unpin>(
     stream: &mut S,
     bytes: &[u8],
-    limit: Duration,
+    limit: Option<Duration>,
 ) -> bool {
-    matches!(timeout(limit, stream.write_all(bytes)).await, Ok(Ok(())))
+    match limit {
+        Some(limit) => matches!(timeout(limit, stream.write_all(bytes)).await, Ok(Ok(()))),
+        None => stream.write_all(bytes).await.is_ok(),
+    }
 }
 
 fn unix_seconds(t: SystemTime) -> Option<u64> {

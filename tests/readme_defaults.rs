@@ -1,0 +1,76 @@
+//! The README's option tables (`ws.server{...}` and `ws.connect{...}`) state the defaults
+//! the code has: a default changed in one place and not the other fails here.
+
+use service_utils_ws::engine::{Settings, SERVER_PING_INTERVAL};
+use service_utils_ws::server::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_SHUTDOWN_TIMEOUT,
+};
+use std::time::Duration;
+
+fn size(bytes: usize) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+fn secs(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{} s", d.as_secs()),
+        None => "0 (off)".into(),
+    }
+}
+
+/// `12345` as the README writes it: `12,345`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_readme_option_tables_state_the_defaults_of_the_code() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let d = Settings::default();
+    let both = [
+        ("max_message_size", size(d.limits.max_message_size)),
+        ("close_timeout", secs(Some(d.close_timeout))),
+        ("send_buffer", size(d.send_buffer)),
+        ("send_timeout", secs(d.send_timeout)),
+        ("idle_timeout", secs(d.idle_timeout)),
+    ];
+    let server = [
+        (
+            "max_header_bytes` / `max_headers",
+            format!("{DEFAULT_MAX_HEADER_BYTES} / {DEFAULT_MAX_HEADERS}"),
+        ),
+        ("handshake_timeout", secs(Some(DEFAULT_HANDSHAKE_TIMEOUT))),
+        ("shutdown_timeout", secs(Some(DEFAULT_SHUTDOWN_TIMEOUT))),
+        ("max_connections", grouped(DEFAULT_MAX_CONNECTIONS)),
+        (
+            "ping_interval` / `pong_timeout",
+            format!(
+                "{} / {}",
+                secs(Some(SERVER_PING_INTERVAL)),
+                secs(Some(d.pong_timeout))
+            ),
+        ),
+    ];
+    let client = [(
+        "ping_interval` / `pong_timeout",
+        format!("{} / {}", secs(d.ping_interval), secs(Some(d.pong_timeout))),
+    )];
+    for (name, default) in both.iter().chain(&server).chain(&client) {
+        let row = format!("| `{name}` | {default} |");
+        assert!(readme.contains(&row), "README.md has no row starting {row}");
+    }
+    for (name, _) in &both {
+        let rows = readme.matches(&format!("| `{name}` | ")).count();
+        assert_eq!(rows, 2, "`{name}` should have a row in both tables");
+    }
+}
