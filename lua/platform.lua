@@ -141,19 +141,19 @@ evl.connection_of = connection_of
 
 local OP_OF = { TEXT = ws_const.FRAME_OP_TEXT, BINARY = ws_const.FRAME_OP_BINARY }
 
--- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err (default TEXT)
+-- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind (default TEXT)
 function conn_methods:send(data, opts)
-	local kind = opts and opts.msg_type or "TEXT"
-	local op = OP_OF[kind]
+	local msg_type = opts and opts.msg_type or "TEXT"
+	local op = OP_OF[msg_type]
 	if op == nil then
-		error(('send: msg_type must be "TEXT" or "BINARY", got "%s"'):format(tostring(kind)), 2)
+		error(('send: msg_type must be "TEXT" or "BINARY", got "%s"'):format(tostring(msg_type)), 2)
 	end
 	if self.id == nil then
-		return nil, "send: connection is closed"
+		return nil, "send: connection is closed", "closed"
 	end
-	local ok, err = links.send(self._fd, self.id, op, data)
+	local ok, err, kind = links.send(self._fd, self.id, op, data)
 	if not ok then
-		return nil, "send: " .. err
+		return nil, "send: " .. err, kind
 	end
 	flush(self)
 	return true
@@ -164,11 +164,11 @@ conn_methods.try_send = conn_methods.send
 
 function conn_methods:ping(payload)
 	if self.id == nil then
-		return nil, "ping: connection is closed"
+		return nil, "ping: connection is closed", "closed"
 	end
-	local ok, err = links.ping(self._fd, self.id, payload or "")
+	local ok, err, kind = links.ping(self._fd, self.id, payload or "")
 	if not ok then
-		return nil, "ping: " .. err
+		return nil, "ping: " .. err, kind
 	end
 	flush(self)
 	return true
@@ -232,11 +232,11 @@ end
 -- 5 s) and then shuts the socket down.
 function conn_methods:close(code, reason)
 	if self.id == nil then
-		return nil, "close: connection is already closing"
+		return nil, "close: connection is already closing", "closing"
 	end
 	local ok, err = links.close(self._fd, self.id, code or ws_const.WS_NORMAL_CLOSE, reason or "")
 	if not ok then
-		return nil, "close: " .. err
+		return nil, "close: " .. err, "closing"
 	end
 	flush(self)
 	if self._role == "client" and self.handler == nil then
@@ -407,7 +407,7 @@ end
 -- Client side
 
 -- Opens the HTTP connection and exchanges the Upgrade request and answer; returns
--- ss, status, headers, extra fields | nil, message.
+-- ss, status, headers, extra fields | nil, message, kind.
 local function http_upgrade(url, hdrs, external, timeout)
 	local ok, client_factory = pcall(require, "service_utils.REST.client")
 	if ok and type(client_factory) == "table" and client_factory.new then
@@ -418,11 +418,11 @@ local function http_upgrade(url, hdrs, external, timeout)
 		return conn._ss, status, resp_hdrs, conn
 	end
 	if url.secure then
-		return nil, "connect: wss:// under evluaserver needs service_utils.REST.client (libevlnetssl)"
+		return nil, "connect: wss:// under evluaserver needs service_utils.REST.client (libevlnetssl)", "tls"
 	end
 	local http_conn, msg, ss = platform.make_http_connection(url.host, url.port, timeout)
 	if http_conn == nil then
-		return nil, ("connect: cannot connect to %s:%d: %s"):format(url.host, url.port, tostring(msg))
+		return nil, ("connect: cannot connect to %s:%d: %s"):format(url.host, url.port, tostring(msg)), "io"
 	end
 	local request = platform.new_request()
 	for n, v in pairs(hdrs) do
@@ -437,7 +437,7 @@ local function http_upgrade(url, hdrs, external, timeout)
 	return ss, response:get_status(), response:get_hdr_fields(), { _http_conn = http_conn }
 end
 
--- ws.connect(inputs) -> connection, status, headers | nil, message
+-- ws.connect(inputs) -> connection, status, headers | nil, message, kind
 function evl.connect(inputs)
 	assert(type(inputs) == "table", "connect: inputs must be a table")
 	assert(type(inputs.url) == "string", "connect: inputs.url must be a string")
@@ -459,24 +459,25 @@ function evl.connect(inputs)
 	end
 	local ok, ss, status, resp_hdrs, extra = pcall(http_upgrade, url, hdrs, inputs.external, timeout)
 	if not ok then
-		return nil, "connect: " .. tostring(ss)
+		local why = tostring(ss)
+		return nil, "connect: " .. why, why:lower():find("time", 1, true) and "timeout" or "io"
 	end
 	if ss == nil then
-		return nil, status
+		return nil, status, resp_hdrs
 	end
 	if status ~= 101 then
 		local xmsg = resp_hdrs and (resp_hdrs["X-msg"] or resp_hdrs["x-msg"])
-		return nil, xmsg or ("connect: server answered " .. tostring(status))
+		return nil, xmsg or ("connect: server answered " .. tostring(status)), "handshake"
 	end
 	local good, err = core.check_response(status, resp_hdrs, key)
 	if not good then
-		return nil, err
+		return nil, err, "handshake"
 	end
 	local handler
 	if inputs.msg_handler ~= nil then
 		handler, err = load_handler(inputs.msg_handler)
 		if handler == nil then
-			return nil, ("connect: msg_handler module '%s' failed to load: %s"):format(inputs.msg_handler, err)
+			return nil, ("connect: msg_handler module '%s' failed to load: %s"):format(inputs.msg_handler, err), "handler"
 		end
 	end
 	local fd = platform.get_sock_fd(ss)

@@ -209,7 +209,7 @@ function ws.server(options)
 end
 
 -- ws.connect{url =, hdrs =, external =, msg_handler =, secure =, timeout =, credentials =,
---             ca_file =, verify =} -> connection, status, headers | nil, message
+--             ca_file =, verify =} -> connection, status, headers | nil, message, kind
 -- From the main chunk it keeps every server and connection going while it waits; from a
 -- handler it suspends that handler only.
 ws.connect = evl and evl.connect or core.connect

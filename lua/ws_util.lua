@@ -4,7 +4,7 @@
 -- `conn` may be a connection object or any table holding the socket in `_ss` or `ss`
 -- (`{_ss = msg._ss}`, as the original's callers write); the runtime (standalone, or the
 -- evluaserver glue) says how such a table names a connection and keeps the pools.
--- Errors the peer or the connection's state cause are values: nil, message.
+-- Errors the peer or the connection's state cause are values: nil, message, kind.
 local ws_const = require("service_utils.WS.ws_const")
 local runtime = require("service_utils.WS.web_socket")._runtime
 
@@ -44,7 +44,7 @@ local function frame_bytes(buf, size)
 	return require("ffi").string(buf, size)
 end
 
--- send_frame{ss= | conn=, flags=, buf=, size= [, use_mask=]} -> the table | nil, err
+-- send_frame{ss= | conn=, flags=, buf=, size= [, use_mask=]} -> the table | nil, err, kind
 -- The original's low-level send, mapped onto the connection: flags 0 or BINARY a binary
 -- message, TEXT a text message, PING a ping, CLOSE a close (code from the first two bytes
 -- of buf, default 1000). Frames always carry FIN; masking follows the connection's role
@@ -55,19 +55,19 @@ function ws_util.send_frame(inp)
 	-- the opcode is the low four bits of flags (written without & so that Lua 5.1 parses it)
 	local op = (inp.flags == nil or inp.flags == 0) and ws_const.FRAME_OP_BINARY or inp.flags % 16
 	local payload = frame_bytes(inp.buf or "", inp.size)
-	local ok, err
+	local ok, err, kind
 	if op == ws_const.FRAME_OP_TEXT or op == ws_const.FRAME_OP_BINARY then
-		ok, err = conn:send(payload, { msg_type = op == ws_const.FRAME_OP_TEXT and "TEXT" or "BINARY" })
+		ok, err, kind = conn:send(payload, { msg_type = op == ws_const.FRAME_OP_TEXT and "TEXT" or "BINARY" })
 	elseif op == ws_const.FRAME_OP_PING then
-		ok, err = conn:ping(payload)
+		ok, err, kind = conn:ping(payload)
 	elseif op == ws_const.FRAME_OP_CLOSE then
 		local code = #payload >= 2 and (payload:byte(1) * 256 + payload:byte(2)) or ws_const.WS_NORMAL_CLOSE
-		ok, err = conn:close(code, payload:sub(3))
+		ok, err, kind = conn:close(code, payload:sub(3))
 	else
 		error(("ws_util.send_frame: opcode %d cannot be sent (continuations and pongs are the library's)"):format(op), 2)
 	end
 	if not ok then
-		return nil, err
+		return nil, err, kind
 	end
 	return inp
 end

@@ -82,10 +82,11 @@ describe("ws.connect against the module's own server", function()
 		conn:close()
 	end)
 
-	it("returns the server's X-msg when the upgrade is refused", function()
-		local conn, msg = connect(("ws://127.0.0.1:%d/nosuch"):format(server.port))
+	it("returns the server's X-msg when the upgrade is refused, of kind handshake", function()
+		local conn, msg, kind = connect(("ws://127.0.0.1:%d/nosuch"):format(server.port))
 		assert.is_nil(conn)
 		assert.are.equal('{"error_message":"WebSocket handler module \'handlers.nosuch\' not found"}', msg)
+		assert.are.equal("handshake", kind)
 	end)
 
 	it("times out a recv without closing the connection", function()
@@ -234,10 +235,11 @@ describe("ws.connect over TLS (wss)", function()
 		conn:close()
 	end)
 
-	it("refuses a certificate it cannot verify, saying so", function()
-		local conn, msg = connect(("wss://127.0.0.1:%d/"):format(server.port))
+	it("refuses a certificate it cannot verify, saying so (kind tls)", function()
+		local conn, msg, kind = connect(("wss://127.0.0.1:%d/"):format(server.port))
 		assert.is_nil(conn)
 		assert.matches("^connect: TLS handshake with 127%.0%.0%.1:%d+ failed", msg)
+		assert.are.equal("tls", kind)
 	end)
 
 	it("connects without verification only when told to", function()
@@ -265,11 +267,11 @@ describe("ws.connect against servers that answer wrongly", function()
 		["status-xmsg"] = '{"error_message":"nope"}',
 		["status"] = "connect: server answered 404 Not Found",
 	}) do
-		it("returns nil, '" .. message .. "' for a " .. mode .. " answer", function()
+		it("returns nil, '" .. message .. "', 'handshake' for a " .. mode .. " answer", function()
 			local server = helper.start_python("bad", mode)
-			local conn, msg = connect(("ws://127.0.0.1:%d/x"):format(server.port))
+			local conn, msg, kind = connect(("ws://127.0.0.1:%d/x"):format(server.port))
 			assert.is_nil(conn)
-			assert.are.equal(message, msg)
+			assert.are.same({ message, "handshake" }, { msg, kind })
 		end)
 	end
 
@@ -291,41 +293,45 @@ describe("ws.connect against servers that answer wrongly", function()
 		assert.matches("frame 8 1011", seen, 1, true) -- the close it answered with
 	end)
 
-	it("gives up a send to a server that stops reading: nil, 'send timeout'", function()
+	it("gives up a send to a server that stops reading: nil, 'send timeout', 'timeout'", function()
 		local server = helper.start_python("bad", "deaf")
 		local conn = assert(connect(("ws://127.0.0.1:%d/x"):format(server.port), { send_timeout = 0.3, send_buffer = 65536 }))
 		local block = string.rep("d", 1024 * 1024)
-		local ok, err
+		local ok, err, kind
 		for _ = 1, 64 do -- far more than the socket buffers hold
-			ok, err = conn:send(block, { msg_type = "BINARY" })
+			ok, err, kind = conn:send(block, { msg_type = "BINARY" })
 			if not ok then
 				break
 			end
 		end
-		assert.are.same({ nil, "send timeout" }, { ok, err })
+		assert.are.same({ nil, "send timeout", "timeout" }, { ok, err, kind })
 		assert.is_false(conn:is_open())
+		assert.are.same({ nil, "send: connection is closing", "closing" }, { conn:send("late") })
 		server.stop()
 	end)
 
 	it("times out against a server that never answers, saying where", function()
 		local server = helper.start_python("bad", "silent")
-		local conn, msg = connect(("ws://127.0.0.1:%d/x"):format(server.port), { timeout = 0.5 })
+		local conn, msg, kind = connect(("ws://127.0.0.1:%d/x"):format(server.port), { timeout = 0.5 })
 		assert.is_nil(conn)
 		assert.are.equal(("connect: timed out after 0.5 s connecting to 127.0.0.1:%d"):format(server.port), msg)
+		assert.are.equal("timeout", kind)
 	end)
 end)
 
 describe("ws.connect inputs", function()
-	it("returns nil and a message for a refused connection", function()
-		local conn, msg = connect("ws://127.0.0.1:1/")
+	it("returns nil, a message and 'refused' for a refused connection", function()
+		local conn, msg, kind = connect("ws://127.0.0.1:1/")
 		assert.is_nil(conn)
 		assert.matches("^connect: cannot connect to 127%.0%.0%.1:1: ", msg)
+		assert.are.equal("refused", kind)
 	end)
 
-	it("returns nil and a message for a host that does not resolve", function()
-		local conn, msg = connect("ws://no-such-host.invalid/")
+	it("returns nil, a message and 'dns' for a host that does not resolve", function()
+		local conn, msg, kind = connect("ws://no-such-host.invalid/")
 		assert.is_nil(conn)
 		assert.matches("^connect: cannot resolve host 'no%-such%-host%.invalid'", msg)
+		assert.are.equal("dns", kind)
 	end)
 
 	it("raises an error naming a missing or mistyped input", function()

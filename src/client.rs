@@ -116,18 +116,42 @@ impl Inputs {
     }
 }
 
+/// Why `ws.connect` produced no connection: `nil, message, kind` for Lua. The kind is a
+/// stable word a program can act on: "dns", "refused", "io", "timeout", "tls", "closed"
+/// (the server closed during the handshake), "handshake" (the server's answer was not a
+/// valid 101), "handler" (the `msg_handler` module).
+pub struct Failure {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+fn fail(kind: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        kind,
+        message: message.into(),
+    }
+}
+
 /// Loads the `msg_handler` module as a handler class.
-fn load_handler(lua: &Lua, name: &str) -> Result<Handler, String> {
-    let require: Function = lua.globals().get("require").map_err(|e| e.to_string())?;
-    let class: Value = require
-        .call(name)
-        .map_err(|e| format!("connect: msg_handler module '{name}' failed to load: {e}"))?;
+fn load_handler(lua: &Lua, name: &str) -> Result<Handler, Failure> {
+    let loaded = lua
+        .globals()
+        .get::<Function>("require")
+        .and_then(|require| require.call::<Value>(name));
+    let class = loaded.map_err(|e| {
+        fail(
+            "handler",
+            format!("connect: msg_handler module '{name}' failed to load: {e}"),
+        )
+    })?;
     let Value::Table(class) = class else {
-        return Err(format!(
-            "connect: msg_handler module '{name}' is not a table"
+        return Err(fail(
+            "handler",
+            format!("connect: msg_handler module '{name}' is not a table"),
         ));
     };
-    Handler::from_table(name.to_owned(), &class).map_err(|e| format!("connect: {e}"))
+    Handler::from_table(name.to_owned(), &class)
+        .map_err(|e| fail("handler", format!("connect: {e}")))
 }
 
 /// Sends the Upgrade request and reads the answer; returns it with the bytes read past it.
@@ -136,7 +160,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     url: &Url,
     key: &str,
     headers: &[(String, String)],
-) -> Result<(ResponseHead, BytesMut), String> {
+) -> Result<(ResponseHead, BytesMut), Failure> {
     let default_port = if url.secure { 443 } else { 80 };
     let host = if url.host.contains(':') {
         format!("[{}]", url.host)
@@ -150,62 +174,97 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let request = handshake::client_request(&url.target, &host_header, key, headers);
     stream.write_all(request.as_bytes()).await.map_err(|e| {
-        format!(
-            "connect: sending the handshake to {}:{} failed: {e}",
-            url.host, url.port
+        fail(
+            "io",
+            format!(
+                "connect: sending the handshake to {}:{} failed: {e}",
+                url.host, url.port
+            ),
         )
     })?;
     let mut buf = BytesMut::with_capacity(1024);
     match read_head(stream, &mut buf, |b| parse_response(b, 64, 16 << 10)).await {
         Ok(head) => Ok((head, buf)),
-        Err(HeadReadError::Head(HeadError::TooLarge)) => {
-            Err("connect: handshake response head is too large".into())
-        }
-        Err(HeadReadError::Head(HeadError::Malformed(e))) => {
-            Err(format!("connect: handshake response is not HTTP: {e}"))
-        }
-        Err(HeadReadError::Closed) => Err(format!(
-            "connect: {}:{} closed the connection during the handshake",
-            url.host, url.port
+        Err(HeadReadError::Head(HeadError::TooLarge)) => Err(fail(
+            "handshake",
+            "connect: handshake response head is too large",
         )),
-        Err(HeadReadError::Io(e)) => Err(format!(
-            "connect: reading the handshake response from {}:{} failed: {e}",
-            url.host, url.port
+        Err(HeadReadError::Head(HeadError::Malformed(e))) => Err(fail(
+            "handshake",
+            format!("connect: handshake response is not HTTP: {e}"),
+        )),
+        Err(HeadReadError::Closed) => Err(fail(
+            "closed",
+            format!(
+                "connect: {}:{} closed the connection during the handshake",
+                url.host, url.port
+            ),
+        )),
+        Err(HeadReadError::Io(e)) => Err(fail(
+            "io",
+            format!(
+                "connect: reading the handshake response from {}:{} failed: {e}",
+                url.host, url.port
+            ),
         )),
     }
 }
 
-/// Why a handshake produced no connection: the two-value answer for Lua.
-fn refusal(head: &ResponseHead) -> String {
-    header_value(&head.headers, "X-msg")
-        .unwrap_or_else(|| format!("connect: server answered {} {}", head.status, head.reason))
+/// A server's answer other than 101: its `X-msg` (the original server's message) or its
+/// status line.
+fn refusal(head: &ResponseHead) -> Failure {
+    let message = header_value(&head.headers, "X-msg")
+        .unwrap_or_else(|| format!("connect: server answered {} {}", head.status, head.reason));
+    fail("handshake", message)
 }
 
-async fn tcp_connect(url: &Url) -> Result<TcpStream, String> {
+async fn tcp_connect(url: &Url) -> Result<TcpStream, Failure> {
     let addrs: Vec<_> = tokio::net::lookup_host((url.host.as_str(), url.port))
         .await
-        .map_err(|e| format!("connect: cannot resolve host '{}': {e}", url.host))?
+        .map_err(|e| {
+            fail(
+                "dns",
+                format!("connect: cannot resolve host '{}': {e}", url.host),
+            )
+        })?
         .collect();
-    let mut last = format!("connect: no address found for host '{}'", url.host);
+    let mut last = fail(
+        "dns",
+        format!("connect: no address found for host '{}'", url.host),
+    );
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Err(e) => last = format!("connect: cannot connect to {}:{}: {e}", url.host, url.port),
+            Err(e) => {
+                let kind = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    "refused"
+                } else {
+                    "io"
+                };
+                last = fail(
+                    kind,
+                    format!("connect: cannot connect to {}:{}: {e}", url.host, url.port),
+                );
+            }
         }
     }
     Err(last)
 }
 
-fn tls_connector(inputs: &Inputs) -> Result<tokio_native_tls::TlsConnector, String> {
+fn tls_connector(inputs: &Inputs) -> Result<tokio_native_tls::TlsConnector, Failure> {
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(path) = &inputs.ca_file {
         let pem = std::fs::read(path)
-            .map_err(|e| format!("connect: cannot read ca_file '{path}': {e}"))?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| format!("connect: ca_file '{path}' is not a PEM certificate: {e}"))?;
+            .map_err(|e| fail("tls", format!("connect: cannot read ca_file '{path}': {e}")))?;
+        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+            fail(
+                "tls",
+                format!("connect: ca_file '{path}' is not a PEM certificate: {e}"),
+            )
+        })?;
         builder.add_root_certificate(cert);
     }
     if !inputs.verify {
@@ -216,7 +275,7 @@ fn tls_connector(inputs: &Inputs) -> Result<tokio_native_tls::TlsConnector, Stri
     builder
         .build()
         .map(Into::into)
-        .map_err(|e| format!("connect: cannot set up TLS: {e}"))
+        .map_err(|e| fail("tls", format!("connect: cannot set up TLS: {e}")))
 }
 
 thread_local! {
@@ -230,10 +289,12 @@ async fn open(
     lua: &Lua,
     inputs: Inputs,
     handler: Option<Handler>,
-) -> Result<(AnyUserData, u16, Table), String> {
+) -> Result<(AnyUserData, u16, Table), Failure> {
     let url = &inputs.url;
     let tcp = tcp_connect(url).await?;
-    let peer = tcp.peer_addr().map_err(|e| format!("connect: {e}"))?;
+    let peer = tcp
+        .peer_addr()
+        .map_err(|e| fail("io", format!("connect: {e}")))?;
     let mut random = [0u8; 16];
     random::fill(&mut random);
     let key = handshake::client_key(random);
@@ -245,9 +306,12 @@ async fn open(
     ) = if url.secure {
         let connector = tls_connector(&inputs)?;
         let mut tls = connector.connect(&url.host, tcp).await.map_err(|e| {
-            format!(
-                "connect: TLS handshake with {}:{} failed: {e}",
-                url.host, url.port
+            fail(
+                "tls",
+                format!(
+                    "connect: TLS handshake with {}:{} failed: {e}",
+                    url.host, url.port
+                ),
             )
         })?;
         let (head, rest) = handshake(&mut tls, url, &key, &inputs.headers).await?;
@@ -262,7 +326,7 @@ async fn open(
     if head.status != 101 {
         return Err(refusal(&head));
     }
-    handshake::check_response(&head, &key).map_err(str::to_owned)?;
+    handshake::check_response(&head, &key).map_err(|m| fail("handshake", m))?;
     let id = NEXT_CLIENT_ID.with(|n| {
         n.set(n.get() + 1);
         n.get()
@@ -282,8 +346,8 @@ async fn open(
     let conn = Connection::new(info, Role::Client, inputs.session, &writer);
     let ud = lua
         .create_userdata(LuaConnection(Rc::clone(&conn)))
-        .map_err(|e| e.to_string())?;
-    let headers = header_table(lua, &head.headers).map_err(|e| e.to_string())?;
+        .map_err(|e| fail("io", e.to_string()))?;
+    let headers = header_table(lua, &head.headers).map_err(|e| fail("io", e.to_string()))?;
     let cfg = LoopConfig {
         logger: Rc::new(Logger::stderr()),
         stats: None,
@@ -301,34 +365,43 @@ async fn open(
     Ok((ud, head.status, headers))
 }
 
-/// `ws.connect(inputs) -> connection, status, headers | nil, message`
-pub async fn connect(lua: Lua, inputs: Table) -> mlua::Result<(Value, Value, Option<Table>)> {
+/// `ws.connect(inputs) -> connection, status, headers | nil, message, kind`
+pub async fn connect(lua: Lua, inputs: Table) -> mlua::Result<(Value, Value, Value)> {
     let inputs = Inputs::from_lua(&inputs)?;
-    let handler = match &inputs.msg_handler {
-        Some(name) => match load_handler(&lua, name) {
-            Ok(h) => Some(h),
-            Err(e) => return Ok((Value::Nil, Value::String(lua.create_string(e)?), None)),
-        },
-        None => None,
-    };
     let limit = inputs.timeout;
     let where_to = format!("{}:{}", inputs.url.host, inputs.url.port);
-    let result = crate::runtime::wait("ws.connect", async {
-        match tokio::time::timeout(limit, open(&lua, inputs, handler)).await {
-            Ok(r) => r,
-            Err(_) => Err(format!(
-                "connect: timed out after {} s connecting to {where_to}",
-                limit.as_secs_f64()
-            )),
+    let result = match &inputs.msg_handler {
+        Some(name) => load_handler(&lua, name).map(Some),
+        None => Ok(None),
+    };
+    let result = match result {
+        Err(failure) => Err(failure),
+        Ok(handler) => {
+            crate::runtime::wait("ws.connect", async {
+                match tokio::time::timeout(limit, open(&lua, inputs, handler)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(fail(
+                        "timeout",
+                        format!(
+                            "connect: timed out after {} s connecting to {where_to}",
+                            limit.as_secs_f64()
+                        ),
+                    )),
+                }
+            })
+            .await?
         }
-    })
-    .await?;
+    };
     Ok(match result {
         Ok((conn, status, headers)) => (
             Value::UserData(conn),
             Value::Integer(status as i64),
-            Some(headers),
+            Value::Table(headers),
         ),
-        Err(message) => (Value::Nil, Value::String(lua.create_string(message)?), None),
+        Err(f) => (
+            Value::Nil,
+            Value::String(lua.create_string(f.message)?),
+            Value::String(lua.create_string(f.kind)?),
+        ),
     })
 }

@@ -138,6 +138,17 @@ pub enum SendError {
     ControlTooLong,
 }
 
+impl SendError {
+    /// The stable word Lua gets as the third value of `nil, message, kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendError::Closing => "closing",
+            SendError::Closed => "closed",
+            SendError::NotUtf8 | SendError::ControlTooLong => "invalid",
+        }
+    }
+}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

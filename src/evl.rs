@@ -266,12 +266,13 @@ fn event_for_lua(lua: &Lua, event: Option<Event>) -> mlua::Result<LuaEvent> {
 }
 
 /// `true` | `nil, message`, with `SendError::ControlTooLong` raised (misuse).
-fn send_result(r: Option<Result<(), SendError>>) -> mlua::Result<(Option<bool>, Option<String>)> {
-    match r {
-        None => Ok((None, Some(SendError::Closed.to_string()))),
-        Some(Ok(())) => Ok((Some(true), None)),
-        Some(Err(e @ SendError::ControlTooLong)) => Err(mlua::Error::runtime(e.to_string())),
-        Some(Err(e)) => Ok((None, Some(e.to_string()))),
+fn send_result(
+    r: Option<Result<(), SendError>>,
+) -> mlua::Result<(Option<bool>, Option<String>, Option<&'static str>)> {
+    match r.unwrap_or(Err(SendError::Closed)) {
+        Ok(()) => Ok((Some(true), None, None)),
+        Err(e @ SendError::ControlTooLong) => Err(mlua::Error::runtime(e.to_string())),
+        Err(e) => Ok((None, Some(e.to_string()), Some(e.kind()))),
     }
 }
 
@@ -396,7 +397,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             event_for_lua(lua, event)
         })?,
     )?;
-    // send(fd, id, opcode, data) -> true | nil, message
+    // send(fd, id, opcode, data) -> true | nil, message, kind
     t.set(
         "send",
         lua.create_function(|_, (fd, id, op, data): (i64, u64, u8, mlua::String)| {
@@ -405,7 +406,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             }))
         })?,
     )?;
-    // ping(fd, id, payload) -> true | nil, message (raises over 125 bytes)
+    // ping(fd, id, payload) -> true | nil, message, kind (raises over 125 bytes)
     t.set(
         "ping",
         lua.create_function(|_, (fd, id, payload): (i64, u64, mlua::String)| {

@@ -40,11 +40,23 @@ fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
 }
 
 /// `nil, "<what>: <why>"` for a refused send; a ping over 125 bytes is misuse and raises.
-fn refused(what: &str, e: SendError) -> mlua::Result<(Option<bool>, Option<String>)> {
+fn refused(what: &str, e: SendError) -> mlua::Result<Answer> {
     match e {
         SendError::ControlTooLong => Err(mlua::Error::runtime(e.to_string())),
-        _ => Ok((None, Some(format!("{what}: {e}")))),
+        _ => Ok(failed(format!("{what}: {e}"), e.kind())),
     }
+}
+
+/// What `send`, `try_send`, `ping` and `close` return: `true`, `false` (`try_send` only:
+/// the queue is full), or `nil, message, kind`.
+type Answer = (Option<bool>, Option<String>, Option<&'static str>);
+
+fn done(ok: bool) -> Answer {
+    (Some(ok), None, None)
+}
+
+fn failed(message: String, kind: &'static str) -> Answer {
+    (None, Some(message), Some(kind))
 }
 
 /// Builds the `msg` table handed to handler functions and returned by `recv`: the
@@ -85,7 +97,7 @@ impl UserData for LuaConnection {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err
+        // send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind
         methods.add_async_method(
             "send",
             |_, this: UserDataRef<Self>, (data, opts): (mlua::String, Option<Table>)| async move {
@@ -108,21 +120,21 @@ impl UserData for LuaConnection {
                 if !room.await? {
                     // The peer has not read for send_timeout: give up on it (RFC 6455 §7.4.1: 1008).
                     conn.fail(close_code::POLICY, "send timeout");
-                    return Ok((None, Some("send timeout".to_owned())));
+                    return Ok(failed("send timeout".to_owned(), "timeout"));
                 }
-                Ok((Some(true), None))
+                Ok(done(true))
             },
         );
-        // try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err
+        // try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
         methods.add_method(
             "try_send",
             |_, this, (data, opts): (mlua::String, Option<Table>)| {
                 let op = message_opcode(opts)?;
                 if this.0.engine().is_full() {
-                    return Ok((Some(false), None));
+                    return Ok(done(false));
                 }
                 match this.0.send(op, &data.as_bytes()) {
-                    Ok(()) => Ok((Some(true), None)),
+                    Ok(()) => Ok(done(true)),
                     Err(e) => refused("try_send", e),
                 }
             },
@@ -147,15 +159,15 @@ impl UserData for LuaConnection {
                 })
             },
         );
-        // ping([payload]) -> true | nil, err
+        // ping([payload]) -> true | nil, err, kind
         methods.add_method("ping", |_, this, payload: Option<mlua::String>| {
             let payload = payload.map(|p| p.as_bytes().to_vec()).unwrap_or_default();
             match this.0.ping(&payload) {
-                Ok(()) => Ok((Some(true), None)),
+                Ok(()) => Ok(done(true)),
                 Err(e) => refused("ping", e),
             }
         });
-        // close([code [, reason]]) -> true | nil, err. Starts the closing handshake; from
+        // close([code [, reason]]) -> true | nil, err, kind. Starts the closing handshake; from
         // the main chunk it also waits (bounded) for the peer's answer and the TCP close.
         methods.add_async_method(
             "close",
@@ -166,9 +178,9 @@ impl UserData for LuaConnection {
                 match conn.close(code, reason.as_deref().unwrap_or_default()) {
                     Ok(()) => {}
                     Err(CloseError::AlreadyClosing) => {
-                        return Ok((
-                            None,
-                            Some("close: connection is already closing".to_owned()),
+                        return Ok(failed(
+                            "close: connection is already closing".to_owned(),
+                            "closing",
                         ))
                     }
                     Err(e @ CloseError::NotSendable(_)) => {
@@ -182,7 +194,7 @@ impl UserData for LuaConnection {
                         tokio::time::timeout(limit, conn.wait_ended()).await
                     })?;
                 }
-                Ok((Some(true), None))
+                Ok(done(true))
             },
         );
         methods.add_method("is_open", |_, this, ()| Ok(this.0.engine().is_open()));
