@@ -96,13 +96,6 @@ describe("require('service_utils.WS.web_socket')", function()
 		server:run()
 	end)
 
-	it("sleeps from the main chunk", function()
-		local socket = require("socket")
-		local t0 = socket.gettime()
-		ws.sleep(0.05)
-		assert.is_true(socket.gettime() - t0 >= 0.04)
-	end)
-
 	it("explains that handle_msg belongs to evluaserver", function()
 		assert.has_error(function() ws.handle_msg() end)
 	end)

@@ -1,7 +1,6 @@
 -- Handlers cannot take the server down; waiting handlers do not stop the others; the
 -- server stops cleanly from a handler, from SIGTERM and from SIGINT.
 local helper = require("spec.support.helper")
-local socket = require("socket")
 local OP = helper.OP
 
 describe("robustness", function()
@@ -115,9 +114,7 @@ describe("robustness", function()
 		local server = helper.start_server({ handshake_timeout = 0.5 })
 		local slow = helper.tcp(server.port)
 		slow:send("GET /echo HTTP/1.1\r\n")
-		local t0 = socket.gettime()
-		assert.is_true(helper.closed_by_peer(slow))
-		assert.is_true(socket.gettime() - t0 < 4)
+		assert.is_true(helper.closed_by_peer(slow)) -- within the socket's 5 s, or it fails
 		local ok = helper.open(server.port, "/echo")
 		ok:close()
 		server.stop()

@@ -59,10 +59,6 @@ function M.start_process(command, name)
 		out:close()
 		return rest
 	end
-	-- Resident memory of the server process, in KiB.
-	function server.rss_kib()
-		return tonumber(M.read_file(("/proc/%d/status"):format(pid)):match("VmRSS:%s*(%d+)"))
-	end
 	function server.alive()
 		return exec_ok(("kill -0 %d 2>/dev/null"):format(pid))
 	end
@@ -244,6 +240,16 @@ function M.echoes(port, text)
 	local ok = M.read_frame(sock).payload == text
 	sock:close()
 	return ok
+end
+
+-- The most bytes any connection of a spec/support/server.lua server has had queued, as
+-- the server counts it (stats().max_queued_bytes, asked through /control).
+function M.max_queued(server)
+	local control = M.open(server.port, "/control")
+	control:send(M.frame(M.OP.TEXT, "max_queued"))
+	local n = tonumber(M.read_frame(control).payload)
+	control:close()
+	return n
 end
 
 -- Sends an Upgrade request and returns the (refusal) response.
