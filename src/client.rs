@@ -5,7 +5,7 @@
 //! network or the server does wrong is returned as `nil, message`.
 
 use crate::codec::Role;
-use crate::connection::{Connection, ConnectionInfo, WriteSide};
+use crate::connection::{Connection, ConnectionInfo};
 use crate::engine::Settings;
 use crate::front::{read_head, HeadReadError};
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
@@ -15,6 +15,7 @@ use crate::lua_connection::LuaConnection;
 use crate::options::{self, Reader};
 use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
+use crate::transport::WriteSide;
 use crate::url::{parse_url, Url};
 use base64::Engine;
 use bytes::BytesMut;

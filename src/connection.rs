@@ -13,89 +13,19 @@ use crate::codec::Role;
 use crate::engine::{CloseError, Engine, SendError, Settings};
 use crate::inbox::Inbox;
 use crate::stats::{bump, Stats};
+use crate::transport::{send_vectored, WriteSide};
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell, RefMut};
-use std::io::{ErrorKind, IoSlice};
+use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
-use tokio::io::{AsyncWriteExt, Interest, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_native_tls::TlsStream;
 
 /// Payloads at least this large skip the outbox when nothing is queued; smaller ones are
 /// batched, since a syscall per small message costs more than copying it.
 const DIRECT_WRITE_MIN: usize = 16 << 10;
-
-/// Writes `bufs` with one `sendmsg(MSG_NOSIGNAL)`, without waiting. Not `writev`
-/// (`try_write_vectored`): that raises SIGPIPE, which kills the process, when the peer
-/// has reset the connection — and the library must not change the process's signal
-/// disposition. (Plain writes are `send(MSG_NOSIGNAL)` in std already.)
-fn send_vectored(socket: &OwnedWriteHalf, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-    let stream: &TcpStream = socket.as_ref();
-    stream.try_io(Interest::WRITABLE, || {
-        // SAFETY: IoSlice is ABI-compatible with iovec (std documents it); msghdr is
-        // zeroed and points at `bufs` only for the duration of the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = bufs.len() as _;
-        let n = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    })
-}
-
-/// The write half of the transport, owned by the writer task.
-pub enum WriteSide {
-    /// Plain TCP: shared with the connection for direct writes.
-    Plain(Rc<OwnedWriteHalf>),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
-}
-
-impl WriteSide {
-    /// Writes all of `buf`, waiting for the socket as needed; false on error.
-    async fn write_all(&mut self, mut buf: &[u8]) -> bool {
-        match self {
-            WriteSide::Plain(socket) => {
-                while !buf.is_empty() {
-                    match socket.try_write(buf) {
-                        Ok(n) => buf = &buf[n..],
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if socket.writable().await.is_err() {
-                                return false;
-                            }
-                        }
-                        Err(_) => return false,
-                    }
-                }
-                true
-            }
-            WriteSide::Tls(w) => w.write_all(buf).await.is_ok(),
-        }
-    }
-
-    /// Sends FIN (TLS: close_notify first) at once, whoever else still holds the socket:
-    /// after our last frame the server closes the TCP connection first (RFC 6455 §7.1.1),
-    /// not after the peer has.
-    async fn shutdown(self) {
-        match self {
-            WriteSide::Plain(socket) => {
-                let stream: &TcpStream = (*socket).as_ref();
-                // SAFETY: shutdown(2) of the write direction of a descriptor we own.
-                unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
-            }
-            WriteSide::Tls(mut w) => {
-                let _ = w.shutdown().await;
-            }
-        }
-    }
-}
 
 /// What a connection is, fixed when it opens.
 pub struct ConnectionInfo {

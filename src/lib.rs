@@ -11,6 +11,7 @@
 //! - `engine`: one connection between bytes and handler calls — state, close handshake,
 //!   pong slot, deadlines from a `now`, outbound queue (pure; both runtimes drive it)
 //! - `random`: masks and keys from getrandom(2)
+//! - `transport`: the write side of a stream (plain or TLS), no SIGPIPE
 //! - `connection`: the standalone runtime's connection around its engine: writer, direct
 //!   writes, waits for room
 //! - `inbox`: messages of a connection without a handler, waiting for `conn:recv()`
@@ -25,6 +26,7 @@
 //!   server's verdict on a request before `ws.accept` (400 / 431 / 426 / static)
 //! - `overload`: the descriptor limit — the effective connection cap, accept back-off,
 //!   503 from a reserve descriptor
+//! - `server_options`: `ws.server{...}`'s options, defaults, TLS acceptor, routes
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
 //! - `url`: `ws://` / `wss://` URLs as `ws.connect` takes them (pure)
 //! - `client`: `ws.connect`: TCP, TLS, handshake, then a session
@@ -53,9 +55,11 @@ pub mod random;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod server_options;
 pub mod session;
 pub mod static_files;
 pub mod stats;
+pub mod transport;
 pub mod url;
 
 use mlua::{Function, Lua, Table, Value};

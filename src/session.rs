@@ -8,11 +8,12 @@
 //! (pongs, close answers, timeouts, endings) are the engine's.
 
 use crate::codec::{close_code, opcode};
-use crate::connection::{Connection, WriteSide};
+use crate::connection::Connection;
 use crate::engine::{Ending, Event};
 use crate::log::{Level, Logger};
 use crate::lua_connection::message_table;
 use crate::stats::{bump, Stats};
+use crate::transport::WriteSide;
 use bytes::BytesMut;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
 use std::rc::Rc;

@@ -2,7 +2,7 @@
 //! the code has: a default changed in one place and not the other fails here.
 
 use service_utils_ws::engine::{Settings, SERVER_PING_INTERVAL};
-use service_utils_ws::server::{
+use service_utils_ws::server_options::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_SHUTDOWN_TIMEOUT,
 };

@@ -1,0 +1,161 @@
+//! server_options: the options of `ws.server{...}` — their defaults, their reading (with
+//! the one option reader, `options`), the TLS acceptor built from PEM files, the routes —
+//! each with the attack it stops. The connections' own settings are `engine::Settings`.
+
+use crate::engine::{Settings, SERVER_PING_INTERVAL};
+use crate::log::Logger;
+use crate::options::{self, Reader};
+use crate::routing;
+use crate::static_files;
+use mlua::{Table, Value};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Defaults of the server's own options (the connections' are [`Settings`]'s).
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 8192;
+pub const DEFAULT_MAX_HEADERS: u64 = 64;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
+/// Server settings, from the table given to `ws.server{...}`.
+pub struct Options {
+    /// Address to listen on. Default `127.0.0.1`.
+    pub host: String,
+    /// Port; 0 picks a free one (read it back as `server.port`). Default 0.
+    pub port: u16,
+    /// Namespace the handler modules live under (`app.ws` + `/chat` → `app.ws.chat`);
+    /// `""` is the explicit opt-in to every module on `package.path`. No default: without
+    /// it or `routes` the server does not start, so the network cannot `require` what it likes.
+    pub handler_base: Option<String>,
+    /// Exact request paths → handler modules (`{["/chat"] = "app.chat"}`), loaded and
+    /// checked by `ws.server` at start; tried before `handler_base`.
+    pub routes: HashMap<String, String>,
+    /// Each connection's settings (limits, timeouts, send buffer): see [`Settings`].
+    /// Keepalive is on by default here (`SERVER_PING_INTERVAL`).
+    pub session: Settings,
+    /// Upgrade request head: most bytes (431 beyond). Default 8 KiB. Stops huge heads.
+    pub max_header_bytes: usize,
+    /// Upgrade request head: most header lines (431 beyond). Default 64.
+    pub max_headers: usize,
+    /// Time a client has to send its whole Upgrade request. Default 10 s. Stops slowloris.
+    pub handshake_timeout: Duration,
+    /// Time `stop` waits for all closing handshakes before dropping connections. Default 5 s.
+    pub shutdown_timeout: Cell<Duration>,
+    /// Most connections open at once (handshaking and static files included); beyond,
+    /// 503. Default 10,000, lowered to the descriptor limit. Stops descriptor exhaustion.
+    pub max_connections: u64,
+    /// Origins allowed to connect (browsers' `Origin` header); others get 403. Default: any.
+    pub origins: Option<Vec<String>>,
+    /// Directory whose files answer plain GET and HEAD requests (`/` is `index.html`),
+    /// resolved at start. Default none: such requests get 426.
+    pub static_dir: Option<static_files::StaticDir>,
+    /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
+    pub tls: Option<tokio_native_tls::TlsAcceptor>,
+    pub logger: Rc<Logger>,
+}
+
+/// Builds the TLS acceptor from PEM files: certificate (+ chain) and a PKCS#8 key.
+fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
+    let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
+        match t.get::<Option<String>>(key)? {
+            Some(path) => std::fs::read(&path).map_err(|e| {
+                mlua::Error::runtime(format!("ws.server: cannot read tls.{key} '{path}': {e}"))
+            }),
+            None if required => Err(mlua::Error::runtime(format!(
+                "ws.server: tls.{key} (a PEM file) is required"
+            ))),
+            None => Ok(Vec::new()),
+        }
+    };
+    let mut cert = read("cert", true)?;
+    let key = read("key", true)?;
+    cert.extend_from_slice(b"\n");
+    cert.extend(read("chain", false)?);
+    let identity = native_tls::Identity::from_pkcs8(&cert, &key).map_err(|e| {
+        mlua::Error::runtime(format!(
+            "ws.server: tls.cert / tls.key are not a PEM certificate and PKCS#8 key: {e}"
+        ))
+    })?;
+    let acceptor = native_tls::TlsAcceptor::new(identity)
+        .map_err(|e| mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")))?;
+    Ok(acceptor.into())
+}
+
+/// The `routes` table: request path → handler module name.
+fn routes(r: &Reader) -> mlua::Result<HashMap<String, String>> {
+    let want = "a table of path = module name strings";
+    let Some(map) = r.table("routes")? else {
+        return Ok(HashMap::new());
+    };
+    map.pairs::<Value, Value>()
+        .map(|pair| match pair? {
+            (Value::String(path), Value::String(module)) => {
+                Ok((path.to_str()?.to_owned(), module.to_str()?.to_owned()))
+            }
+            (path, _) => Err(r.refuse("routes", want, &path)),
+        })
+        .collect()
+}
+
+impl Options {
+    pub fn from_lua(t: &Table) -> mlua::Result<Self> {
+        let r = Reader::new(t, "ws.server", "");
+        let handler_base = r.text("handler_base")?;
+        if let Some(base) = &handler_base {
+            routing::check_base(base)
+                .map_err(|e| mlua::Error::runtime(format!("ws.server: {e}")))?;
+        }
+        let routes = routes(&r)?;
+        if handler_base.is_none() && routes.is_empty() {
+            return Err(mlua::Error::runtime(
+                "ws.server: say which handler modules clients may reach: handler_base = \"app.ws\" \
+                 (/chat -> app.ws.chat), routes = {[\"/chat\"] = \"app.chat\"}, or handler_base = \"\" \
+                 for any module on package.path",
+            ));
+        }
+        let session = options::settings(
+            &r,
+            Settings {
+                ping_interval: Some(SERVER_PING_INTERVAL),
+                ..Settings::default()
+            },
+            true,
+        )?;
+        let tls = match r.value("tls")? {
+            Value::Nil => None,
+            Value::Table(tls) => Some(tls_acceptor(&tls)?),
+            other => return Err(r.refuse("tls", "a table {cert =, key = [, chain =]}", &other)),
+        };
+        Ok(Options {
+            host: r.text("host")?.unwrap_or_else(|| "127.0.0.1".into()),
+            port: r.count("port", 0, 65535, 0)? as u16,
+            handler_base,
+            routes,
+            session,
+            max_header_bytes: r.count("max_header_bytes", 256, 1 << 20, DEFAULT_MAX_HEADER_BYTES)?
+                as usize,
+            max_headers: r.count("max_headers", 1, 1024, DEFAULT_MAX_HEADERS)? as usize,
+            handshake_timeout: r
+                .seconds("handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64())?,
+            shutdown_timeout: Cell::new(
+                r.seconds("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())?,
+            ),
+            max_connections: r.count("max_connections", 1, 1 << 32, DEFAULT_MAX_CONNECTIONS)?,
+            origins: r.strings("origins")?,
+            static_dir: r
+                .text("static")?
+                .map(|dir| static_files::StaticDir::open(&dir))
+                .transpose()
+                .map_err(|e| mlua::Error::runtime(format!("ws.server: static: {e}")))?,
+            tls,
+            logger: Rc::new(Logger::from_options(
+                "ws.server",
+                r.value("log")?,
+                r.text("log_level")?,
+            )?),
+        })
+    }
+}
