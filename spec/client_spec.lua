@@ -356,6 +356,23 @@ describe("ws.connect inputs", function()
 end)
 
 describe("one Lua state with a server and a client", function()
+	it("keeps its connections when the module is required again and the old one collected", function()
+		package.path = "examples/?.lua;" .. package.path
+		local server = ws.server({ handler_base = "handlers" })
+		local conn = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
+		package.loaded["service_utils.WS.web_socket"] = nil
+		local again = require("service_utils.WS.web_socket")
+		assert.are_not.equal(ws, again)
+		collectgarbage("collect")
+		collectgarbage("collect")
+		conn:send("still connected")
+		local msg, why = conn:recv(5)
+		assert.are.equal("still connected", msg and msg.data, why)
+		assert(conn:close())
+		server:stop()
+		assert.is_true(server:run())
+	end)
+
 	it("serves its own server while the main chunk waits in the client's calls", function()
 		package.path = "examples/?.lua;" .. package.path
 		local server = ws.server({ handler_base = "handlers" })

@@ -185,7 +185,13 @@ fn open_web_socket(lua: &Lua) -> mlua::Result<Table> {
         core_table(lua)?,
     )?;
     lua.set_named_registry_value(server::ACCEPT_KEY, ws.get::<Function>("accept")?)?;
-    lua.set_named_registry_value("service_utils.WS.loop_guard", runtime::LoopGuard)?;
+    // One guard per Lua state: a second `require` (after `package.loaded[...] = nil`, as
+    // test runners and reloaders do) must not replace it, or the old guard's finalizer,
+    // whenever the GC gets to it, would drop the connections opened since.
+    const LOOP_GUARD: &str = "service_utils.WS.loop_guard";
+    if lua.named_registry_value::<Value>(LOOP_GUARD)?.is_nil() {
+        lua.set_named_registry_value(LOOP_GUARD, runtime::LoopGuard)?;
+    }
     Ok(ws)
 }
 
