@@ -1,13 +1,20 @@
 //! The load generator of the benchmark: one thread, one JSON line of results per run.
 //!
-//!     loadgen echo  (--ws URL | --tcp HOST:PORT) --conns C --window W --size S --seconds T [--pid PID]
+//!     loadgen echo  (--ws URL | --tcp HOST:PORT) --conns C --window W --size S --seconds T
+//!                   [--regime pipelined|one] [--pid PID]
 //!     loadgen storm --ws URL --count N --concurrency K [--pid PID]
 //!     loadgen idle  (--ws URL | --tcp HOST:PORT) --count N [--pid PID]
 //!
 //! echo: C connections each keep W messages of S bytes in flight for T seconds; reports
-//! messages/s, MB/s each way, p50/p99 round-trip latency, errors, and — with the server's
-//! PID — its CPU time per echoed message from /proc/PID/stat (on a 2-core machine the
-//! load can be as busy as the server, so CPU per message is the fair comparison).
+//! messages/s, MB/s each way, p50/p99 round-trip latency, errors, its own CPU time per
+//! message and — with the server's PID — the server's, from /proc/PID/stat (on a 2-core
+//! machine the load can be as busy as the server, so CPU per message is the fair
+//! comparison). Two regimes:
+//!   pipelined  each connection's writer feeds as many frames as it has credits for and
+//!              flushes once; its reader returns a credit per echo. Many frames per
+//!              syscall both ways: the load generator is not the bottleneck.
+//!   one        one frame per write: after each echo, one send and one flush (the many
+//!              quiet clients case: the server sees one frame per read).
 //! storm: N connect + handshake + close cycles, K at a time; handshakes/s and CPU each.
 //! idle: opens N connections and holds them; the server's RSS growth per connection.
 use futures_util::{SinkExt, StreamExt};
@@ -79,6 +86,10 @@ impl ServerProc {
             fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some(ticks * 1e6 / USER_HZ)
     }
+    /// This process (the load generator itself).
+    fn me() -> ServerProc {
+        ServerProc(Some(std::process::id()))
+    }
     fn rss_kib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0?)).ok()?;
         status
@@ -148,11 +159,92 @@ async fn connect_many(target: &Target, n: usize, k: usize) -> (Vec<Conn>, u64) {
     (conns, errors)
 }
 
+/// The pipelined regime on one WebSocket: a writer task sends a frame per credit, all it
+/// has in one flush; this task reads the echoes, records each and returns its credit.
+async fn ws_pipelined(
+    ws: Ws,
+    size: usize,
+    window: usize,
+    stop: Rc<Cell<bool>>,
+    stats: Rc<RefCell<EchoStats>>,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let sent_at: Rc<RefCell<VecDeque<Instant>>> =
+        Rc::new(RefCell::new(VecDeque::with_capacity(window)));
+    let credits = Rc::new(Cell::new(window));
+    let wake = Rc::new(tokio::sync::Notify::new());
+    let writer = {
+        let (sent_at, credits, wake, stop, stats) = (
+            Rc::clone(&sent_at),
+            Rc::clone(&credits),
+            Rc::clone(&wake),
+            Rc::clone(&stop),
+            Rc::clone(&stats),
+        );
+        let payload = Bytes::from(vec![b'x'; size]);
+        tokio::task::spawn_local(async move {
+            loop {
+                let woken = wake.notified();
+                if stop.get() {
+                    break;
+                }
+                let n = credits.replace(0);
+                if n == 0 {
+                    woken.await;
+                    continue;
+                }
+                let now = Instant::now();
+                for _ in 0..n {
+                    sent_at.borrow_mut().push_back(now);
+                    if tx.feed(Message::Binary(payload.clone())).await.is_err() {
+                        stats.borrow_mut().errors += 1;
+                        return tx;
+                    }
+                }
+                if tx.flush().await.is_err() {
+                    stats.borrow_mut().errors += 1;
+                    return tx;
+                }
+            }
+            tx
+        })
+    };
+    while let Some(msg) = rx.next().await {
+        match msg {
+            Ok(Message::Binary(b)) if b.len() == size => {
+                let Some(t) = sent_at.borrow_mut().pop_front() else {
+                    break;
+                };
+                if !stop.get() {
+                    let mut s = stats.borrow_mut();
+                    s.messages += 1;
+                    s.latencies_us
+                        .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    credits.set(credits.get() + 1);
+                    wake.notify_one();
+                } else if sent_at.borrow().is_empty() {
+                    break;
+                }
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            _ => {
+                stats.borrow_mut().errors += 1;
+                break;
+            }
+        }
+    }
+    wake.notify_one();
+    if let Ok(mut tx) = writer.await {
+        let _ = tx.send(Message::Close(None)).await;
+    }
+}
+
 /// One connection of the echo mode: keeps `window` messages in flight until `stop`.
 async fn echo_loop(
     conn: Conn,
     size: usize,
     window: usize,
+    pipelined: bool,
     stop: Rc<Cell<bool>>,
     stats: Rc<RefCell<EchoStats>>,
 ) {
@@ -166,6 +258,9 @@ async fn echo_loop(
         }
     };
     match conn {
+        Conn::Ws(ws) if pipelined => {
+            ws_pipelined(*ws, size, window, stop, stats).await;
+        }
         Conn::Ws(ws) => {
             let ws = *ws;
             let payload = Bytes::from(vec![b'x'; size]);
@@ -276,17 +371,26 @@ async fn echo(args: &Args, target: Target, server: ServerProc) {
         args.num("window", 1) as usize,
         args.num("seconds", 3),
     );
+    let regime = args.str("regime").unwrap_or("pipelined");
+    let pipelined = match regime {
+        "pipelined" => true,
+        "one" => false,
+        other => panic!("--regime must be pipelined or one, got {other}"),
+    };
     let (open, connect_errors) = connect_many(&target, conns, 64).await;
     let stop = Rc::new(Cell::new(false));
     let stats = Rc::new(RefCell::new(EchoStats::default()));
     let local = tokio::task::LocalSet::new();
+    let me = ServerProc::me();
     let cpu0 = server.cpu_us();
+    let my_cpu0 = me.cpu_us();
     let t0 = Instant::now();
     for c in open {
         local.spawn_local(echo_loop(
             c,
             size,
             window,
+            pipelined,
             Rc::clone(&stop),
             Rc::clone(&stats),
         ));
@@ -299,18 +403,25 @@ async fn echo(args: &Args, target: Target, server: ServerProc) {
         })
         .await;
     let cpu1 = server.cpu_us();
+    let my_cpu1 = me.cpu_us();
     // Let the connections drain what is in flight and close (bounded).
     let _ = tokio::time::timeout(Duration::from_secs(5), local).await;
     let mut s = stats.borrow_mut();
     s.latencies_us.sort_unstable();
     let secs = elapsed.as_secs_f64();
     let rate = s.messages as f64 / secs;
-    let cpu_per_msg = match (cpu0, cpu1) {
+    let per_msg = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if s.messages > 0 => Some((b - a) / s.messages as f64),
         _ => None,
     };
+    let cpu_per_msg = per_msg(cpu0, cpu1);
+    let my_cpu_per_msg = per_msg(my_cpu0, my_cpu1);
+    let my_busy = match (my_cpu0, my_cpu1) {
+        (Some(a), Some(b)) => Some((b - a) / 1e6 / secs),
+        _ => None,
+    };
     println!(
-        "{{\"mode\":\"echo\",\"label\":\"{}\",\"size\":{size},\"conns\":{conns},\"window\":{window},\"seconds\":{secs:.3},\"messages\":{},\"msgs_per_s\":{rate:.1},\"mb_per_s_each_way\":{:.3},\"p50_us\":{},\"p99_us\":{},\"errors\":{},\"server_cpu_us_per_msg\":{}}}",
+        "{{\"mode\":\"echo\",\"regime\":\"{regime}\",\"label\":\"{}\",\"size\":{size},\"conns\":{conns},\"window\":{window},\"seconds\":{secs:.3},\"messages\":{},\"msgs_per_s\":{rate:.1},\"mb_per_s_each_way\":{:.3},\"p50_us\":{},\"p99_us\":{},\"errors\":{},\"server_cpu_us_per_msg\":{},\"loadgen_cpu_us_per_msg\":{},\"loadgen_busy\":{}}}",
         args.str("label").unwrap_or(""),
         s.messages,
         rate * size as f64 / 1e6,
@@ -318,6 +429,8 @@ async fn echo(args: &Args, target: Target, server: ServerProc) {
         json_num(percentile(&s.latencies_us, 0.99)),
         s.errors + connect_errors,
         json_num(cpu_per_msg),
+        json_num(my_cpu_per_msg),
+        json_num(my_busy),
     );
 }
 
