@@ -10,7 +10,8 @@ use crate::engine::{CloseError, SendError, State};
 use crate::inbox::RecvEnd;
 use crate::runtime;
 use mlua::{
-    AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef,
+    AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods,
+    UserDataRef,
 };
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,17 +20,17 @@ use std::time::Duration;
 pub const RECV_WITH_HANDLER: &str =
     "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
 
-/// Message types a Lua caller may name in `{msg_type = ...}`.
-fn message_opcode(opts: Option<Table>) -> mlua::Result<u8> {
-    let kind: Option<String> = match opts {
-        Some(t) => t.get("msg_type")?,
-        None => None,
+/// The opcode of the message type a Lua caller named in `{msg_type = ...}` (default TEXT).
+fn message_opcode(what: &str, kind: Option<mlua::String>) -> mlua::Result<u8> {
+    let Some(kind) = kind else {
+        return Ok(opcode::TEXT);
     };
-    match kind.as_deref() {
-        None | Some("TEXT") => Ok(opcode::TEXT),
-        Some("BINARY") => Ok(opcode::BINARY),
-        Some(other) => Err(mlua::Error::runtime(format!(
-            "send: msg_type must be \"TEXT\" or \"BINARY\", got \"{other}\""
+    match &*kind.as_bytes() {
+        b"TEXT" => Ok(opcode::TEXT),
+        b"BINARY" => Ok(opcode::BINARY),
+        other => Err(mlua::Error::runtime(format!(
+            "{what}: msg_type must be \"TEXT\" or \"BINARY\", got \"{}\"",
+            String::from_utf8_lossy(other)
         ))),
     }
 }
@@ -59,19 +60,61 @@ fn failed(message: String, kind: &'static str) -> Answer {
     (None, Some(message), Some(kind))
 }
 
+/// The Lua half of the connection object and of `msg` tables, compiled once per Lua state.
+/// Building a `msg` with a table constructor in Lua costs a fifth of setting its seven
+/// fields from Rust; `send` and `try_send` read `opts.msg_type` in Lua and call a
+/// synchronous method, so a send that finds room never goes through an async callback.
+const LUA_PARTS: &str = r#"
+local msg_of = function(op, data, conn)
+	return { op_code = op, flags = 128 + op, payload_len = #data, buf = data, data = data, _ss = conn, conn = conn }
+end
+local methods = {}
+-- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind
+function methods.send(conn, data, opts)
+	local ok, err, kind = conn:_queue(data, opts and opts.msg_type, "send")
+	if ok == false then
+		return conn:_wait_room()
+	end
+	return ok, err, kind
+end
+-- try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
+function methods.try_send(conn, data, opts)
+	return conn:_queue(data, opts and opts.msg_type, "try_send")
+end
+return {
+	msg = msg_of,
+	-- call(f, op, data, conn): f(msg) with a fresh msg, in the caller's coroutine
+	call = function(f, op, data, conn) return f(msg_of(op, data, conn)) end,
+	methods = methods,
+}
+"#;
+
+const LUA_PARTS_KEY: &str = "service_utils.WS.connection_parts";
+
+/// The table of [`LUA_PARTS`] of this Lua state (`msg`, `call`, `methods`).
+fn lua_parts(lua: &Lua) -> mlua::Result<Table> {
+    if let Some(t) = lua.named_registry_value::<Option<Table>>(LUA_PARTS_KEY)? {
+        return Ok(t);
+    }
+    let t: Table = lua
+        .load(LUA_PARTS)
+        .set_name("=service_utils.WS.connection")
+        .eval()?;
+    lua.set_named_registry_value(LUA_PARTS_KEY, &t)?;
+    Ok(t)
+}
+
+/// What handler calls need, looked up once per connection: `call(f, op, data, conn)`
+/// builds the `msg` table and calls `f` with it.
+pub fn handler_caller(lua: &Lua) -> mlua::Result<Function> {
+    lua_parts(lua)?.get("call")
+}
+
 /// Builds the `msg` table handed to handler functions and returned by `recv`: the
 /// original fields (`op_code`, `flags`, `payload_len`, `buf`, `_ss`) plus `data` and `conn`.
 pub fn message_table(lua: &Lua, conn: &AnyUserData, op: u8, payload: &[u8]) -> mlua::Result<Table> {
-    let msg = lua.create_table_with_capacity(0, 7)?;
-    let data = lua.create_string(payload)?;
-    msg.raw_set("op_code", op)?;
-    msg.raw_set("flags", 0x80 | op)?;
-    msg.raw_set("payload_len", payload.len())?;
-    msg.raw_set("buf", &data)?;
-    msg.raw_set("data", data)?;
-    msg.raw_set("_ss", conn)?;
-    msg.raw_set("conn", conn)?;
-    Ok(msg)
+    let make: Function = lua_parts(lua)?.get("msg")?;
+    make.call((op, lua.create_string(payload)?, conn))
 }
 
 /// The `ws_connection` object handed to Lua.
@@ -94,51 +137,53 @@ impl UserData for LuaConnection {
         // connection itself, so `ws_util.send_msg({_ss = msg._ss}, ...)` works.
         fields.add_field_function_get("ss", |_, ud| Ok(ud));
         fields.add_field_function_get("_ss", |_, ud| Ok(ud));
+        // `send` and `try_send` are Lua functions (LUA_PARTS) over `_queue` / `_wait_room`.
+        fields.add_meta_field_with(MetaMethod::Index, |lua| {
+            lua_parts(lua)?.get::<Table>("methods")
+        });
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind
-        methods.add_async_method(
-            "send",
-            |_, this: UserDataRef<Self>, (data, opts): (mlua::String, Option<Table>)| async move {
-                let op = message_opcode(opts)?;
-                let conn = Rc::clone(&this.0);
-                drop(this);
-                if let Err(e) = conn.send(op, &data.as_bytes()) {
-                    return refused("send", e);
-                }
-                let limit = conn.engine().settings().send_timeout;
-                let room = runtime::wait("send", async {
-                    match limit {
-                        Some(d) => tokio::time::timeout(d, conn.wait_writable()).await.is_ok(),
-                        None => {
-                            conn.wait_writable().await;
-                            true
-                        }
-                    }
-                });
-                if !room.await? {
-                    // The peer has not read for send_timeout: give up on it (RFC 6455 §7.4.1: 1008).
-                    conn.fail(close_code::POLICY, "send timeout");
-                    return Ok(failed("send timeout".to_owned(), "timeout"));
-                }
-                Ok(done(true))
-            },
-        );
-        // try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
+        // _queue(data, msg_type, caller) -> true | false | nil, err, kind: the synchronous
+        // half of `send` and `try_send` (LUA_PARTS). For "try_send", false means the queue
+        // was full and nothing was queued; for "send", that it was queued and the caller
+        // must wait for room (`_wait_room`).
         methods.add_method(
-            "try_send",
-            |_, this, (data, opts): (mlua::String, Option<Table>)| {
-                let op = message_opcode(opts)?;
-                if this.0.engine().is_full() {
+            "_queue",
+            |_, this, (data, kind, caller): (mlua::String, Option<mlua::String>, mlua::String)| {
+                let send = &*caller.as_bytes() == b"send";
+                let what = if send { "send" } else { "try_send" };
+                let op = message_opcode(what, kind)?;
+                if !send && this.0.engine().is_full() {
                     return Ok(done(false));
                 }
-                match this.0.send(op, &data.as_bytes()) {
-                    Ok(()) => Ok(done(true)),
-                    Err(e) => refused("try_send", e),
+                if let Err(e) = this.0.send(op, &data.as_bytes()) {
+                    return refused(what, e);
                 }
+                Ok(done(!(send && this.0.engine().is_full())))
             },
         );
+        // _wait_room() -> true | nil, "send timeout", "timeout": the waiting half of `send`.
+        methods.add_async_method("_wait_room", |_, this: UserDataRef<Self>, ()| async move {
+            let conn = Rc::clone(&this.0);
+            drop(this);
+            let limit = conn.engine().settings().send_timeout;
+            let room = runtime::wait("send", async {
+                match limit {
+                    Some(d) => tokio::time::timeout(d, conn.wait_writable()).await.is_ok(),
+                    None => {
+                        conn.wait_writable().await;
+                        true
+                    }
+                }
+            });
+            if !room.await? {
+                // The peer has not read for send_timeout: give up on it (RFC 6455 §7.4.1: 1008).
+                conn.fail(close_code::POLICY, "send timeout");
+                return Ok(failed("send timeout".to_owned(), "timeout"));
+            }
+            Ok(done(true))
+        });
         // recv([timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason
         methods.add_async_function(
             "recv",

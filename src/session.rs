@@ -11,7 +11,7 @@ use crate::codec::{close_code, opcode};
 use crate::connection::Connection;
 use crate::engine::{Ending, Event};
 use crate::log::{Level, Logger};
-use crate::lua_connection::message_table;
+use crate::lua_connection::{handler_caller, message_table};
 use crate::stats::{bump, Stats};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
@@ -69,6 +69,8 @@ struct Session<'a> {
     conn: &'a Rc<Connection>,
     conn_ud: AnyUserData,
     delivery: &'a Delivery,
+    /// `call(f, op, data, conn)`: builds the `msg` table in Lua and calls `f` with it.
+    caller: Function,
 }
 
 impl Session<'_> {
@@ -106,7 +108,14 @@ impl Session<'_> {
             "handle_close" => h.on_close.as_ref(),
             _ => h.on_timeout.as_ref(),
         };
-        if let Some(f) = f {
+        let Some(f) = f else {
+            return Ok(());
+        };
+        if extra.is_empty() {
+            let data = self.lua.create_string(data)?;
+            let args = (f.clone(), op, data, self.conn_ud.clone());
+            self.call(&h.name, &self.caller, hook, args).await;
+        } else {
             let msg = message_table(self.lua, &self.conn_ud, op, data)?;
             for (k, v) in extra {
                 msg.raw_set(*k, v.clone())?;
@@ -234,6 +243,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         conn: &conn,
         conn_ud,
         delivery: &delivery,
+        caller: handler_caller(lua)?,
     };
     if let Delivery::Handler(h) = &delivery {
         if let Some(f) = &h.on_open {
