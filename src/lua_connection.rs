@@ -20,21 +20,6 @@ use std::time::Duration;
 pub const RECV_WITH_HANDLER: &str =
     "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
 
-/// The opcode of the message type a Lua caller named in `{msg_type = ...}` (default TEXT).
-fn message_opcode(what: &str, kind: Option<mlua::String>) -> mlua::Result<u8> {
-    let Some(kind) = kind else {
-        return Ok(opcode::TEXT);
-    };
-    match &*kind.as_bytes() {
-        b"TEXT" => Ok(opcode::TEXT),
-        b"BINARY" => Ok(opcode::BINARY),
-        other => Err(mlua::Error::runtime(format!(
-            "{what}: msg_type must be \"TEXT\" or \"BINARY\", got \"{}\"",
-            String::from_utf8_lossy(other)
-        ))),
-    }
-}
-
 fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
     s.map(|s| crate::options::seconds_value(what, "timeout", s))
         .transpose()
@@ -68,18 +53,30 @@ const LUA_PARTS: &str = r#"
 local msg_of = function(op, data, conn)
 	return { op_code = op, flags = 128 + op, payload_len = #data, buf = data, data = data, _ss = conn, conn = conn }
 end
+local OPCODE = { TEXT = 1, BINARY = 2 }
+local function opcode(what, opts)
+	local kind = opts and opts.msg_type
+	if kind == nil then
+		return 1
+	end
+	return OPCODE[kind] or error(('%s: msg_type must be "TEXT" or "BINARY", got "%s"'):format(what, tostring(kind)), 3)
+end
+local queue, wait_room -- the connection type's methods, found on first use
 local methods = {}
 -- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind
 function methods.send(conn, data, opts)
-	local ok, err, kind = conn:_queue(data, opts and opts.msg_type, "send")
+	queue = queue or conn._queue
+	local ok, err, kind = queue(conn, data, opcode("send", opts), true)
 	if ok == false then
-		return conn:_wait_room()
+		wait_room = wait_room or conn._wait_room
+		return wait_room(conn)
 	end
 	return ok, err, kind
 end
 -- try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
 function methods.try_send(conn, data, opts)
-	return conn:_queue(data, opts and opts.msg_type, "try_send")
+	queue = queue or conn._queue
+	return queue(conn, data, opcode("try_send", opts), false)
 end
 return {
 	msg = msg_of,
@@ -144,16 +141,19 @@ impl UserData for LuaConnection {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // _queue(data, msg_type, caller) -> true | false | nil, err, kind: the synchronous
-        // half of `send` and `try_send` (LUA_PARTS). For "try_send", false means the queue
-        // was full and nothing was queued; for "send", that it was queued and the caller
-        // must wait for room (`_wait_room`).
+        // _queue(data, opcode, for_send) -> true | false | nil, err, kind: the synchronous
+        // half of `send` and `try_send` (LUA_PARTS). For try_send, false means the queue was
+        // full and nothing was queued; for send, that it was queued and the caller must
+        // wait for room (`_wait_room`).
         methods.add_method(
             "_queue",
-            |_, this, (data, kind, caller): (mlua::String, Option<mlua::String>, mlua::String)| {
-                let send = &*caller.as_bytes() == b"send";
+            |_, this, (data, op, send): (mlua::String, u8, bool)| {
                 let what = if send { "send" } else { "try_send" };
-                let op = message_opcode(what, kind)?;
+                if op != opcode::TEXT && op != opcode::BINARY {
+                    return Err(mlua::Error::runtime(format!(
+                        "{what}: opcode {op} is not a message's"
+                    )));
+                }
                 if !send && this.0.engine().is_full() {
                     return Ok(done(false));
                 }
