@@ -82,6 +82,15 @@ return {
 	msg = msg_of,
 	-- call(f, op, data, conn): f(msg) with a fresh msg, in the caller's coroutine
 	call = function(f, op, data, conn) return f(msg_of(op, data, conn)) end,
+	-- run(f, conn, next_msg): the body of a connection's message coroutine: handles the
+	-- message next_msg() gives, then yields, and again on the next resume.
+	run = function(f, conn, next_msg)
+		while true do
+			local op, data = next_msg()
+			f(msg_of(op, data, conn))
+			coroutine.yield()
+		end
+	end,
 	methods = methods,
 }
 "#;
@@ -105,6 +114,11 @@ fn lua_parts(lua: &Lua) -> mlua::Result<Table> {
 /// builds the `msg` table and calls `f` with it.
 pub fn handler_caller(lua: &Lua) -> mlua::Result<Function> {
     lua_parts(lua)?.get("call")
+}
+
+/// The body of a connection's message coroutine: `run(f, conn, next_msg)`.
+pub fn message_runner(lua: &Lua) -> mlua::Result<Function> {
+    lua_parts(lua)?.get("run")
 }
 
 /// Builds the `msg` table handed to handler functions and returned by `recv`: the

@@ -11,11 +11,14 @@ use crate::codec::{close_code, opcode};
 use crate::connection::Connection;
 use crate::engine::{Ending, Event};
 use crate::log::{Level, Logger};
-use crate::lua_connection::{handler_caller, message_table};
+use crate::lua_connection::{handler_caller, message_runner, message_table};
 use crate::stats::{bump, Stats};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
+use futures_core::Stream;
+use std::cell::RefCell;
+use std::pin::Pin;
 use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
@@ -71,23 +74,63 @@ struct Session<'a> {
     delivery: &'a Delivery,
     /// `call(f, op, data, conn)`: builds the `msg` table in Lua and calls `f` with it.
     caller: Function,
+    /// The coroutine that runs `handle_message` calls one after another (made at the
+    /// first message, again after a handler error ended it): mlua in module mode makes a
+    /// new coroutine for every `call_async`, and its creation and garbage cost more than
+    /// the handler's own work.
+    runner: RefCell<Option<MessageRunner>>,
+    /// The message the runner takes next (its `next_msg()`).
+    next_msg: Rc<RefCell<Option<(u8, mlua::String)>>>,
 }
+
+/// A connection's message coroutine, as a stream that yields once per message handled.
+type MessageRunner = Pin<Box<dyn Stream<Item = mlua::Result<()>>>>;
 
 impl Session<'_> {
     /// Runs one handler function in its own coroutine. A Lua error is logged with the
     /// handler's name and closes this connection with 1011; nothing else is affected.
     async fn call(&self, name: &str, f: &Function, what: &str, arg: impl IntoLuaMulti) {
         if let Err(e) = f.call_async::<()>(arg).await {
-            let c = &self.conn.info;
-            self.cfg.logger.log(
-                Level::Error,
-                format_args!(
-                    "handler '{name}' failed in {what} on connection #{} ({}): {e}",
-                    c.id, c.peer
-                ),
-            );
-            self.conn.fail(close_code::INTERNAL_ERROR, "handler error");
+            self.failed(name, what, e);
         }
+    }
+
+    /// Calls `handle_message` with a `msg` table in the connection's message coroutine.
+    async fn call_message(&self, h: &Handler, op: u8, data: &[u8]) -> mlua::Result<()> {
+        *self.next_msg.borrow_mut() = Some((op, self.lua.create_string(data)?));
+        let mut slot = self.runner.borrow_mut().take();
+        if slot.is_none() {
+            let next = Rc::clone(&self.next_msg);
+            let next_msg = self.lua.create_function(move |_, ()| {
+                let (op, data) = next.borrow_mut().take().unzip();
+                Ok((op, data))
+            })?;
+            let thread = self.lua.create_thread(message_runner(self.lua)?)?;
+            let stream = thread.into_async::<()>((h.on_message.clone(), self.conn_ud.clone(), next_msg));
+            slot = Some(Box::pin(stream));
+        }
+        let Some(mut runner) = slot else {
+            return Ok(());
+        };
+        match std::future::poll_fn(|cx| runner.as_mut().poll_next(cx)).await {
+            Some(Ok(())) => *self.runner.borrow_mut() = Some(runner),
+            Some(Err(e)) => self.failed(&h.name, "handle_message", e),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Logs a handler's error with its name and closes the connection with 1011.
+    fn failed(&self, name: &str, what: &str, e: mlua::Error) {
+        let c = &self.conn.info;
+        self.cfg.logger.log(
+            Level::Error,
+            format_args!(
+                "handler '{name}' failed in {what} on connection #{} ({}): {e}",
+                c.id, c.peer
+            ),
+        );
+        self.conn.fail(close_code::INTERNAL_ERROR, "handler error");
     }
 
     /// Calls `hook` of the handler class, if it has one, with a `msg` table.
@@ -135,7 +178,8 @@ impl Session<'_> {
                 }
                 match (self.delivery, self.conn.inbox()) {
                     (Delivery::Inbox, Some(inbox)) => inbox.push(op, data).await,
-                    _ => self.call_hook("handle_message", op, &data, &[]).await?,
+                    (Delivery::Handler(h), _) => self.call_message(h, op, &data).await?,
+                    _ => {}
                 }
             }
             Event::Ping(data) => {
@@ -244,6 +288,8 @@ pub async fn run<R: AsyncRead + Unpin>(
         conn_ud,
         delivery: &delivery,
         caller: handler_caller(lua)?,
+        runner: RefCell::new(None),
+        next_msg: Rc::new(RefCell::new(None)),
     };
     if let Delivery::Handler(h) = &delivery {
         if let Some(f) = &h.on_open {
