@@ -74,7 +74,7 @@ def main(path):
                   f"| **{ratio(c['lua'], c['tt'])}** | {fmt(m['lua'], 0)} | {fmt(m['tt'], 0)} | {lat['lua']} | {lat['tt']} | {errors(k)} |")
     print()
     servers = [lab for lab in LABELS if lab != "tcp"]
-    print("| handshake storm (2,000, 32 at a time) | " + " | ".join(servers) + " | **lua/tt** |")
+    print("| handshake storm (10,000, 32 at a time) | " + " | ".join(servers) + " | **lua/tt** |")
     print("|---|" + "---|" * (len(servers) + 1))
     hs = {lab: avg(("storm", lab), "handshakes_per_s") for lab in servers}
     hc = {lab: avg(("storm", lab), "server_cpu_us_per_handshake") for lab in servers}

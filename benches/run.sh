@@ -9,7 +9,7 @@
 # Echo cells, each run twice, per size (16 B, 1 KiB, 64 KiB):
 #   pipelined 64 x 16 and 1 x 16  (the load generator batches its frames: not the bottleneck)
 #   one frame per write: 64 x 16, and the window-1 cells 64 x 1 and 1 x 1
-# plus a 2,000-connection handshake storm and 10,000 idle connections for memory.
+# plus a 10,000-connection handshake storm and 10,000 idle connections for memory.
 # Node's ws and Python's websockets are installed into build/ when missing.
 #
 #   bash benches/run.sh            prints the table, writes benches/results/latest.jsonl
@@ -93,7 +93,7 @@ for server in $SERVERS; do
   done
   if [ "$server" != tcp ]; then
     for _ in 1 2; do
-      "${LOADGEN[@]}" storm "${TARGET[@]}" --count 2000 --concurrency 32 --pid "$SERVER_PID" --label "$server" | tee -a "$OUT" >&2
+      "${LOADGEN[@]}" storm "${TARGET[@]}" --count 10000 --concurrency 32 --pid "$SERVER_PID" --label "$server" | tee -a "$OUT" >&2
     done
   fi
   stop_server
