@@ -80,11 +80,9 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set(
         "check_upgrade",
         lua.create_function(|_, (method, hdrs): (String, Table)| {
-            let lookup = |name: &str| header_in_table(&hdrs, name);
-            let connection_upgrade = lookup("Connection").is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            });
+            let headers = headers_of(&hdrs);
+            let lookup = |name: &str| handshake::header_value(&headers, name);
+            let connection_upgrade = handshake::has_token(&headers, "Connection", "upgrade");
             Ok(
                 match handshake::check_upgrade(&method, lookup, connection_upgrade) {
                     Ok(key) => (Some(key), None, false),
@@ -98,10 +96,7 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set(
         "check_response",
         lua.create_function(|_, (status, hdrs, key): (u16, Table, String)| {
-            let headers: Vec<(String, String)> = ["Connection", "Upgrade", "Sec-WebSocket-Accept"]
-                .iter()
-                .filter_map(|n| header_in_table(&hdrs, n).map(|v| (n.to_string(), v)))
-                .collect();
+            let headers = headers_of(&hdrs);
             let head = handshake::ResponseHead {
                 status,
                 reason: String::new(),
@@ -158,17 +153,22 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     Ok(core)
 }
 
-/// The value of header `name` (any case) in a Lua table of headers.
-fn header_in_table(hdrs: &Table, name: &str) -> Option<String> {
+/// The name/value pairs of a Lua table of headers (names in any case: evluaserver's
+/// request objects keep the client's spelling), read in one pass.
+fn headers_of(hdrs: &Table) -> Vec<(String, String)> {
     hdrs.pairs::<Value, Value>()
         .flatten()
-        .find(|(k, _)| matches!(k, Value::String(s) if s.to_str().is_ok_and(|s| s.eq_ignore_ascii_case(name))))
-        .and_then(|(_, v)| match v {
-            Value::String(s) => Some(s.to_string_lossy()),
-            Value::Integer(i) => Some(i.to_string()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
+        .filter_map(|(k, v)| {
+            let Value::String(k) = k else { return None };
+            let v = match v {
+                Value::String(s) => s.to_string_lossy(),
+                Value::Integer(i) => i.to_string(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((k.to_string_lossy(), v))
         })
+        .collect()
 }
 
 fn duration(secs: f64) -> mlua::Result<std::time::Duration> {

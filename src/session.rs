@@ -15,8 +15,8 @@ use crate::lua_connection::{handler_caller, message_runner, message_table};
 use crate::stats::{bump, Stats};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
 use futures_core::Stream;
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -106,7 +106,8 @@ impl Session<'_> {
                 Ok((op, data))
             })?;
             let thread = self.lua.create_thread(message_runner(self.lua)?)?;
-            let stream = thread.into_async::<()>((h.on_message.clone(), self.conn_ud.clone(), next_msg));
+            let stream =
+                thread.into_async::<()>((h.on_message.clone(), self.conn_ud.clone(), next_msg));
             slot = Some(Box::pin(stream));
         }
         let Some(mut runner) = slot else {
