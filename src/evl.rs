@@ -542,6 +542,17 @@ mod tests {
     /// Held by the tests that end connections: `take_gone` hands out every test's.
     static GONE: Mutex<()> = Mutex::new(());
 
+    /// Opens a server connection on `fd` now, with the default settings.
+    fn open_server(fd: i64) -> u64 {
+        open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            Instant::now(),
+        )
+    }
+
     fn client_frame(op: u8, payload: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
         encode_frame(&mut out, true, op, payload, Some([9, 8, 7, 6]));
@@ -552,13 +563,7 @@ mod tests {
     fn a_reused_descriptor_gets_a_fresh_connection_and_old_ids_are_refused() {
         let _serial = GONE.lock().unwrap_or_else(|p| p.into_inner());
         let fd = 1_000_001;
-        let first = open(
-            fd,
-            Role::Server,
-            LinkInfo::default(),
-            settings(None),
-            Instant::now(),
-        );
+        let first = open_server(fd);
         with(fd, |l| {
             l.input
                 .extend_from_slice(&client_frame(opcode::TEXT, b"half")[..3])
@@ -621,13 +626,7 @@ mod tests {
     #[test]
     fn an_accepted_socket_gives_no_output_until_it_is_upgraded() {
         let fd = 1_000_003;
-        let id = open(
-            fd,
-            Role::Server,
-            LinkInfo::default(),
-            settings(None),
-            Instant::now(),
-        );
+        let id = open_server(fd);
         with(fd, |l| {
             l.engine
                 .send(opcode::TEXT, b"hello", Instant::now())
@@ -642,13 +641,7 @@ mod tests {
     #[test]
     fn output_has_one_sender_at_a_time_and_nothing_is_lost_between_them() {
         let fd = 1_000_002;
-        open(
-            fd,
-            Role::Server,
-            LinkInfo::default(),
-            settings(None),
-            Instant::now(),
-        );
+        open_server(fd);
         with(fd, |l| l.writable = true);
         with(fd, |l| {
             l.engine.send(opcode::TEXT, b"one", Instant::now()).unwrap()
