@@ -11,7 +11,7 @@ use crate::front::{read_head, HeadReadError};
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
 use crate::http::header_table;
 use crate::log::{Level, Logger};
-use crate::lua_connection::LuaConnection;
+use crate::lua_connection::connection_userdata;
 use crate::options::{self, Reader};
 use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
@@ -345,9 +345,7 @@ async fn open(
         stats: None,
     };
     let conn = Connection::new(info, Role::Client, inputs.session, &writer);
-    let ud = lua
-        .create_userdata(LuaConnection(Rc::clone(&conn)))
-        .map_err(|e| fail("io", e.to_string()))?;
+    let ud = connection_userdata(lua, Rc::clone(&conn)).map_err(|e| fail("io", e.to_string()))?;
     let headers = header_table(lua, &head.headers).map_err(|e| fail("io", e.to_string()))?;
     let cfg = LoopConfig {
         logger: Rc::new(Logger::stderr()),

@@ -61,12 +61,14 @@ local function opcode(what, opts)
 	end
 	return OPCODE[kind] or error(('%s: msg_type must be "TEXT" or "BINARY", got "%s"'):format(what, tostring(kind)), 3)
 end
-local queue, wait_room -- the connection type's methods, found on first use
+-- Each connection's queue(data, opcode, for_send) function, by connection (connection_userdata
+-- puts it here): a closure over the connection, cheaper to call than a method.
+local queues = setmetatable({}, { __mode = "k" })
+local wait_room -- the connection type's method, found on first use
 local methods = {}
 -- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind
 function methods.send(conn, data, opts)
-	queue = queue or conn._queue
-	local ok, err, kind = queue(conn, data, opcode("send", opts), true)
+	local ok, err, kind = queues[conn](data, opcode("send", opts), true)
 	if ok == false then
 		wait_room = wait_room or conn._wait_room
 		return wait_room(conn)
@@ -75,8 +77,7 @@ function methods.send(conn, data, opts)
 end
 -- try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
 function methods.try_send(conn, data, opts)
-	queue = queue or conn._queue
-	return queue(conn, data, opcode("try_send", opts), false)
+	return queues[conn](data, opcode("try_send", opts), false)
 end
 return {
 	msg = msg_of,
@@ -92,6 +93,7 @@ return {
 		end
 	end,
 	methods = methods,
+	queues = queues,
 }
 "#;
 
@@ -128,6 +130,39 @@ pub fn message_table(lua: &Lua, conn: &AnyUserData, op: u8, payload: &[u8]) -> m
     make.call((op, lua.create_string(payload)?, conn))
 }
 
+/// The synchronous half of `send` and `try_send` (LUA_PARTS): queues a message on `conn`.
+/// Returns true, or false — for try_send: the queue was full and nothing was queued; for
+/// send: it was queued and the caller must wait for room (`_wait_room`) — or nil, err, kind.
+fn queue_message(conn: &Connection, data: &[u8], op: u8, send: bool) -> mlua::Result<Answer> {
+    let what = if send { "send" } else { "try_send" };
+    if op != opcode::TEXT && op != opcode::BINARY {
+        return Err(mlua::Error::runtime(format!(
+            "{what}: opcode {op} is not a message's"
+        )));
+    }
+    if !send && conn.engine().is_full() {
+        return Ok(done(false));
+    }
+    if let Err(e) = conn.send(op, data) {
+        return refused(what, e);
+    }
+    Ok(done(!(send && conn.engine().is_full())))
+}
+
+/// The Lua object of `conn` (`msg.conn`, what `ws.connect` returns), with its queue
+/// function registered for `send` and `try_send`.
+pub fn connection_userdata(lua: &Lua, conn: Rc<Connection>) -> mlua::Result<AnyUserData> {
+    let queue_conn = Rc::clone(&conn);
+    let queue = lua.create_function(move |_, (data, op, send): (mlua::String, u8, bool)| {
+        queue_message(&queue_conn, &data.as_bytes(), op, send)
+    })?;
+    let ud = lua.create_userdata(LuaConnection(conn))?;
+    lua_parts(lua)?
+        .get::<Table>("queues")?
+        .raw_set(&ud, queue)?;
+    Ok(ud)
+}
+
 /// The `ws_connection` object handed to Lua.
 #[derive(Clone)]
 pub struct LuaConnection(pub Rc<Connection>);
@@ -148,35 +183,14 @@ impl UserData for LuaConnection {
         // connection itself, so `ws_util.send_msg({_ss = msg._ss}, ...)` works.
         fields.add_field_function_get("ss", |_, ud| Ok(ud));
         fields.add_field_function_get("_ss", |_, ud| Ok(ud));
-        // `send` and `try_send` are Lua functions (LUA_PARTS) over `_queue` / `_wait_room`.
+        // `send` and `try_send` are Lua functions (LUA_PARTS) over the connection's queue
+        // function and `_wait_room`.
         fields.add_meta_field_with(MetaMethod::Index, |lua| {
             lua_parts(lua)?.get::<Table>("methods")
         });
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // _queue(data, opcode, for_send) -> true | false | nil, err, kind: the synchronous
-        // half of `send` and `try_send` (LUA_PARTS). For try_send, false means the queue was
-        // full and nothing was queued; for send, that it was queued and the caller must
-        // wait for room (`_wait_room`).
-        methods.add_method(
-            "_queue",
-            |_, this, (data, op, send): (mlua::String, u8, bool)| {
-                let what = if send { "send" } else { "try_send" };
-                if op != opcode::TEXT && op != opcode::BINARY {
-                    return Err(mlua::Error::runtime(format!(
-                        "{what}: opcode {op} is not a message's"
-                    )));
-                }
-                if !send && this.0.engine().is_full() {
-                    return Ok(done(false));
-                }
-                if let Err(e) = this.0.send(op, &data.as_bytes()) {
-                    return refused(what, e);
-                }
-                Ok(done(!(send && this.0.engine().is_full())))
-            },
-        );
         // _wait_room() -> true | nil, "send timeout", "timeout": the waiting half of `send`.
         methods.add_async_method("_wait_room", |_, this: UserDataRef<Self>, ()| async move {
             let conn = Rc::clone(&this.0);

@@ -11,7 +11,7 @@ use crate::front::{self, answer, Verdict};
 use crate::handshake::RequestHead;
 use crate::http::{header_table, Request, Response};
 use crate::log::Level;
-use crate::lua_connection::LuaConnection;
+use crate::lua_connection::connection_userdata;
 use crate::options::Reader;
 use crate::overload;
 use crate::runtime;
@@ -419,7 +419,7 @@ async fn serve_stream<S: Upgraded>(
         stats: Some(Rc::clone(&server.stats)),
     };
     let stop = Some(server.stop.subscribe());
-    let result = match lua.create_userdata(LuaConnection(Rc::clone(&conn))) {
+    let result = match connection_userdata(&lua, Rc::clone(&conn)) {
         Ok(ud) => {
             session::run(
                 &lua,
