@@ -9,22 +9,23 @@
 //! messages/s, MB/s each way, p50/p99 round-trip latency, errors, its own CPU time per
 //! message and — with the server's PID — the server's, from /proc/PID/stat (on a 2-core
 //! machine the load can be as busy as the server, so CPU per message is the fair
-//! comparison). Two regimes:
-//!   pipelined  each connection's writer feeds as many frames as it has credits for and
-//!              flushes once; its reader returns a credit per echo. Many frames per
-//!              syscall both ways: the load generator is not the bottleneck.
-//!   one        one frame per write: after each echo, one send and one flush (the many
-//!              quiet clients case: the server sees one frame per read).
+//! comparison). The handshake is tokio-tungstenite's; the frames are written and parsed
+//! by hand (one pre-masked frame copied per message), so the load generator spends far
+//! less per message than any server it measures. Two regimes:
+//!   pipelined  each connection's writer writes all the frames it has credits for in one
+//!              write; its reader returns a credit per echo. Many frames per syscall both
+//!              ways.
+//!   one        one frame per write (the many quiet clients case: the server sees one
+//!              frame per read).
 //! storm: N connect + handshake + close cycles, K at a time; handshakes/s and CPU each.
 //! idle: opens N connections and holds them; the server's RSS growth per connection.
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -159,16 +160,63 @@ async fn connect_many(target: &Target, n: usize, k: usize) -> (Vec<Conn>, u64) {
     (conns, errors)
 }
 
-/// The pipelined regime on one WebSocket: a writer task sends a frame per credit, all it
-/// has in one flush; this task reads the echoes, records each and returns its credit.
-async fn ws_pipelined(
+/// One masked binary frame of `size` bytes, as a client sends it (the payload masked once,
+/// so every copy of the frame is the same bytes).
+fn client_frame(size: usize) -> Vec<u8> {
+    let mask = [0x5a, 0xa5, 0x3c, 0xc3];
+    let mut f = vec![0x82];
+    match size {
+        0..=125 => f.push(0x80 | size as u8),
+        126..=65535 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(size as u16).to_be_bytes());
+        }
+        _ => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend((0..size).map(|i| b'x' ^ mask[i & 3]));
+    f
+}
+
+/// The length of the server frame at the start of `buf` and whether it is a binary frame
+/// of `size` bytes (an echo); `None` until the whole frame is there.
+fn server_frame(buf: &[u8], size: usize) -> Option<(usize, bool)> {
+    let (b0, b1) = (*buf.first()?, *buf.get(1)?);
+    let (len, at) = match b1 & 0x7f {
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let total = at + len;
+    (buf.len() >= total).then_some((total, b0 & 0x0f == 2 && len == size))
+}
+
+/// The echo load on one WebSocket, framed by hand so that the load generator costs little
+/// per message (tokio-tungstenite's framing was its bottleneck): a writer task sends a
+/// frame per credit — pipelined: all it has in one write; one: a write per frame — and this
+/// task reads the echoes, records each and returns its credit.
+async fn ws_echo(
     ws: Ws,
     size: usize,
     window: usize,
+    pipelined: bool,
     stop: Rc<Cell<bool>>,
     stats: Rc<RefCell<EchoStats>>,
 ) {
-    let (mut tx, mut rx) = ws.split();
+    let MaybeTlsStream::Plain(tcp) = ws.into_inner() else {
+        stats.borrow_mut().errors += 1;
+        return;
+    };
+    let (mut rx, mut tx) = tcp.into_split();
     let sent_at: Rc<RefCell<VecDeque<Instant>>> =
         Rc::new(RefCell::new(VecDeque::with_capacity(window)));
     let credits = Rc::new(Cell::new(window));
@@ -181,8 +229,9 @@ async fn ws_pipelined(
             Rc::clone(&stop),
             Rc::clone(&stats),
         );
-        let payload = Bytes::from(vec![b'x'; size]);
+        let frame = client_frame(size);
         tokio::task::spawn_local(async move {
+            let mut batch = Vec::with_capacity(frame.len() * window);
             loop {
                 let woken = wake.notified();
                 if stop.get() {
@@ -196,46 +245,69 @@ async fn ws_pipelined(
                 let now = Instant::now();
                 for _ in 0..n {
                     sent_at.borrow_mut().push_back(now);
-                    if tx.feed(Message::Binary(payload.clone())).await.is_err() {
+                    if pipelined {
+                        batch.extend_from_slice(&frame);
+                    } else if tx.write_all(&frame).await.is_err() {
                         stats.borrow_mut().errors += 1;
                         return tx;
                     }
                 }
-                if tx.flush().await.is_err() {
-                    stats.borrow_mut().errors += 1;
-                    return tx;
+                if pipelined {
+                    let written = tx.write_all(&batch).await;
+                    batch.clear();
+                    if written.is_err() {
+                        stats.borrow_mut().errors += 1;
+                        return tx;
+                    }
                 }
             }
             tx
         })
     };
-    while let Some(msg) = rx.next().await {
-        match msg {
-            Ok(Message::Binary(b)) if b.len() == size => {
-                let Some(t) = sent_at.borrow_mut().pop_front() else {
-                    break;
-                };
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut start, mut end) = (0usize, 0usize);
+    'reading: loop {
+        if start > 0 && buf.len() - end < 64 * 1024 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        if end == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match rx.read(&mut buf[end..]).await {
+            Ok(0) | Err(_) => {
                 if !stop.get() {
-                    let mut s = stats.borrow_mut();
-                    s.messages += 1;
-                    s.latencies_us
-                        .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    credits.set(credits.get() + 1);
-                    wake.notify_one();
-                } else if sent_at.borrow().is_empty() {
-                    break;
+                    stats.borrow_mut().errors += 1;
                 }
-            }
-            Ok(Message::Ping(_) | Message::Pong(_)) => {}
-            _ => {
-                stats.borrow_mut().errors += 1;
                 break;
+            }
+            Ok(n) => end += n,
+        }
+        while let Some((len, echo)) = server_frame(&buf[start..end], size) {
+            start += len;
+            if !echo {
+                continue; // a ping or pong of the server's
+            }
+            let Some(t) = sent_at.borrow_mut().pop_front() else {
+                break 'reading;
+            };
+            if !stop.get() {
+                let mut s = stats.borrow_mut();
+                s.messages += 1;
+                s.latencies_us
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                credits.set(credits.get() + 1);
+                wake.notify_one();
+            } else if sent_at.borrow().is_empty() {
+                break 'reading;
             }
         }
     }
     wake.notify_one();
     if let Ok(mut tx) = writer.await {
-        let _ = tx.send(Message::Close(None)).await;
+        // A masked close frame with no status (RFC 6455 §5.5.1).
+        let _ = tx.write_all(&[0x88, 0x80, 0, 0, 0, 0]).await;
     }
 }
 
@@ -258,50 +330,7 @@ async fn echo_loop(
         }
     };
     match conn {
-        Conn::Ws(ws) if pipelined => {
-            ws_pipelined(*ws, size, window, stop, stats).await;
-        }
-        Conn::Ws(ws) => {
-            let ws = *ws;
-            let payload = Bytes::from(vec![b'x'; size]);
-            let (mut tx, mut rx) = ws.split();
-            for _ in 0..window {
-                in_flight.push_back(Instant::now());
-                if tx.feed(Message::Binary(payload.clone())).await.is_err() {
-                    stats.borrow_mut().errors += 1;
-                    return;
-                }
-            }
-            if tx.flush().await.is_err() {
-                stats.borrow_mut().errors += 1;
-                return;
-            }
-            while let Some(msg) = rx.next().await {
-                match msg {
-                    Ok(Message::Binary(b)) if b.len() == size => {
-                        let Some(t) = in_flight.pop_front() else {
-                            break;
-                        };
-                        record(t, &stats, &stop);
-                        if !stop.get() {
-                            in_flight.push_back(Instant::now());
-                            if tx.send(Message::Binary(payload.clone())).await.is_err() {
-                                stats.borrow_mut().errors += 1;
-                                break;
-                            }
-                        } else if in_flight.is_empty() {
-                            break;
-                        }
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                    _ => {
-                        stats.borrow_mut().errors += 1;
-                        break;
-                    }
-                }
-            }
-            let _ = tx.send(Message::Close(None)).await;
-        }
+        Conn::Ws(ws) => ws_echo(*ws, size, window, pipelined, stop, stats).await,
         Conn::Tcp(mut s) => {
             let payload = vec![b'x'; size];
             let mut burst = Vec::with_capacity(size * window);
