@@ -329,7 +329,11 @@ end
 -- dispatching them (the peer went away without a close frame: 1006), which the registry
 -- finds at most once a second; runs in whatever dispatch comes next.
 local function bury_gone()
-	for _, info in ipairs(links.gone()) do
+	local gone = links.gone()
+	if gone == nil then
+		return
+	end
+	for _, info in ipairs(gone) do
 		local handler = load_handler(info.handler) or {}
 		local conn = connection(nil, info.fd, info)
 		local msg = evl.message(conn, ws_const.FRAME_OP_CLOSE, info.reason)
@@ -463,7 +467,8 @@ function evl.connect(inputs)
 		return nil, "connect: " .. why, why:lower():find("time", 1, true) and "timeout" or "io"
 	end
 	if ss == nil then
-		return nil, status, resp_hdrs
+		local message, kind = status, resp_hdrs -- http_upgrade's nil, message, kind
+		return nil, message, kind
 	end
 	if status ~= 101 then
 		local xmsg = resp_hdrs and (resp_hdrs["X-msg"] or resp_hdrs["x-msg"])

@@ -339,19 +339,23 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     // gone() -> {{fd=, id=, role=, handler=, path=, host=, port=, is_TLS=, subprotocol=,
-    //           code=, reason=}, ...}: connections that ended unseen, for handle_close
+    //           code=, reason=}, ...} | nil: connections that ended unseen, for handle_close
     t.set(
         "gone",
         lua.create_function(|lua, ()| {
-            let list = lua.create_table()?;
-            for g in take_gone(Instant::now()) {
+            let gone = take_gone(Instant::now());
+            if gone.is_empty() {
+                return Ok(None); // the usual case: no table made per dispatch
+            }
+            let list = lua.create_table_with_capacity(gone.len(), 0)?;
+            for g in gone {
                 let r = info_table(lua, g.id, g.role, g.info)?;
                 r.set("fd", g.fd)?;
                 r.set("code", g.ending.code)?;
                 r.set("reason", g.ending.reason)?;
                 list.push(r)?;
             }
-            Ok(list)
+            Ok(Some(list))
         })?,
     )?;
     // is_open(fd, id) -> whether connection id is open (no close frame sent or received)
