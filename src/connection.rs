@@ -119,7 +119,6 @@ impl Connection {
     /// Queues a text or binary message (counted in the server's stats), or writes it
     /// straight to the socket when it is large and nothing is queued.
     pub fn send(&self, op: u8, payload: &[u8]) -> Result<(), SendError> {
-        let now = Instant::now();
         let mut engine = self.engine();
         let direct = self.direct.borrow();
         match direct.as_ref() {
@@ -128,7 +127,7 @@ impl Connection {
                     && engine.queued_bytes() == 0
                     && !self.writing.get() =>
             {
-                let (header, header_len) = engine.send_direct(op, payload, now)?;
+                let (header, header_len) = engine.send_direct(op, payload, Instant::now)?;
                 let written = send_vectored(
                     socket,
                     &[IoSlice::new(&header[..header_len]), IoSlice::new(payload)],
@@ -141,7 +140,7 @@ impl Connection {
                     engine.queue_raw(&payload[written - header_len..]);
                 }
             }
-            _ => engine.send(op, payload, now)?,
+            _ => engine.send(op, payload, Instant::now)?,
         }
         drop(engine);
         if let Some(stats) = &self.info.stats {

@@ -302,13 +302,14 @@ impl Engine {
 
     /// The next event from the bytes in `input` (consumed as frames are decoded), or a
     /// pending report (a timeout, the ending). `None`: nothing until more bytes or time.
-    pub fn poll_event(&mut self, input: &mut BytesMut, now: Instant) -> Option<Event> {
+    /// `now` is asked only when the time matters (an idle timeout to move, a close).
+    pub fn poll_event(&mut self, input: &mut BytesMut, now: impl Fn() -> Instant) -> Option<Event> {
         if let Some(due) = self.timed_out.take() {
             self.close_due = Some(due);
             return Some(Event::TimedOut(due.1));
         }
         if let Some((code, reason)) = self.close_due.take() {
-            let _ = self.close(code, reason, now);
+            let _ = self.close(code, reason, now());
         }
         loop {
             if let Some(ending) = self.take_report() {
@@ -352,7 +353,7 @@ impl Engine {
             };
             // After our close frame, data is read but not delivered (§5.5.1: we are done).
             if self.is_open() {
-                self.touch(now);
+                self.touch(&now);
                 return Some(Event::Message { op, data });
             }
         }
@@ -380,10 +381,11 @@ impl Engine {
         }
     }
 
-    /// Notes a data message either way now (for the idle timeout).
-    fn touch(&mut self, now: Instant) {
+    /// Notes a data message either way now (for the idle timeout); the clock is read
+    /// only when there is an idle timeout.
+    fn touch(&mut self, now: impl FnOnce() -> Instant) {
         if let Some(idle) = self.settings.idle_timeout {
-            self.timers.set(Timer::Idle, now + idle);
+            self.timers.set(Timer::Idle, now() + idle);
         }
     }
 
@@ -401,7 +403,12 @@ impl Engine {
     }
 
     /// Queues a text (`opcode::TEXT`) or binary message.
-    pub fn send(&mut self, op: u8, payload: &[u8], now: Instant) -> Result<(), SendError> {
+    pub fn send(
+        &mut self,
+        op: u8,
+        payload: &[u8],
+        now: impl FnOnce() -> Instant,
+    ) -> Result<(), SendError> {
         self.check_send(op, payload)?;
         self.touch(now);
         self.encode(op, payload);
@@ -416,7 +423,7 @@ impl Engine {
         &mut self,
         op: u8,
         payload: &[u8],
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Result<([u8; codec::MAX_HEADER_LEN], usize), SendError> {
         debug_assert_eq!(self.role, Role::Server, "client frames are masked");
         self.check_send(op, payload)?;
@@ -611,7 +618,7 @@ mod tests {
 
     /// Every event `input` yields at `now`.
     fn events(e: &mut Engine, input: &mut BytesMut, now: Instant) -> Vec<Event> {
-        std::iter::from_fn(|| e.poll_event(input, now)).collect()
+        std::iter::from_fn(|| e.poll_event(input, || now)).collect()
     }
 
     /// The frames the engine has queued, as its peer decodes them.
@@ -673,7 +680,7 @@ mod tests {
         let mut e = server(Settings::default(), t0);
         let mut input = from_client(true, opcode::PING, b"p");
         events(&mut e, &mut input, t0);
-        e.send(opcode::TEXT, b"reply", t0).unwrap();
+        e.send(opcode::TEXT, b"reply", || t0).unwrap();
         assert_eq!(
             written(&mut e),
             vec![
@@ -754,13 +761,19 @@ mod tests {
         );
         assert_eq!(e.state(), &State::ClosingByPeer(ending.clone()));
         assert!(e.is_finished());
-        assert_eq!(e.send(opcode::TEXT, b"late", t0), Err(SendError::Closing));
+        assert_eq!(
+            e.send(opcode::TEXT, b"late", || t0),
+            Err(SendError::Closing)
+        );
         assert_eq!(
             written(&mut e),
             vec![codec::Event::Close(Some((4321, String::new())))]
         );
         assert_eq!(e.state(), &State::Closed(ending));
-        assert_eq!(e.send(opcode::TEXT, b"later", t0), Err(SendError::Closed));
+        assert_eq!(
+            e.send(opcode::TEXT, b"later", || t0),
+            Err(SendError::Closed)
+        );
     }
 
     #[test]
@@ -863,7 +876,7 @@ mod tests {
                 "client frame is not masked".into()
             )))]
         );
-        assert_eq!(e.send(opcode::TEXT, b"x", t0), Err(SendError::Closed));
+        assert_eq!(e.send(opcode::TEXT, b"x", || t0), Err(SendError::Closed));
     }
 
     #[test]
@@ -893,11 +906,12 @@ mod tests {
         e.handle_timeout(t0 + 70 * SECOND);
         let mut none = BytesMut::new();
         assert_eq!(
-            e.poll_event(&mut none, t0 + 70 * SECOND),
+            e.poll_event(&mut none, || t0 + 70 * SECOND),
             Some(Event::TimedOut("keepalive timeout"))
         );
-        e.send(opcode::TEXT, b"goodbye", t0 + 70 * SECOND).unwrap();
-        assert_eq!(e.poll_event(&mut none, t0 + 70 * SECOND), None);
+        e.send(opcode::TEXT, b"goodbye", || t0 + 70 * SECOND)
+            .unwrap();
+        assert_eq!(e.poll_event(&mut none, || t0 + 70 * SECOND), None);
         assert_eq!(
             written(&mut e),
             vec![
@@ -915,7 +929,7 @@ mod tests {
             ..Settings::default()
         };
         let mut e = server(settings, t0);
-        e.send(opcode::TEXT, b"out", t0 + 5 * SECOND).unwrap();
+        e.send(opcode::TEXT, b"out", || t0 + 5 * SECOND).unwrap();
         e.handle_timeout(t0 + 10 * SECOND);
         let mut input = from_client(true, opcode::TEXT, b"in");
         assert_eq!(
@@ -935,7 +949,7 @@ mod tests {
     fn a_dropped_transport_ends_the_connection_with_1006() {
         let t0 = Instant::now();
         let mut e = server(Settings::default(), t0);
-        e.send(opcode::BINARY, &[0; 100], t0).unwrap();
+        e.send(opcode::BINARY, &[0; 100], || t0).unwrap();
         e.transport_closed();
         assert_eq!(e.queued_bytes(), 0);
         let got = events(&mut e, &mut BytesMut::new(), t0);
@@ -953,8 +967,11 @@ mod tests {
     fn text_must_be_utf8_and_pings_at_most_125_bytes() {
         let t0 = Instant::now();
         let mut e = server(Settings::default(), t0);
-        assert_eq!(e.send(opcode::TEXT, b"\xff", t0), Err(SendError::NotUtf8));
-        assert!(e.send(opcode::BINARY, b"\xff", t0).is_ok());
+        assert_eq!(
+            e.send(opcode::TEXT, b"\xff", || t0),
+            Err(SendError::NotUtf8)
+        );
+        assert!(e.send(opcode::BINARY, b"\xff", || t0).is_ok());
         assert_eq!(e.ping(&[0; 126]), Err(SendError::ControlTooLong));
         assert!(e.ping(&[0; 125]).is_ok());
     }
@@ -963,7 +980,7 @@ mod tests {
     fn a_client_masks_what_it_sends_and_refuses_masked_frames() {
         let t0 = Instant::now();
         let mut e = Engine::new(Role::Client, Settings::default(), t0);
-        e.send(opcode::TEXT, b"hi", t0).unwrap();
+        e.send(opcode::TEXT, b"hi", || t0).unwrap();
         let mut out = BytesMut::new();
         assert!(e.take_output(&mut out));
         assert_eq!(out[1] & 0x80, 0x80, "mask bit set");
@@ -985,11 +1002,11 @@ mod tests {
     fn direct_sends_are_checked_and_accounted_like_queued_ones() {
         let t0 = Instant::now();
         let mut e = server(Settings::default(), t0);
-        let (header, len) = e.send_direct(opcode::BINARY, &[9; 70_000], t0).unwrap();
+        let (header, len) = e.send_direct(opcode::BINARY, &[9; 70_000], || t0).unwrap();
         assert_eq!(&header[..len], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
         e.close(1000, "", t0).unwrap();
         assert_eq!(
-            e.send_direct(opcode::BINARY, b"x", t0),
+            e.send_direct(opcode::BINARY, b"x", || t0),
             Err(SendError::Closing)
         );
     }

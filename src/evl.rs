@@ -104,7 +104,7 @@ impl Registry {
     /// was already delivered.
     fn bury(&mut self, fd: i64, mut link: Link, now: Instant) {
         link.engine.transport_closed();
-        if let Some(Event::Closed(ending)) = link.engine.poll_event(&mut link.input, now) {
+        if let Some(Event::Closed(ending)) = link.engine.poll_event(&mut link.input, || now) {
             self.gone.push(Gone {
                 fd,
                 id: link.id,
@@ -395,7 +395,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             let now = Instant::now();
             let event = with(fd, |l| {
                 l.engine.handle_timeout(now);
-                l.engine.poll_event(&mut l.input, now)
+                l.engine.poll_event(&mut l.input, || now)
             })
             .flatten();
             event_for_lua(lua, event)
@@ -406,7 +406,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
         "send",
         lua.create_function(|_, (fd, id, op, data): (i64, u64, u8, mlua::String)| {
             send_result(with_id(fd, id, |l| {
-                l.engine.send(op, &data.as_bytes(), Instant::now())
+                l.engine.send(op, &data.as_bytes(), Instant::now)
             }))
         })?,
     )?;
@@ -632,9 +632,7 @@ mod tests {
         let fd = 1_000_003;
         let id = open_server(fd);
         with(fd, |l| {
-            l.engine
-                .send(opcode::TEXT, b"hello", Instant::now())
-                .unwrap()
+            l.engine.send(opcode::TEXT, b"hello", Instant::now).unwrap()
         });
         assert!(take_output(fd).is_none());
         with(fd, |l| l.writable = true);
@@ -648,13 +646,13 @@ mod tests {
         open_server(fd);
         with(fd, |l| l.writable = true);
         with(fd, |l| {
-            l.engine.send(opcode::TEXT, b"one", Instant::now()).unwrap()
+            l.engine.send(opcode::TEXT, b"one", Instant::now).unwrap()
         });
         let first = take_output(fd).expect("first sender takes the output");
         // Another worker thread queues a frame while the first sender is still sending.
         let other = std::thread::spawn(move || {
             with(fd, |l| {
-                l.engine.send(opcode::TEXT, b"two", Instant::now()).unwrap()
+                l.engine.send(opcode::TEXT, b"two", Instant::now).unwrap()
             });
             take_output(fd)
         });

@@ -305,9 +305,7 @@ pub async fn run<R: AsyncRead + Unpin>(
     let mut alarm_at: Option<Instant> = None;
     let ending = 'session: loop {
         loop {
-            let event = conn
-                .engine()
-                .poll_event(&mut rbuf, std::time::Instant::now());
+            let event = conn.engine().poll_event(&mut rbuf, std::time::Instant::now);
             match event {
                 None => break,
                 Some(Event::Closed(ending)) => break 'session ending,
