@@ -140,8 +140,12 @@ end
 evl.connection_of = connection_of
 
 local OP_OF = { TEXT = ws_const.FRAME_OP_TEXT, BINARY = ws_const.FRAME_OP_BINARY }
+-- The opcode of each event kind links.next reports.
+local OPCODE = { text = ws_const.FRAME_OP_TEXT, binary = ws_const.FRAME_OP_BINARY, ping = ws_const.FRAME_OP_PING,
+	pong = ws_const.FRAME_OP_PONG }
 
--- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind (default TEXT)
+-- send(data [, {msg_type = "TEXT"|"BINARY", compress = false}]) -> true | nil, err, kind
+-- (default TEXT; compressed when permessage-deflate was agreed, unless compress = false)
 function conn_methods:send(data, opts)
 	local msg_type = opts and opts.msg_type or "TEXT"
 	local op = OP_OF[msg_type]
@@ -151,7 +155,7 @@ function conn_methods:send(data, opts)
 	if self.id == nil then
 		return nil, "send: connection is closed", "closed"
 	end
-	local ok, err, kind = links.send(self._fd, self.id, op, data)
+	local ok, err, kind = links.send(self._fd, self.id, op, data, not opts or opts.compress ~= false)
 	if not ok then
 		return nil, "send: " .. err, kind
 	end
@@ -185,13 +189,13 @@ local function end_client(conn)
 end
 
 -- The next event of a connection read here (a client without a msg_handler): reads the
--- socket when the engine has nothing. Returns kind, data, code | nil, "timeout".
+-- socket when the engine has nothing. Returns kind, data, code, compressed | nil, "timeout".
 local function next_event(conn, timeout)
 	while true do
 		flush(conn)
-		local kind, data, code = links.next(conn._fd)
+		local kind, data, code, _, compressed = links.next(conn._fd)
 		if kind ~= nil then
-			return kind, data, code
+			return kind, data, code, compressed
 		end
 		local ok, got = pcall(receive, conn._ss, links.read_size(conn._fd), timeout)
 		if ok then
@@ -215,11 +219,11 @@ function conn_methods:recv(timeout)
 	end
 	local wait = timeout and math.max(1, math.ceil(timeout)) or nil
 	while true do
-		local kind, data, code = next_event(self, wait)
+		local kind, data, code, compressed = next_event(self, wait)
 		if kind == nil then
 			return nil, data
 		elseif kind == "text" or kind == "binary" then
-			return evl.message(self, kind == "text" and ws_const.FRAME_OP_TEXT or ws_const.FRAME_OP_BINARY, data)
+			return evl.message(self, OPCODE[kind], data, compressed)
 		elseif kind == "closed" then
 			end_client(self)
 			return nil, "closed", code, data
@@ -254,8 +258,9 @@ function conn_mt.__tostring(c)
 end
 
 -- The msg table of the original (op_code, flags, payload_len, buf, _ss) plus data and conn.
-function evl.message(conn, op, data)
-	local msg = { op_code = op, flags = ws_const.FRAME_FLAG_FIN | op, payload_len = #data, data = data, _ss = conn._ss, conn = conn }
+function evl.message(conn, op, data, compressed)
+	local msg = { op_code = op, flags = ws_const.FRAME_FLAG_FIN | op, payload_len = #data, data = data, _ss = conn._ss, conn = conn,
+		compressed = compressed }
 	if ffi then
 		local buf = ffi.new("unsigned char[?]", #data)
 		ffi.copy(buf, data, #data)
@@ -293,15 +298,13 @@ local function call(conn, handler, fname, arg)
 end
 
 local HOOK = { text = "handle_message", binary = "handle_message", ping = "handle_ping", pong = "handle_pong" }
-local OPCODE = { text = ws_const.FRAME_OP_TEXT, binary = ws_const.FRAME_OP_BINARY, ping = ws_const.FRAME_OP_PING,
-	pong = ws_const.FRAME_OP_PONG }
 
 -- Delivers every event the engine has for a connection served by handle_msg; returns
 -- true once the connection has ended (handle_close called).
 local function deliver(conn, handler)
 	while true do
 		flush(conn)
-		local kind, data, code, error_code = links.next(conn._fd)
+		local kind, data, code, error_code, compressed = links.next(conn._fd)
 		if kind == nil then
 			return false
 		elseif kind == "closed" then
@@ -317,7 +320,7 @@ local function deliver(conn, handler)
 			msg.reason = data
 			call(conn, handler, "handle_timeout", msg)
 		else
-			call(conn, handler, HOOK[kind], evl.message(conn, OPCODE[kind], data))
+			call(conn, handler, HOOK[kind], evl.message(conn, OPCODE[kind], data, compressed))
 		end
 	end
 end
@@ -353,13 +356,13 @@ end
 
 -- Called by ws.accept once the handshake is accepted, before the 101 is sent: evluaserver
 -- is told to hand this socket's frames to ws.handle_msg, and the connection is opened.
-function evl.upgrade(name, path, subprotocol)
+function evl.upgrade(name, path, subprotocol, deflate)
 	bury_gone()
 	platform.set_ws_recvd_msg_handler(name)
 	platform.set_socket_upgrade_to(1)
 	local ss = platform.get_accepted_stream_socket()
 	local fd = platform.get_sock_fd(ss)
-	links.open(fd, "server", { handler = name, path = path, subprotocol = subprotocol or nil })
+	links.open(fd, "server", { handler = name, path = path, subprotocol = subprotocol or nil, deflate = deflate })
 end
 
 -- Called by ws.accept: the handler's handle_open(conn). evluaserver writes the 101 only
@@ -455,7 +458,8 @@ function evl.connect(inputs)
 	local timeout = math.tointeger(math.max(1, math.ceil(inputs.timeout or 40)))
 	local key = core.client_key()
 	local hdrs = { method = "GET", Connection = "Upgrade", Upgrade = "websocket",
-		["Sec-WebSocket-Key"] = key, ["Sec-WebSocket-Version"] = ws.WEBSOCKET_VERSION }
+		["Sec-WebSocket-Key"] = key, ["Sec-WebSocket-Version"] = ws.WEBSOCKET_VERSION,
+		["Sec-WebSocket-Extensions"] = core.deflate_offer(inputs.compression) }
 	for n, v in pairs(inputs.hdrs) do
 		if hdrs[n] == nil then
 			hdrs[n] = v
@@ -478,6 +482,12 @@ function evl.connect(inputs)
 	if not good then
 		return nil, err, "handshake"
 	end
+	local deflate
+	deflate, err = core.deflate_accept(resp_hdrs["Sec-WebSocket-Extensions"] or resp_hdrs["sec-websocket-extensions"],
+		inputs.compression)
+	if deflate == nil then
+		return nil, err, "handshake"
+	end
 	local handler
 	if inputs.msg_handler ~= nil then
 		handler, err = load_handler(inputs.msg_handler)
@@ -488,7 +498,7 @@ function evl.connect(inputs)
 	local fd = platform.get_sock_fd(ss)
 	local protocol = resp_hdrs["Sec-WebSocket-Protocol"] or resp_hdrs["sec-websocket-protocol"]
 	links.open(fd, "client", { handler = inputs.msg_handler, path = url.target, host = url.host, port = url.port,
-		is_TLS = url.secure, subprotocol = protocol })
+		is_TLS = url.secure, subprotocol = protocol, deflate = deflate or nil })
 	local conn = connection(ss, fd, links.info(fd))
 	for k, v in pairs(extra or {}) do
 		if conn[k] == nil then

@@ -110,7 +110,7 @@ local function load_handler(name)
 	return handler
 end
 
--- ws.accept(request, response, uc) -> true, handler_name, handler | false
+-- ws.accept(request, response, uc) -> true, handler_name, handler, deflate | false
 -- Validates the Upgrade request, resolves the handler class from the URL path, calls its
 -- init(request, response, uc) and answers 101, or answers 400 and returns false.
 function ws.accept(request, response, uc)
@@ -167,6 +167,11 @@ function ws.accept(request, response, uc)
 		end
 	end
 
+	-- permessage-deflate: the handler class's `compression` (false, true or a table) wins
+	-- over the server's option; the agreement goes to the runtime with the connection.
+	local extensions, deflate = core.negotiate_deflate(request:get_hdr_field("Sec-WebSocket-Extensions"),
+		handler.compression, server_setting(request, "compression"))
+
 	response:set_status(101)
 	response:set_hdr_field("Upgrade", "websocket")
 	response:set_hdr_field("Connection", "Upgrade")
@@ -174,15 +179,18 @@ function ws.accept(request, response, uc)
 	if subprotocol then
 		response:set_hdr_field("Sec-WebSocket-Protocol", subprotocol)
 	end
+	if extensions then
+		response:set_hdr_field("Sec-WebSocket-Extensions", extensions)
+	end
 	if evl then
-		evl.upgrade(name, path, subprotocol)
+		evl.upgrade(name, path, subprotocol, deflate)
 	end
 	response:set_content_length(0)
 	response:send()
 	if evl then
 		evl.opened(handler)
 	end
-	return true, name, handler
+	return true, name, handler, deflate
 end
 
 -- ws.server{host =, port =, handler_base = | routes =, max_message_size =, ...} -> server

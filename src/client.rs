@@ -6,6 +6,7 @@
 
 use crate::codec::Role;
 use crate::connection::{Connection, ConnectionInfo};
+use crate::deflate;
 use crate::engine::Settings;
 use crate::front::{read_head, HeadReadError};
 use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
@@ -39,6 +40,8 @@ struct Inputs {
     /// The connection's settings (limits, timeouts, send buffer): see [`Settings`]; no
     /// keepalive unless `ping_interval` is given.
     session: Settings,
+    /// permessage-deflate to offer (`compression = false | true | {...}`). Default on.
+    compression: Option<deflate::Config>,
 }
 
 fn header_text(what: &str, v: Value) -> mlua::Result<String> {
@@ -80,6 +83,7 @@ impl Inputs {
                 "Connection",
                 "Sec-WebSocket-Key",
                 "Sec-WebSocket-Version",
+                "Sec-WebSocket-Extensions",
             ];
             if !managed.iter().any(|m| m.eq_ignore_ascii_case(&name)) {
                 headers.push((
@@ -113,6 +117,12 @@ impl Inputs {
             ca_file: r.text("ca_file")?,
             verify: r.boolean("verify")? != Some(false),
             session: options::settings(&r, Settings::default(), false)?,
+            compression: options::compression_or(
+                r.value("compression")?,
+                "connect",
+                "inputs.compression",
+                deflate::Config::client_default(),
+            )?,
         })
     }
 }
@@ -299,6 +309,13 @@ async fn open(
     let mut random = [0u8; 16];
     random::fill(&mut random);
     let key = handshake::client_key(random);
+    let mut headers = inputs.headers.clone();
+    if let Some(cfg) = &inputs.compression {
+        headers.push((
+            "Sec-WebSocket-Extensions".into(),
+            deflate::client_offer(cfg),
+        ));
+    }
     let (reader, writer, head, rest): (
         Box<dyn AsyncRead + Unpin>,
         WriteSide,
@@ -315,12 +332,12 @@ async fn open(
                 ),
             )
         })?;
-        let (head, rest) = handshake(&mut tls, url, &key, &inputs.headers).await?;
+        let (head, rest) = handshake(&mut tls, url, &key, &headers).await?;
         let (r, w) = tokio::io::split(tls);
         (Box::new(r), WriteSide::Tls(w), head, rest)
     } else {
         let mut tcp = tcp;
-        let (head, rest) = handshake(&mut tcp, url, &key, &inputs.headers).await?;
+        let (head, rest) = handshake(&mut tcp, url, &key, &headers).await?;
         let (r, w) = tcp.into_split();
         (Box::new(r), WriteSide::Plain(Rc::new(w)), head, rest)
     };
@@ -328,6 +345,9 @@ async fn open(
         return Err(refusal(&head));
     }
     handshake::check_response(&head, &key).map_err(|m| fail("handshake", m))?;
+    let extensions = header_value(&head.headers, "Sec-WebSocket-Extensions");
+    let deflate = deflate::client_accept(extensions.as_deref(), inputs.compression.as_ref())
+        .map_err(|e| fail("handshake", format!("connect: {e}")))?;
     let id = NEXT_CLIENT_ID.with(|n| {
         n.set(n.get() + 1);
         n.get()
@@ -345,6 +365,9 @@ async fn open(
         stats: None,
     };
     let conn = Connection::new(info, Role::Client, inputs.session, &writer);
+    if let Some(agreement) = deflate {
+        conn.engine().use_deflate(agreement);
+    }
     let ud = connection_userdata(lua, Rc::clone(&conn)).map_err(|e| fail("io", e.to_string()))?;
     let headers = header_table(lua, &head.headers).map_err(|e| fail("io", e.to_string()))?;
     let cfg = LoopConfig {

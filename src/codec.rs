@@ -6,7 +6,10 @@
 //! buffered, so a peer that announces a 2^63-byte frame costs nothing. A violation is a
 //! [`ProtocolError`] carrying the close code of RFC 6455 §7.4.1 that the connection must
 //! be closed with. [`encode_frame`] writes one frame, masked or not, into an output buffer.
+//! With permessage-deflate agreed ([`Decoder::set_inflater`]), messages whose first frame
+//! has RSV1 are inflated here, frame by frame, within `max_message_size`.
 
+use crate::deflate::{InflateError, Inflater};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 
@@ -154,6 +157,8 @@ impl FrameHeader {
 
 /// The largest frame header: 2 bytes, 8 of length, 4 of mask.
 pub const MAX_HEADER_LEN: usize = 14;
+/// RSV1 in the first header byte: the message is compressed (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
 
 /// Writes a frame header for a payload of `len` bytes into `out`; returns its length.
 /// The shortest length encoding is always used (§5.2).
@@ -208,6 +213,18 @@ pub fn encode_frame(
     }
 }
 
+/// Writes one whole message compressed with permessage-deflate: a final frame with RSV1.
+pub fn encode_compressed_frame(
+    out: &mut BytesMut,
+    opcode: u8,
+    compressed: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    let start = out.len();
+    encode_frame(out, true, opcode, compressed, mask);
+    out[start] |= RSV1;
+}
+
 /// Builds the payload of a close frame: the code big-endian, then the reason.
 pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(2 + reason.len());
@@ -231,12 +248,15 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// A message whose first frame arrived without FIN.
+/// A message being assembled (or inflated) from its frames.
 struct Partial {
     opcode: u8,
-    data: BytesMut,
+    /// The payload so far (inflated when `compressed`).
+    data: Vec<u8>,
     /// Bytes of `data` already known to be valid UTF-8 (text messages only).
     utf8_checked: usize,
+    /// Its first frame had RSV1: every frame's payload is inflated.
+    compressed: bool,
 }
 
 /// Turns a stream of bytes from one peer into [`Event`]s.
@@ -246,6 +266,10 @@ pub struct Decoder {
     partial: Option<Partial>,
     /// Total bytes (header + payload) the frame at the head of the buffer needs.
     wanted: usize,
+    /// Set when permessage-deflate was agreed: RSV1 is then allowed on a message's first frame.
+    inflater: Option<Inflater>,
+    /// Whether the last message delivered came compressed.
+    last_compressed: bool,
 }
 
 impl Decoder {
@@ -255,7 +279,24 @@ impl Decoder {
             limits,
             partial: None,
             wanted: 2,
+            inflater: None,
+            last_compressed: false,
         }
+    }
+
+    /// Accepts compressed messages from now on (permessage-deflate was agreed).
+    pub fn set_inflater(&mut self, inflater: Inflater) {
+        self.inflater = Some(inflater);
+    }
+
+    /// Whether the last text or binary message delivered had been compressed by the peer.
+    pub fn last_compressed(&self) -> bool {
+        self.last_compressed
+    }
+
+    /// Whether an inflater has been made (a compressed message was received).
+    pub fn inflater_allocated(&self) -> bool {
+        self.inflater.as_ref().is_some_and(Inflater::is_allocated)
     }
 
     /// How many bytes the read buffer must hold before [`decode`](Self::decode) can make
@@ -305,11 +346,26 @@ impl Decoder {
     /// Every rule that can be judged from the header alone (§5.2, §5.4, §5.5).
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         use close_code::*;
-        if h.rsv != 0 {
+        let compressed = h.rsv == RSV1;
+        if h.rsv != 0 && !compressed {
             return Err(ProtocolError::new(
                 PROTOCOL_ERROR,
                 "reserved bits set without a negotiated extension",
             ));
+        }
+        if compressed {
+            if self.inflater.is_none() {
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "RSV1 set without permessage-deflate",
+                ));
+            }
+            if !matches!(h.opcode, opcode::TEXT | opcode::BINARY) {
+                return Err(ProtocolError::new(
+                    PROTOCOL_ERROR,
+                    "RSV1 set on a continuation or control frame",
+                ));
+            }
         }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => {
@@ -359,13 +415,12 @@ impl Decoder {
                 "frame larger than the configured maximum",
             ));
         }
-        if !opcode::is_control(h.opcode) {
+        // A compressed message is limited as it is inflated; its frames by max_frame_size.
+        let inflating = compressed || self.partial.as_ref().is_some_and(|p| p.compressed);
+        if !opcode::is_control(h.opcode) && !inflating {
             let so_far = self.partial.as_ref().map_or(0, |p| p.data.len()) as u64;
             if so_far + h.payload_len > self.limits.max_message_size as u64 {
-                return Err(ProtocolError::new(
-                    TOO_BIG,
-                    "message larger than the configured maximum",
-                ));
+                return Err(too_big());
             }
         }
         Ok(())
@@ -381,7 +436,8 @@ impl Decoder {
             opcode::PING => Ok(Some(Event::Ping(payload.freeze()))),
             opcode::PONG => Ok(Some(Event::Pong(payload.freeze()))),
             opcode::CLOSE => parse_close(&payload).map(|c| Some(Event::Close(c))),
-            opcode::TEXT | opcode::BINARY if h.fin => {
+            opcode::TEXT | opcode::BINARY if h.fin && h.rsv == 0 => {
+                self.last_compressed = false;
                 if h.opcode == opcode::TEXT {
                     check_utf8_complete(&payload)?;
                     Ok(Some(Event::Text(payload.freeze())))
@@ -392,34 +448,68 @@ impl Decoder {
             opcode::TEXT | opcode::BINARY => {
                 let mut partial = Partial {
                     opcode: h.opcode,
-                    data: payload,
+                    data: Vec::new(),
                     utf8_checked: 0,
+                    compressed: h.rsv == RSV1,
                 };
-                check_utf8_prefix(&mut partial)?;
+                self.add_fragment(&mut partial, &payload, h.fin)?;
+                if h.fin {
+                    return Ok(Some(self.complete(partial)?));
+                }
                 self.partial = Some(partial);
                 Ok(None)
             }
             _ => {
                 // Continuation: check_header guaranteed a partial message exists.
-                let partial = self
+                let mut partial = self
                     .partial
-                    .as_mut()
+                    .take()
                     .expect("continuation has a partial message");
-                partial.data.extend_from_slice(&payload);
-                check_utf8_prefix(partial)?;
-                if !h.fin {
-                    return Ok(None);
+                self.add_fragment(&mut partial, &payload, h.fin)?;
+                if h.fin {
+                    return Ok(Some(self.complete(partial)?));
                 }
-                let p = self.partial.take().expect("partial message");
-                if p.opcode == opcode::TEXT {
-                    if p.utf8_checked != p.data.len() {
-                        return Err(invalid_utf8());
-                    }
-                    Ok(Some(Event::Text(p.data.freeze())))
-                } else {
-                    Ok(Some(Event::Binary(p.data.freeze())))
-                }
+                self.partial = Some(partial);
+                Ok(None)
             }
+        }
+    }
+
+    /// Adds one frame's payload to a message (inflated if it is compressed) and checks
+    /// the text so far.
+    fn add_fragment(
+        &mut self,
+        p: &mut Partial,
+        payload: &[u8],
+        last: bool,
+    ) -> Result<(), ProtocolError> {
+        if p.compressed {
+            let inflater = self.inflater.as_mut().expect("check_header allowed RSV1");
+            inflater
+                .inflate(payload, last, &mut p.data, self.limits.max_message_size)
+                .map_err(|e| match e {
+                    InflateError::TooBig => too_big(),
+                    InflateError::Corrupt => ProtocolError::new(
+                        close_code::INVALID_PAYLOAD,
+                        "compressed message is not valid deflate data",
+                    ),
+                })?;
+        } else {
+            p.data.extend_from_slice(payload);
+        }
+        check_utf8_prefix(p)
+    }
+
+    /// The event of a message whose last frame has been added.
+    fn complete(&mut self, p: Partial) -> Result<Event, ProtocolError> {
+        self.last_compressed = p.compressed;
+        if p.opcode == opcode::TEXT {
+            if p.utf8_checked != p.data.len() {
+                return Err(invalid_utf8());
+            }
+            Ok(Event::Text(p.data.into()))
+        } else {
+            Ok(Event::Binary(p.data.into()))
         }
     }
 }
@@ -437,6 +527,13 @@ fn header_len_hint(buf: &[u8]) -> usize {
             }
         }
     }
+}
+
+fn too_big() -> ProtocolError {
+    ProtocolError::new(
+        close_code::TOO_BIG,
+        "message larger than the configured maximum",
+    )
 }
 
 fn invalid_utf8() -> ProtocolError {

@@ -116,16 +116,18 @@ impl Connection {
         self.inbox.as_ref()
     }
 
-    /// Queues a text or binary message (counted in the server's stats), or writes it
-    /// straight to the socket when it is large and nothing is queued.
-    pub fn send(&self, op: u8, payload: &[u8]) -> Result<(), SendError> {
+    /// Queues a text or binary message (counted in the server's stats), compressed if
+    /// permessage-deflate was agreed and `compress`, or writes it straight to the socket
+    /// when it is large, goes uncompressed and nothing is queued.
+    pub fn send(&self, op: u8, payload: &[u8], compress: bool) -> Result<(), SendError> {
         let mut engine = self.engine();
         let direct = self.direct.borrow();
         match direct.as_ref() {
             Some(socket)
                 if payload.len() >= DIRECT_WRITE_MIN
                     && engine.queued_bytes() == 0
-                    && !self.writing.get() =>
+                    && !self.writing.get()
+                    && !engine.compresses(payload.len(), compress) =>
             {
                 let (header, header_len) = engine.send_direct(op, payload, Instant::now)?;
                 let written = send_vectored(
@@ -140,7 +142,7 @@ impl Connection {
                     engine.queue_raw(&payload[written - header_len..]);
                 }
             }
-            _ => engine.send(op, payload, Instant::now)?,
+            _ => engine.send(op, payload, compress, Instant::now)?,
         }
         drop(engine);
         if let Some(stats) = &self.info.stats {

@@ -18,6 +18,7 @@
 //! reported before the close it causes, so a handler can still say goodbye.
 
 use crate::codec::{self, close_code, opcode, Decoder, Limits, ProtocolError, Role};
+use crate::deflate::{Agreement, Deflater, Inflater};
 use crate::random;
 use bytes::{Bytes, BytesMut};
 use std::fmt;
@@ -111,8 +112,13 @@ pub enum State {
 /// What the driver delivers, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A complete text (`opcode::TEXT`, valid UTF-8) or binary message.
-    Message { op: u8, data: Bytes },
+    /// A complete text (`opcode::TEXT`, valid UTF-8) or binary message; `compressed`:
+    /// it came compressed (permessage-deflate) and `data` is what it inflated to.
+    Message {
+        op: u8,
+        data: Bytes,
+        compressed: bool,
+    },
     /// A ping (its pong is already queued) ...
     Ping(Bytes),
     /// ... and a pong.
@@ -247,6 +253,8 @@ pub struct Engine {
     close_due: Option<(u16, &'static str)>,
     /// The ending has not been reported as [`Event::Closed`] yet.
     unreported: bool,
+    /// Our permessage-deflate compressor, when the extension was agreed.
+    deflater: Option<Deflater>,
 }
 
 impl Engine {
@@ -270,7 +278,29 @@ impl Engine {
             timed_out: None,
             close_due: None,
             unreported: false,
+            deflater: None,
         }
+    }
+
+    /// Speaks permessage-deflate from now on, as agreed in the handshake: compressed
+    /// messages are accepted and inflated, messages from `threshold` bytes up compressed.
+    pub fn use_deflate(&mut self, agreement: Agreement) {
+        self.decoder.set_inflater(Inflater::new(agreement));
+        self.deflater = Some(Deflater::new(agreement));
+    }
+
+    /// Whether permessage-deflate was agreed, and whether its compressor and inflater have
+    /// been made yet (they are made on first use).
+    pub fn deflate_state(&self) -> Option<(bool, bool)> {
+        let d = self.deflater.as_ref()?;
+        Some((d.is_allocated(), self.decoder.inflater_allocated()))
+    }
+
+    /// Whether a message of `len` bytes would go out compressed.
+    pub fn compresses(&self, len: usize, wanted: bool) -> bool {
+        self.deflater
+            .as_ref()
+            .is_some_and(|d| d.applies(len, wanted))
     }
 
     pub fn role(&self) -> Role {
@@ -354,7 +384,12 @@ impl Engine {
             // After our close frame, data is read but not delivered (§5.5.1: we are done).
             if self.is_open() {
                 self.touch(&now);
-                return Some(Event::Message { op, data });
+                let compressed = self.decoder.last_compressed();
+                return Some(Event::Message {
+                    op,
+                    data,
+                    compressed,
+                });
             }
         }
     }
@@ -402,16 +437,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Queues a text (`opcode::TEXT`) or binary message.
+    /// Queues a text (`opcode::TEXT`) or binary message, compressed when permessage-deflate
+    /// was agreed, it is not below the threshold and `compress` (the sender's wish) is set.
     pub fn send(
         &mut self,
         op: u8,
         payload: &[u8],
+        compress: bool,
         now: impl FnOnce() -> Instant,
     ) -> Result<(), SendError> {
         self.check_send(op, payload)?;
         self.touch(now);
-        self.encode(op, payload);
+        self.encode_message(op, payload, compress);
         Ok(())
     }
 
@@ -586,10 +623,22 @@ impl Engine {
     /// Encodes one final frame into the outbox: masked with a fresh mask from a client,
     /// never from a server (§5.1, §5.3). A pending pong goes first: it answers a ping that came before whatever this is.
     fn encode(&mut self, op: u8, payload: &[u8]) {
+        self.encode_message(op, payload, false);
+    }
+
+    /// [`encode`](Self::encode), compressing the payload when `compress` and a compressor
+    /// (permessage-deflate) takes it.
+    fn encode_message(&mut self, op: u8, payload: &[u8], compress: bool) {
         if let Some(pong) = self.pending_pong.take() {
             self.encode_frame(opcode::PONG, &pong);
         }
-        self.encode_frame(op, payload);
+        let mask = (self.role == Role::Client).then(random::mask);
+        match self.deflater.as_mut() {
+            Some(d) if d.applies(payload.len(), compress) => {
+                codec::encode_compressed_frame(&mut self.outbox, op, d.compress(payload), mask)
+            }
+            _ => codec::encode_frame(&mut self.outbox, true, op, payload, mask),
+        }
     }
 
     fn encode_frame(&mut self, op: u8, payload: &[u8]) {
@@ -639,6 +688,7 @@ mod tests {
         Event::Message {
             op: opcode::TEXT,
             data: Bytes::copy_from_slice(s.as_bytes()),
+            compressed: false,
         }
     }
 
@@ -680,7 +730,7 @@ mod tests {
         let mut e = server(Settings::default(), t0);
         let mut input = from_client(true, opcode::PING, b"p");
         events(&mut e, &mut input, t0);
-        e.send(opcode::TEXT, b"reply", || t0).unwrap();
+        e.send(opcode::TEXT, b"reply", true, || t0).unwrap();
         assert_eq!(
             written(&mut e),
             vec![
@@ -762,7 +812,7 @@ mod tests {
         assert_eq!(e.state(), &State::ClosingByPeer(ending.clone()));
         assert!(e.is_finished());
         assert_eq!(
-            e.send(opcode::TEXT, b"late", || t0),
+            e.send(opcode::TEXT, b"late", true, || t0),
             Err(SendError::Closing)
         );
         assert_eq!(
@@ -771,7 +821,7 @@ mod tests {
         );
         assert_eq!(e.state(), &State::Closed(ending));
         assert_eq!(
-            e.send(opcode::TEXT, b"later", || t0),
+            e.send(opcode::TEXT, b"later", true, || t0),
             Err(SendError::Closed)
         );
     }
@@ -876,7 +926,10 @@ mod tests {
                 "client frame is not masked".into()
             )))]
         );
-        assert_eq!(e.send(opcode::TEXT, b"x", || t0), Err(SendError::Closed));
+        assert_eq!(
+            e.send(opcode::TEXT, b"x", true, || t0),
+            Err(SendError::Closed)
+        );
     }
 
     #[test]
@@ -909,7 +962,7 @@ mod tests {
             e.poll_event(&mut none, || t0 + 70 * SECOND),
             Some(Event::TimedOut("keepalive timeout"))
         );
-        e.send(opcode::TEXT, b"goodbye", || t0 + 70 * SECOND)
+        e.send(opcode::TEXT, b"goodbye", true, || t0 + 70 * SECOND)
             .unwrap();
         assert_eq!(e.poll_event(&mut none, || t0 + 70 * SECOND), None);
         assert_eq!(
@@ -929,7 +982,8 @@ mod tests {
             ..Settings::default()
         };
         let mut e = server(settings, t0);
-        e.send(opcode::TEXT, b"out", || t0 + 5 * SECOND).unwrap();
+        e.send(opcode::TEXT, b"out", true, || t0 + 5 * SECOND)
+            .unwrap();
         e.handle_timeout(t0 + 10 * SECOND);
         let mut input = from_client(true, opcode::TEXT, b"in");
         assert_eq!(
@@ -949,7 +1003,7 @@ mod tests {
     fn a_dropped_transport_ends_the_connection_with_1006() {
         let t0 = Instant::now();
         let mut e = server(Settings::default(), t0);
-        e.send(opcode::BINARY, &[0; 100], || t0).unwrap();
+        e.send(opcode::BINARY, &[0; 100], true, || t0).unwrap();
         e.transport_closed();
         assert_eq!(e.queued_bytes(), 0);
         let got = events(&mut e, &mut BytesMut::new(), t0);
@@ -968,10 +1022,10 @@ mod tests {
         let t0 = Instant::now();
         let mut e = server(Settings::default(), t0);
         assert_eq!(
-            e.send(opcode::TEXT, b"\xff", || t0),
+            e.send(opcode::TEXT, b"\xff", true, || t0),
             Err(SendError::NotUtf8)
         );
-        assert!(e.send(opcode::BINARY, b"\xff", || t0).is_ok());
+        assert!(e.send(opcode::BINARY, b"\xff", true, || t0).is_ok());
         assert_eq!(e.ping(&[0; 126]), Err(SendError::ControlTooLong));
         assert!(e.ping(&[0; 125]).is_ok());
     }
@@ -980,7 +1034,7 @@ mod tests {
     fn a_client_masks_what_it_sends_and_refuses_masked_frames() {
         let t0 = Instant::now();
         let mut e = Engine::new(Role::Client, Settings::default(), t0);
-        e.send(opcode::TEXT, b"hi", || t0).unwrap();
+        e.send(opcode::TEXT, b"hi", true, || t0).unwrap();
         let mut out = BytesMut::new();
         assert!(e.take_output(&mut out));
         assert_eq!(out[1] & 0x80, 0x80, "mask bit set");

@@ -21,9 +21,10 @@
 //! so frames queued by several worker threads at once never interleave on the socket.
 
 use crate::codec::{Limits, Role};
+use crate::deflate::Agreement;
 use crate::engine::{CloseError, Ending, Engine, Event, SendError, Settings};
 use bytes::BytesMut;
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, Table, UserDataRef, Value};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,12 +156,23 @@ fn with_id<R>(fd: i64, id: u64, f: impl FnOnce(&mut Link) -> R) -> Option<R> {
 
 /// Opens the connection of `fd`; a connection a previous socket with the same descriptor
 /// left is ended and reported by `take_gone`. Returns the new connection's id.
-pub fn open(fd: i64, role: Role, info: LinkInfo, settings: Settings, now: Instant) -> u64 {
+pub fn open(
+    fd: i64,
+    role: Role,
+    info: LinkInfo,
+    settings: Settings,
+    deflate: Option<Agreement>,
+    now: Instant,
+) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut engine = Engine::new(role, settings, now);
+    if let Some(agreement) = deflate {
+        engine.use_deflate(agreement);
+    }
     let link = Link {
         id,
         info,
-        engine: Engine::new(role, settings, now),
+        engine,
         input: BytesMut::new(),
         sending: false,
         inode: socket_inode(fd),
@@ -232,18 +244,24 @@ fn settings(max_message_size: Option<usize>) -> Settings {
 /// "ping", "pong", "timeout" (data: the reason) or "closed" (data: the reason, code: the
 /// peer's close code or 1005/1006, error_code: the close code of our protocol-error
 /// answer, if that is how it ended).
+/// kind, data, code, error code, came compressed.
 type LuaEvent = (
     Option<&'static str>,
     Option<mlua::String>,
     Option<u16>,
     Option<u16>,
+    Option<bool>,
 );
 
 fn event_for_lua(lua: &Lua, event: Option<Event>) -> mlua::Result<LuaEvent> {
     let s = |b: &[u8]| lua.create_string(b).map(Some);
     Ok(match event {
-        None => (None, None, None, None),
-        Some(Event::Message { op, data }) => (
+        None => (None, None, None, None, None),
+        Some(Event::Message {
+            op,
+            data,
+            compressed,
+        }) => (
             Some(if op == crate::codec::opcode::TEXT {
                 "text"
             } else {
@@ -252,15 +270,17 @@ fn event_for_lua(lua: &Lua, event: Option<Event>) -> mlua::Result<LuaEvent> {
             s(&data)?,
             None,
             None,
+            Some(compressed),
         ),
-        Some(Event::Ping(data)) => (Some("ping"), s(&data)?, None, None),
-        Some(Event::Pong(data)) => (Some("pong"), s(&data)?, None, None),
-        Some(Event::TimedOut(reason)) => (Some("timeout"), s(reason.as_bytes())?, None, None),
+        Some(Event::Ping(data)) => (Some("ping"), s(&data)?, None, None, None),
+        Some(Event::Pong(data)) => (Some("pong"), s(&data)?, None, None, None),
+        Some(Event::TimedOut(reason)) => (Some("timeout"), s(reason.as_bytes())?, None, None, None),
         Some(Event::Closed(e)) => (
             Some("closed"),
             s(e.reason.as_bytes())?,
             Some(e.code),
             e.error.map(|p| p.close_code),
+            None,
         ),
     })
 }
@@ -324,7 +344,10 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
                 subprotocol: f.get("subprotocol")?,
             };
             let max: Option<usize> = f.get("max_message_size")?;
-            Ok(open(fd, role, info, settings(max), Instant::now()))
+            let deflate = f
+                .get::<Option<UserDataRef<Agreement>>>("deflate")?
+                .map(|a| *a);
+            Ok(open(fd, role, info, settings(max), deflate, Instant::now()))
         })?,
     )?;
     // info(fd) -> {id=, role=, handler=, path=, host=, port=, is_TLS=, subprotocol=} | nil
@@ -401,14 +424,18 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             event_for_lua(lua, event)
         })?,
     )?;
-    // send(fd, id, opcode, data) -> true | nil, message, kind
+    // send(fd, id, opcode, data, compress) -> true | nil, message, kind (compress: unless
+    // false, compressed when permessage-deflate was agreed and the message is not small)
     t.set(
         "send",
-        lua.create_function(|_, (fd, id, op, data): (i64, u64, u8, mlua::String)| {
-            send_result(with_id(fd, id, |l| {
-                l.engine.send(op, &data.as_bytes(), Instant::now)
-            }))
-        })?,
+        lua.create_function(
+            |_, (fd, id, op, data, compress): (i64, u64, u8, mlua::String, Option<bool>)| {
+                send_result(with_id(fd, id, |l| {
+                    let compress = compress != Some(false);
+                    l.engine.send(op, &data.as_bytes(), compress, Instant::now)
+                }))
+            },
+        )?,
     )?;
     // ping(fd, id, payload) -> true | nil, message, kind (raises over 125 bytes)
     t.set(
@@ -553,6 +580,7 @@ mod tests {
             Role::Server,
             LinkInfo::default(),
             settings(None),
+            None,
             Instant::now(),
         )
     }
@@ -577,6 +605,7 @@ mod tests {
             Role::Client,
             LinkInfo::default(),
             settings(None),
+            None,
             Instant::now(),
         );
         assert_ne!(first, second);
@@ -595,7 +624,14 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&a) as i64;
         let t0 = Instant::now();
-        let id = open(fd, Role::Server, LinkInfo::default(), settings(None), t0);
+        let id = open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            None,
+            t0,
+        );
         drop(a); // evluaserver closed it
         drop(b);
         let gone: Vec<u64> = take_gone(t0 + SWEEP_EVERY * 2)
@@ -616,8 +652,22 @@ mod tests {
         let _serial = GONE.lock().unwrap_or_else(|p| p.into_inner());
         let fd = 1_000_004;
         let t0 = Instant::now();
-        let old = open(fd, Role::Server, LinkInfo::default(), settings(None), t0);
-        let new = open(fd, Role::Server, LinkInfo::default(), settings(None), t0);
+        let old = open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            None,
+            t0,
+        );
+        let new = open(
+            fd,
+            Role::Server,
+            LinkInfo::default(),
+            settings(None),
+            None,
+            t0,
+        );
         let gone: Vec<u64> = take_gone(t0)
             .into_iter()
             .filter(|g| g.fd == fd)
@@ -632,7 +682,9 @@ mod tests {
         let fd = 1_000_003;
         let id = open_server(fd);
         with(fd, |l| {
-            l.engine.send(opcode::TEXT, b"hello", Instant::now).unwrap()
+            l.engine
+                .send(opcode::TEXT, b"hello", true, Instant::now)
+                .unwrap()
         });
         assert!(take_output(fd).is_none());
         with(fd, |l| l.writable = true);
@@ -646,13 +698,17 @@ mod tests {
         open_server(fd);
         with(fd, |l| l.writable = true);
         with(fd, |l| {
-            l.engine.send(opcode::TEXT, b"one", Instant::now).unwrap()
+            l.engine
+                .send(opcode::TEXT, b"one", true, Instant::now)
+                .unwrap()
         });
         let first = take_output(fd).expect("first sender takes the output");
         // Another worker thread queues a frame while the first sender is still sending.
         let other = std::thread::spawn(move || {
             with(fd, |l| {
-                l.engine.send(opcode::TEXT, b"two", Instant::now).unwrap()
+                l.engine
+                    .send(opcode::TEXT, b"two", true, Instant::now)
+                    .unwrap()
             });
             take_output(fd)
         });

@@ -47,6 +47,9 @@ pub struct Request {
     pub handler_base: Option<String>,
     /// The server's Origin allow-list, read by `ws.accept` (`request.allowed_origins`).
     pub allowed_origins: Option<Vec<String>>,
+    /// The server's `compression` option, read by `ws.accept` (`request.compression`:
+    /// `false` or the configuration).
+    pub compression: Option<crate::deflate::Config>,
 }
 
 impl UserData for Request {
@@ -55,6 +58,10 @@ impl UserData for Request {
         fields.add_field_method_get("handler_base", |_, this| Ok(this.handler_base.clone()));
         fields.add_field_method_get("allowed_origins", |_, this| {
             Ok(this.allowed_origins.clone())
+        });
+        fields.add_field_method_get("compression", |lua, this| match this.compression {
+            Some(cfg) => lua.create_userdata(cfg).map(mlua::Value::UserData),
+            None => Ok(mlua::Value::Boolean(false)),
         });
     }
 

@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 /// Messages waiting for `recv` on a connection without a handler. Bounded: while it holds
 /// `max_bytes` or more, the frame loop stops reading, so TCP pushes back on the peer.
 pub struct Inbox {
-    queue: RefCell<VecDeque<(u8, Bytes)>>,
+    /// (opcode, data, came compressed)
+    queue: RefCell<VecDeque<(u8, Bytes, bool)>>,
     bytes: Cell<usize>,
     max_bytes: usize,
     arrived: Notify,
@@ -39,7 +40,7 @@ impl Inbox {
     }
 
     /// Adds a message, first waiting for room (one message always fits).
-    pub async fn push(&self, op: u8, data: Bytes) {
+    pub async fn push(&self, op: u8, data: Bytes, compressed: bool) {
         loop {
             let taken = self.taken.notified();
             if self.queue.borrow().is_empty() || self.bytes.get() + data.len() <= self.max_bytes {
@@ -48,7 +49,7 @@ impl Inbox {
             taken.await;
         }
         self.bytes.set(self.bytes.get() + data.len());
-        self.queue.borrow_mut().push_back((op, data));
+        self.queue.borrow_mut().push_back((op, data, compressed));
         self.arrived.notify_waiters();
     }
 
@@ -59,14 +60,14 @@ impl Inbox {
     }
 
     /// The next message, waiting up to `limit` (forever when `None`).
-    pub async fn next(&self, limit: Option<Duration>) -> Result<(u8, Bytes), RecvEnd> {
+    pub async fn next(&self, limit: Option<Duration>) -> Result<(u8, Bytes, bool), RecvEnd> {
         let deadline = limit.map(|d| tokio::time::Instant::now() + d);
         loop {
             let arrived = self.arrived.notified();
-            if let Some((op, data)) = self.queue.borrow_mut().pop_front() {
+            if let Some((op, data, compressed)) = self.queue.borrow_mut().pop_front() {
                 self.bytes.set(self.bytes.get() - data.len());
                 self.taken.notify_waiters();
-                return Ok((op, data));
+                return Ok((op, data, compressed));
             }
             if let Some((code, reason)) = self.closed.borrow().clone() {
                 return Err(RecvEnd::Closed(code, reason));

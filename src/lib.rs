@@ -3,6 +3,9 @@
 //! Layout, one concern per module:
 //!
 //! - `codec`: RFC 6455 frames ↔ bytes, masking, UTF-8, fragments, close codes, limits (pure)
+//! - `deflate`: permessage-deflate (RFC 7692) — negotiation (pure), compressor and
+//!   bomb-safe inflater made on first use
+//! - `zlib`: a safe handle on one raw-deflate stream of zlib-rs (memLevel, resets)
 //! - `handshake`: Upgrade request parsing and judging, accept key, JSON errors (pure)
 //! - `routing`: URL path → handler module name (pure)
 //! - `options`: reading Lua option tables and seconds, with one error shape
@@ -41,6 +44,7 @@
 pub mod client;
 pub mod codec;
 pub mod connection;
+pub mod deflate;
 pub mod engine;
 pub mod evl;
 pub mod front;
@@ -61,6 +65,7 @@ pub mod static_files;
 pub mod stats;
 pub mod transport;
 pub mod url;
+pub mod zlib;
 
 use mlua::{Function, Lua, Table, Value};
 
@@ -108,6 +113,64 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
             })
         })?,
     )?;
+    // negotiate_deflate(offers, handler_choice, server_choice) -> answer, agreement | nil:
+    // the server's permessage-deflate answer to the request's offers. The handler class's
+    // `compression` wins over the server's; neither given: the defaults.
+    core.set(
+        "negotiate_deflate",
+        lua.create_function(
+            |lua, (offers, handler, server): (Option<String>, Value, Value)| {
+                let d = deflate::Config::default();
+                let chosen =
+                    match options::compression(handler, "ws.accept", "handler.compression", d)? {
+                        Some(choice) => choice,
+                        None => options::compression_or(server, "ws.accept", "compression", d)?,
+                    };
+                let agreed = chosen
+                    .zip(offers)
+                    .and_then(|(cfg, offers)| deflate::negotiate(&offers, &cfg));
+                Ok(match agreed {
+                    Some((answer, agreement)) => {
+                        (Some(answer), Some(lua.create_userdata(agreement)?))
+                    }
+                    None => (None, None),
+                })
+            },
+        )?,
+    )?;
+    // deflate_offer(choice) -> offer | nil: a client's Sec-WebSocket-Extensions.
+    core.set(
+        "deflate_offer",
+        lua.create_function(|_, choice: Value| {
+            let cfg = options::compression_or(
+                choice,
+                "connect",
+                "inputs.compression",
+                deflate::Config::client_default(),
+            )?;
+            Ok(cfg.map(|c| deflate::client_offer(&c)))
+        })?,
+    )?;
+    // deflate_accept(answer, choice) -> agreement | false | nil, message: a client's
+    // check of the server's Sec-WebSocket-Extensions (false: declined).
+    core.set(
+        "deflate_accept",
+        lua.create_function(|lua, (answer, choice): (Option<String>, Value)| {
+            let cfg = options::compression_or(
+                choice,
+                "connect",
+                "inputs.compression",
+                deflate::Config::client_default(),
+            )?;
+            Ok(
+                match deflate::client_accept(answer.as_deref(), cfg.as_ref()) {
+                    Ok(Some(a)) => (Value::UserData(lua.create_userdata(a)?), None),
+                    Ok(None) => (Value::Boolean(false), None),
+                    Err(e) => (Value::Nil, Some(format!("connect: {e}"))),
+                },
+            )
+        })?,
+    )?;
     core.set(
         "accept_key",
         lua.create_function(|_, key: String| Ok(handshake::accept_key(&key)))?,
@@ -152,6 +215,12 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
     Ok(core)
 }
+
+/// A `compression` configuration as `ws.accept` gets it from the server (`request.compression`).
+impl mlua::UserData for deflate::Config {}
+/// What a handshake agreed for permessage-deflate, handed from `ws.accept` (or the
+/// client's check) to the runtime that opens the connection.
+impl mlua::UserData for deflate::Agreement {}
 
 /// The name/value pairs of a Lua table of headers (names in any case: evluaserver's
 /// request objects keep the client's spelling), read in one pass.

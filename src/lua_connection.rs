@@ -50,8 +50,8 @@ fn failed(message: String, kind: &'static str) -> Answer {
 /// fields from Rust; `send` and `try_send` read `opts.msg_type` in Lua and call a
 /// synchronous method, so a send that finds room never goes through an async callback.
 const LUA_PARTS: &str = r#"
-local msg_of = function(op, data, conn)
-	return { op_code = op, flags = 128 + op, payload_len = #data, buf = data, data = data, _ss = conn, conn = conn }
+local msg_of = function(op, data, conn, compressed)
+	return { op_code = op, flags = 128 + op, payload_len = #data, buf = data, data = data, _ss = conn, conn = conn, compressed = compressed }
 end
 local OPCODE = { TEXT = 1, BINARY = 2 }
 local function opcode(what, opts)
@@ -61,14 +61,14 @@ local function opcode(what, opts)
 	end
 	return OPCODE[kind] or error(('%s: msg_type must be "TEXT" or "BINARY", got "%s"'):format(what, tostring(kind)), 3)
 end
--- Each connection's queue(data, opcode, for_send) function, by connection (connection_userdata
+-- Each connection's queue(data, opcode, for_send, compress) function, by connection (connection_userdata
 -- puts it here): a closure over the connection, cheaper to call than a method.
 local queues = setmetatable({}, { __mode = "k" })
 local wait_room -- the connection type's method, found on first use
 local methods = {}
--- send(data [, {msg_type = "TEXT"|"BINARY"}]) -> true | nil, err, kind
+-- send(data [, {msg_type = "TEXT"|"BINARY", compress = false}]) -> true | nil, err, kind
 function methods.send(conn, data, opts)
-	local ok, err, kind = queues[conn](data, opcode("send", opts), true)
+	local ok, err, kind = queues[conn](data, opcode("send", opts), true, not opts or opts.compress ~= false)
 	if ok == false then
 		wait_room = wait_room or conn._wait_room
 		return wait_room(conn)
@@ -77,18 +77,18 @@ function methods.send(conn, data, opts)
 end
 -- try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
 function methods.try_send(conn, data, opts)
-	return queues[conn](data, opcode("try_send", opts), false)
+	return queues[conn](data, opcode("try_send", opts), false, not opts or opts.compress ~= false)
 end
 return {
 	msg = msg_of,
-	-- call(f, op, data, conn): f(msg) with a fresh msg, in the caller's coroutine
-	call = function(f, op, data, conn) return f(msg_of(op, data, conn)) end,
+	-- call(f, op, data, conn, compressed): f(msg) with a fresh msg, in the caller's coroutine
+	call = function(f, op, data, conn, compressed) return f(msg_of(op, data, conn, compressed)) end,
 	-- run(f, conn, next_msg): the body of a connection's message coroutine: handles the
 	-- message next_msg() gives, then yields, and again on the next resume.
 	run = function(f, conn, next_msg)
 		while true do
-			local op, data = next_msg()
-			f(msg_of(op, data, conn))
+			local op, data, compressed = next_msg()
+			f(msg_of(op, data, conn, compressed))
 			coroutine.yield()
 		end
 	end,
@@ -112,7 +112,7 @@ fn lua_parts(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// What handler calls need, looked up once per connection: `call(f, op, data, conn)`
+/// What handler calls need, looked up once per connection: `call(f, op, data, conn, compressed)`
 /// builds the `msg` table and calls `f` with it.
 pub fn handler_caller(lua: &Lua) -> mlua::Result<Function> {
     lua_parts(lua)?.get("call")
@@ -124,16 +124,29 @@ pub fn message_runner(lua: &Lua) -> mlua::Result<Function> {
 }
 
 /// Builds the `msg` table handed to handler functions and returned by `recv`: the
-/// original fields (`op_code`, `flags`, `payload_len`, `buf`, `_ss`) plus `data` and `conn`.
-pub fn message_table(lua: &Lua, conn: &AnyUserData, op: u8, payload: &[u8]) -> mlua::Result<Table> {
+/// original fields (`op_code`, `flags`, `payload_len`, `buf`, `_ss`) plus `data`, `conn`
+/// and `compressed` (it came compressed: permessage-deflate).
+pub fn message_table(
+    lua: &Lua,
+    conn: &AnyUserData,
+    op: u8,
+    payload: &[u8],
+    compressed: bool,
+) -> mlua::Result<Table> {
     let make: Function = lua_parts(lua)?.get("msg")?;
-    make.call((op, lua.create_string(payload)?, conn))
+    make.call((op, lua.create_string(payload)?, conn, compressed))
 }
 
 /// The synchronous half of `send` and `try_send` (LUA_PARTS): queues a message on `conn`.
 /// Returns true, or false — for try_send: the queue was full and nothing was queued; for
 /// send: it was queued and the caller must wait for room (`_wait_room`) — or nil, err, kind.
-fn queue_message(conn: &Connection, data: &[u8], op: u8, send: bool) -> mlua::Result<Answer> {
+fn queue_message(
+    conn: &Connection,
+    data: &[u8],
+    op: u8,
+    send: bool,
+    compress: bool,
+) -> mlua::Result<Answer> {
     let what = if send { "send" } else { "try_send" };
     if op != opcode::TEXT && op != opcode::BINARY {
         return Err(mlua::Error::runtime(format!(
@@ -143,7 +156,7 @@ fn queue_message(conn: &Connection, data: &[u8], op: u8, send: bool) -> mlua::Re
     if !send && conn.engine().is_full() {
         return Ok(done(false));
     }
-    if let Err(e) = conn.send(op, data) {
+    if let Err(e) = conn.send(op, data, compress) {
         return refused(what, e);
     }
     Ok(done(!(send && conn.engine().is_full())))
@@ -153,9 +166,11 @@ fn queue_message(conn: &Connection, data: &[u8], op: u8, send: bool) -> mlua::Re
 /// function registered for `send` and `try_send`.
 pub fn connection_userdata(lua: &Lua, conn: Rc<Connection>) -> mlua::Result<AnyUserData> {
     let queue_conn = Rc::clone(&conn);
-    let queue = lua.create_function(move |_, (data, op, send): (mlua::String, u8, bool)| {
-        queue_message(&queue_conn, &data.as_bytes(), op, send)
-    })?;
+    let queue = lua.create_function(
+        move |_, (data, op, send, compress): (mlua::String, u8, bool, bool)| {
+            queue_message(&queue_conn, &data.as_bytes(), op, send, compress)
+        },
+    )?;
     let ud = lua.create_userdata(LuaConnection(conn))?;
     lua_parts(lua)?
         .get::<Table>("queues")?
@@ -222,9 +237,12 @@ impl UserData for LuaConnection {
                     return Err(mlua::Error::runtime(RECV_WITH_HANDLER));
                 };
                 Ok(match runtime::wait("recv", inbox.next(limit)).await? {
-                    Ok((op, data)) => {
-                        (Some(message_table(&lua, &ud, op, &data)?), None, None, None)
-                    }
+                    Ok((op, data, compressed)) => (
+                        Some(message_table(&lua, &ud, op, &data, compressed)?),
+                        None,
+                        None,
+                        None,
+                    ),
                     Err(RecvEnd::Timeout) => (None, Some("timeout"), None, None),
                     Err(RecvEnd::Closed(code, reason)) => {
                         (None, Some("closed"), Some(code), Some(reason))

@@ -4,6 +4,7 @@
 //! by value, anything else by type), so a user can act on it.
 
 use crate::codec::Limits;
+use crate::deflate;
 use crate::engine::Settings;
 use mlua::{Table, Value};
 use std::time::Duration;
@@ -37,11 +38,11 @@ pub fn seconds_value(place: &str, name: &str, s: f64) -> mlua::Result<Duration> 
 pub struct Reader<'a> {
     table: &'a Table,
     place: &'static str,
-    prefix: &'static str,
+    prefix: &'a str,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(table: &'a Table, place: &'static str, prefix: &'static str) -> Self {
+    pub fn new(table: &'a Table, place: &'static str, prefix: &'a str) -> Self {
         Reader {
             table,
             place,
@@ -169,4 +170,54 @@ pub fn settings(r: &Reader, defaults: Settings, frames_apart: bool) -> mlua::Res
         send_buffer: r.count("send_buffer", 1, 1 << 40, defaults.send_buffer as u64)? as usize,
         send_timeout: r.seconds_or_off("send_timeout", secs(defaults.send_timeout))?,
     })
+}
+
+/// The `compression` option (permessage-deflate) `v`, called `name` in `place`'s
+/// messages: `false` (off), `true` (the defaults), a table of changes to the defaults
+/// (`server_max_window_bits`, `client_max_window_bits` 8..15,
+/// `server_no_context_takeover`, `client_no_context_takeover`, `mem_level` 1..9,
+/// `level` 0..9, `threshold` bytes), or a configuration already read (what a server hands
+/// `ws.accept`). `None` when not given; `Some(None)` when off. `d`: the defaults (a
+/// server's or a client's).
+pub fn compression(
+    v: Value,
+    place: &'static str,
+    name: &str,
+    d: deflate::Config,
+) -> mlua::Result<Option<Option<deflate::Config>>> {
+    let t = match v {
+        Value::Nil => return Ok(None),
+        Value::Boolean(on) => return Ok(Some(on.then_some(d))),
+        Value::UserData(ud) if ud.is::<deflate::Config>() => {
+            return Ok(Some(Some(*ud.borrow::<deflate::Config>()?)))
+        }
+        Value::Table(t) => t,
+        other => return Err(refused(place, name, "false, true or a table", &other)),
+    };
+    let prefix = format!("{name}.");
+    let c = Reader::new(&t, place, &prefix);
+    let bits = |k: &str, default: u8| c.count(k, 8, 15, default.into()).map(|n| n as u8);
+    Ok(Some(Some(deflate::Config {
+        server_max_window_bits: bits("server_max_window_bits", d.server_max_window_bits)?,
+        client_max_window_bits: bits("client_max_window_bits", d.client_max_window_bits)?,
+        server_no_context_takeover: c
+            .boolean("server_no_context_takeover")?
+            .unwrap_or(d.server_no_context_takeover),
+        client_no_context_takeover: c
+            .boolean("client_no_context_takeover")?
+            .unwrap_or(d.client_no_context_takeover),
+        mem_level: c.count("mem_level", 1, 9, d.mem_level.into())? as u8,
+        level: c.count("level", 0, 9, d.level.into())? as u8,
+        threshold: c.count("threshold", 0, 1 << 40, d.threshold as u64)? as usize,
+    })))
+}
+
+/// [`compression`], `d` when not given: what a connection will use (`None`: off).
+pub fn compression_or(
+    v: Value,
+    place: &'static str,
+    name: &str,
+    d: deflate::Config,
+) -> mlua::Result<Option<deflate::Config>> {
+    Ok(compression(v, place, name, d)?.unwrap_or(Some(d)))
 }

@@ -7,6 +7,7 @@
 
 use crate::codec::Role;
 use crate::connection::{Connection, ConnectionInfo};
+use crate::deflate::Agreement;
 use crate::front::{self, answer, Verdict};
 use crate::handshake::RequestHead;
 use crate::http::{header_table, Request, Response};
@@ -21,7 +22,9 @@ use crate::static_files;
 use crate::stats::{bump, Stats};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
-use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
+use mlua::{
+    Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef,
+};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -364,7 +367,7 @@ async fn serve_stream<S: Upgraded>(
         Verdict::Static(head) => return serve_static(server, &mut stream, peer, &head).await,
     };
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
-    let (response, handler) = match call_accept(&lua, server, head, peer).await {
+    let (response, handler, deflate) = match call_accept(&lua, server, head, peer).await {
         Ok(result) => result,
         Err(e) => {
             server.stats.reject("500");
@@ -414,6 +417,9 @@ async fn serve_stream<S: Upgraded>(
         stats: Some(Rc::clone(&server.stats)),
     };
     let conn = Connection::new(info, Role::Server, opts.session, &writer);
+    if let Some(agreement) = deflate {
+        conn.engine().use_deflate(agreement);
+    }
     let cfg = LoopConfig {
         logger: Rc::clone(&opts.logger),
         stats: Some(Rc::clone(&server.stats)),
@@ -473,13 +479,13 @@ async fn serve_static<S: AsyncWrite + Unpin>(
 }
 
 /// Calls `ws.accept(request, response, uc)`; returns the response to write and, when the
-/// upgrade was accepted, the handler class.
+/// upgrade was accepted, the handler class and what permessage-deflate agreed, if anything.
 async fn call_accept(
     lua: &Lua,
     server: &Shared,
     head: RequestHead,
     peer: SocketAddr,
-) -> mlua::Result<(Response, Option<Handler>)> {
+) -> mlua::Result<(Response, Option<Handler>, Option<Agreement>)> {
     let accept: Function = lua.named_registry_value(ACCEPT_KEY)?;
     let uc = lua.create_table_with_capacity(0, 6)?;
     uc.raw_set("headers", header_table(lua, &head.headers)?)?;
@@ -497,14 +503,19 @@ async fn call_accept(
         route,
         handler_base: server.options.handler_base.clone(),
         allowed_origins: server.options.origins.clone(),
+        compression: server.options.compression,
     })?;
     let response = lua.create_userdata(Response::new())?;
-    let (ok, name, class): (bool, Option<String>, Option<Table>) =
-        accept.call_async((request, &response, uc)).await?;
+    let (ok, name, class, deflate): (
+        bool,
+        Option<String>,
+        Option<Table>,
+        Option<UserDataRef<Agreement>>,
+    ) = accept.call_async((request, &response, uc)).await?;
     let response = response.take::<Response>()?;
     let handler = match (ok && response.status == 101, name, class) {
         (true, Some(name), Some(class)) => Some(Handler::from_table(name, &class)?),
         _ => None,
     };
-    Ok((response, handler))
+    Ok((response, handler, deflate.map(|a| *a)))
 }

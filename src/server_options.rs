@@ -2,6 +2,7 @@
 //! the one option reader, `options`), the TLS acceptor built from PEM files, the routes —
 //! each with the attack it stops. The connections' own settings are `engine::Settings`.
 
+use crate::deflate;
 use crate::engine::{Settings, SERVER_PING_INTERVAL};
 use crate::log::Logger;
 use crate::options::{self, Reader};
@@ -52,6 +53,10 @@ pub struct Options {
     /// Directory whose files answer plain GET and HEAD requests (`/` is `index.html`),
     /// resolved at start. Default none: such requests get 426.
     pub static_dir: Option<static_files::StaticDir>,
+    /// permessage-deflate (`compression = false | true | {...}`), offered to every client
+    /// that asks unless a handler class says otherwise. Default on, with a 4 KiB window and
+    /// memLevel 5 (see `deflate::Config`); `None`: off.
+    pub compression: Option<deflate::Config>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     pub tls: Option<tokio_native_tls::TlsAcceptor>,
     pub logger: Rc<Logger>,
@@ -150,6 +155,12 @@ impl Options {
                 .map(|dir| static_files::StaticDir::open(&dir))
                 .transpose()
                 .map_err(|e| mlua::Error::runtime(format!("ws.server: static: {e}")))?,
+            compression: options::compression_or(
+                r.value("compression")?,
+                "ws.server",
+                "compression",
+                deflate::Config::default(),
+            )?,
             tls,
             logger: Rc::new(Logger::from_options(
                 "ws.server",

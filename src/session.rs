@@ -72,7 +72,7 @@ struct Session<'a> {
     conn: &'a Rc<Connection>,
     conn_ud: AnyUserData,
     delivery: &'a Delivery,
-    /// `call(f, op, data, conn)`: builds the `msg` table in Lua and calls `f` with it.
+    /// `call(f, op, data, conn, compressed)`: builds the `msg` table in Lua and calls `f`.
     caller: Function,
     /// The coroutine that runs `handle_message` calls one after another (made at the
     /// first message, again after a handler error ended it): mlua in module mode makes a
@@ -80,7 +80,7 @@ struct Session<'a> {
     /// the handler's own work.
     runner: RefCell<Option<MessageRunner>>,
     /// The message the runner takes next (its `next_msg()`).
-    next_msg: Rc<RefCell<Option<(u8, mlua::String)>>>,
+    next_msg: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
 }
 
 /// A connection's message coroutine, as a stream that yields once per message handled.
@@ -96,14 +96,22 @@ impl Session<'_> {
     }
 
     /// Calls `handle_message` with a `msg` table in the connection's message coroutine.
-    async fn call_message(&self, h: &Handler, op: u8, data: &[u8]) -> mlua::Result<()> {
-        *self.next_msg.borrow_mut() = Some((op, self.lua.create_string(data)?));
+    async fn call_message(
+        &self,
+        h: &Handler,
+        op: u8,
+        data: &[u8],
+        compressed: bool,
+    ) -> mlua::Result<()> {
+        *self.next_msg.borrow_mut() = Some((op, self.lua.create_string(data)?, compressed));
         let mut slot = self.runner.borrow_mut().take();
         if slot.is_none() {
             let next = Rc::clone(&self.next_msg);
             let next_msg = self.lua.create_function(move |_, ()| {
-                let (op, data) = next.borrow_mut().take().unzip();
-                Ok((op, data))
+                Ok(match next.borrow_mut().take() {
+                    Some((op, data, compressed)) => (Some(op), Some(data), compressed),
+                    None => (None, None, false),
+                })
             })?;
             let thread = self.lua.create_thread(message_runner(self.lua)?)?;
             let stream =
@@ -160,7 +168,7 @@ impl Session<'_> {
             let args = (f.clone(), op, data, self.conn_ud.clone());
             self.call(&h.name, &self.caller, hook, args).await;
         } else {
-            let msg = message_table(self.lua, &self.conn_ud, op, data)?;
+            let msg = message_table(self.lua, &self.conn_ud, op, data, false)?;
             for (k, v) in extra {
                 msg.raw_set(*k, v.clone())?;
             }
@@ -172,14 +180,20 @@ impl Session<'_> {
     /// Delivers one event other than the ending.
     async fn dispatch(&self, event: Event) -> mlua::Result<()> {
         match event {
-            Event::Message { op, data } => {
+            Event::Message {
+                op,
+                data,
+                compressed,
+            } => {
                 if let Some(stats) = &self.cfg.stats {
                     bump(&stats.messages_in, 1);
                     bump(&stats.bytes_in, data.len() as u64);
                 }
                 match (self.delivery, self.conn.inbox()) {
-                    (Delivery::Inbox, Some(inbox)) => inbox.push(op, data).await,
-                    (Delivery::Handler(h), _) => self.call_message(h, op, &data).await?,
+                    (Delivery::Inbox, Some(inbox)) => inbox.push(op, data, compressed).await,
+                    (Delivery::Handler(h), _) => {
+                        self.call_message(h, op, &data, compressed).await?
+                    }
                     _ => {}
                 }
             }
