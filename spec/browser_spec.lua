@@ -12,7 +12,7 @@ end
 
 local function drive(url, shots, insecure)
 	helper.all_ok(helper.lines_of(("NODE_PATH=build/node/node_modules timeout 90 node spec/support/browser_chat.js %s %s %s"):format(
-		url, shots, insecure and "ignore-certificate-errors" or "")), 4)
+		url, shots, insecure and "ignore-certificate-errors" or "")), 6)
 end
 
 describe("the chat example in headless Chromium", function()

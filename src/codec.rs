@@ -270,6 +270,8 @@ pub struct Decoder {
     inflater: Option<Inflater>,
     /// Whether the last message delivered came compressed.
     last_compressed: bool,
+    /// The most bytes a compressed message has inflated to.
+    max_inflated: usize,
 }
 
 impl Decoder {
@@ -281,6 +283,7 @@ impl Decoder {
             wanted: 2,
             inflater: None,
             last_compressed: false,
+            max_inflated: 0,
         }
     }
 
@@ -292,6 +295,11 @@ impl Decoder {
     /// Whether the last text or binary message delivered had been compressed by the peer.
     pub fn last_compressed(&self) -> bool {
         self.last_compressed
+    }
+
+    /// The most bytes a compressed message has inflated to (one refused as too big included).
+    pub fn max_inflated(&self) -> usize {
+        self.max_inflated
     }
 
     /// Whether an inflater has been made (a compressed message was received).
@@ -485,15 +493,16 @@ impl Decoder {
     ) -> Result<(), ProtocolError> {
         if p.compressed {
             let inflater = self.inflater.as_mut().expect("check_header allowed RSV1");
-            inflater
-                .inflate(payload, last, &mut p.data, self.limits.max_message_size)
-                .map_err(|e| match e {
-                    InflateError::TooBig => too_big(),
-                    InflateError::Corrupt => ProtocolError::new(
-                        close_code::INVALID_PAYLOAD,
-                        "compressed message is not valid deflate data",
-                    ),
-                })?;
+            let inflated =
+                inflater.inflate(payload, last, &mut p.data, self.limits.max_message_size);
+            self.max_inflated = self.max_inflated.max(p.data.len());
+            inflated.map_err(|e| match e {
+                InflateError::TooBig => too_big(),
+                InflateError::Corrupt => ProtocolError::new(
+                    close_code::INVALID_PAYLOAD,
+                    "compressed message is not valid deflate data",
+                ),
+            })?;
         } else {
             p.data.extend_from_slice(payload);
         }

@@ -296,6 +296,12 @@ impl Engine {
         Some((d.is_allocated(), self.decoder.inflater_allocated()))
     }
 
+    /// The most bytes a compressed message from the peer has inflated to (the one refused
+    /// for passing `max_message_size` included).
+    pub fn max_inflated(&self) -> usize {
+        self.decoder.max_inflated()
+    }
+
     /// Whether a message of `len` bytes would go out compressed.
     pub fn compresses(&self, len: usize, wanted: bool) -> bool {
         self.deflater

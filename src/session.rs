@@ -238,6 +238,9 @@ impl Session<'_> {
                 stats.protocol_close(e.close_code);
             }
         }
+        if let Some(stats) = &self.cfg.stats {
+            stats.inflated(self.conn.engine().max_inflated());
+        }
         if let Some(inbox) = self.conn.inbox() {
             inbox.close(ending.code, &ending.reason);
         }

@@ -21,6 +21,10 @@ pub struct Stats {
     /// The most bytes any one connection has had queued for its peer (data, pongs,
     /// close frames): what a peer that does not read can make the server hold.
     pub max_queued_bytes: Cell<u64>,
+    /// The most bytes any one compressed message inflated to before it was delivered or
+    /// refused (1009 past `max_message_size`): what a compression bomb can make the
+    /// server hold.
+    pub max_inflated_bytes: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -41,6 +45,13 @@ impl Stats {
     pub fn queued(&self, bytes: usize) {
         if bytes as u64 > self.max_queued_bytes.get() {
             self.max_queued_bytes.set(bytes as u64);
+        }
+    }
+
+    /// Notes a connection's largest inflated message for `max_inflated_bytes`.
+    pub fn inflated(&self, bytes: usize) {
+        if bytes as u64 > self.max_inflated_bytes.get() {
+            self.max_inflated_bytes.set(bytes as u64);
         }
     }
 
@@ -71,6 +82,7 @@ impl Stats {
         }
         t.set("protocol_error_closes", closes)?;
         t.set("max_queued_bytes", self.max_queued_bytes.get())?;
+        t.set("max_inflated_bytes", self.max_inflated_bytes.get())?;
         Ok(t)
     }
 }

@@ -88,9 +88,10 @@ function M.start_python(...)
 	return M.start_process(("exec %s spec/support/py_server.py %s"):format(M.PYTHON, table.concat({ ... }, " ")), "py_server")
 end
 
--- Starts spec/support/node_server.js (Node's ws).
-function M.start_node()
-	return M.start_process("NODE_PATH=build/node/node_modules exec node spec/support/node_server.js", "node_server")
+-- Starts spec/support/node_server.js (Node's ws); `mode` "deflate" turns permessage-deflate on.
+function M.start_node(mode)
+	return M.start_process("NODE_PATH=build/node/node_modules exec node spec/support/node_server.js " .. (mode or ""),
+		"node_server")
 end
 
 -- A self-signed certificate for 127.0.0.1 / localhost, made once per run: cert, key paths.
@@ -242,11 +243,12 @@ function M.echoes(port, text)
 	return ok
 end
 
--- The most bytes any connection of a spec/support/server.lua server has had queued, as
--- the server counts it (stats().max_queued_bytes, asked through /control).
-function M.max_queued(server)
+-- A number a spec/support/server.lua server counts, asked through /control: "max_queued"
+-- (stats().max_queued_bytes: the most bytes any connection has had queued) or
+-- "max_inflated" (stats().max_inflated_bytes: the most a compressed message inflated to).
+function M.stat(server, name)
 	local control = M.open(server.port, "/control")
-	control:send(M.frame(M.OP.TEXT, "max_queued"))
+	control:send(M.frame(M.OP.TEXT, name))
 	local n = tonumber(M.read_frame(control).payload)
 	control:close()
 	return n

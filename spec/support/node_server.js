@@ -1,9 +1,12 @@
 // Independent server for the client specs: Node's `ws` library, the echo server with the
 // same test commands as py_server.py ("!frag", "!close CODE REASON", "!abort", "!ping",
 // "!big N"). Prints "listening on ws://127.0.0.1:PORT".
+//   node node_server.js [deflate]   deflate: permessage-deflate on (threshold 1 KiB)
 const { WebSocketServer } = require('ws');
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
+const deflate = process.argv[2] === 'deflate';
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024,
+  perMessageDeflate: deflate ? { threshold: 1024 } : false });
 wss.on('listening', () => console.log(`listening on ws://127.0.0.1:${wss.address().port}`));
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => {

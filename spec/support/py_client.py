@@ -5,6 +5,8 @@
     py_client.py close PORT      normal close handshake, prints the close codes seen
     py_client.py tls PORT CERT   wss echo against a server whose certificate is CERT
     py_client.py idle PORT SECS  stays connected SECS seconds without sending (answering pings)
+    py_client.py deflate PORT    permessage-deflate round trips against /echo: the default
+                                 offer, no context takeover, 9-bit windows
 Prints "ok <what>" or "FAIL <what>: <detail>"; the spec asserts on those lines.
 """
 import asyncio
@@ -69,9 +71,31 @@ async def idle(port, secs):
         check("idle-kept-open", await asyncio.wait_for(ws.recv(), 5) == "still here")
 
 
+async def deflate(port):
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    variants = {
+        "default": {},
+        "no-context-takeover": {"compression": None, "extensions": [ClientPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True)]},
+        "9-bit-windows": {"compression": None, "extensions": [ClientPerMessageDeflateFactory(
+            server_max_window_bits=9, client_max_window_bits=9)]},
+    }
+    row = '{"user":"ada","room":"lobby","text":"hello, hello"},'
+    payloads = [row * n for n in (1, 40, 4000)] + ["κόσμε ✓ " * 3000, bytes(i * 7 % 256 for i in range(100000))]
+    for name, kwargs in variants.items():
+        async with connect(f"ws://127.0.0.1:{port}/echo", max_size=None, **kwargs) as ws:
+            agreed = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            check(f"{name}-agreed", agreed.startswith("permessage-deflate"), agreed)
+            for payload in payloads * 2:
+                await ws.send(payload)
+                got = await ws.recv()
+                check(f"{name}-{type(payload).__name__}-{len(payload)}", got == payload, f"got {len(got)}")
+
+
 async def main():
     cmd, port, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    await {"echo": echo, "chat": chat, "close": close, "tls": tls, "idle": idle}[cmd](port, *rest)
+    await {"echo": echo, "chat": chat, "close": close, "tls": tls, "idle": idle, "deflate": deflate}[cmd](port, *rest)
 
 
 asyncio.run(main())
