@@ -16,6 +16,7 @@ import socket
 import struct
 import sys
 import time
+import zlib
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
@@ -73,17 +74,22 @@ def raw_request(port, path, headers, timeout):
     return s, int(status_line.split()[1]), hdrs
 
 
-def upgraded(port, path, timeout):
-    s, status, hdrs = raw_request(port, path, {
-        "Upgrade": "websocket", "Connection": "Upgrade",
-        "Sec-WebSocket-Key": KEY, "Sec-WebSocket-Version": "13"}, timeout)
+def upgraded(port, path, timeout, extensions=None):
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade",
+               "Sec-WebSocket-Key": KEY, "Sec-WebSocket-Version": "13"}
+    if extensions:
+        headers["Sec-WebSocket-Extensions"] = extensions
+    s, status, hdrs = raw_request(port, path, headers, timeout)
     check(status == 101 and hdrs.get("sec-websocket-accept") == ACCEPT, f"handshake {status} {hdrs}")
+    if extensions:
+        agreed = hdrs.get("sec-websocket-extensions", "")
+        check(agreed.startswith("permessage-deflate"), f"permessage-deflate not agreed: {agreed!r}")
     return s
 
 
-def frame(op, payload=b"", fin=True, mask=True, length=None):
+def frame(op, payload=b"", fin=True, mask=True, length=None, rsv=0):
     n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | op])
+    head = bytes([(0x80 if fin else 0) | rsv | op])
     bit = 0x80 if mask else 0
     if n < 126:
         head += bytes([bit | n])
@@ -117,7 +123,7 @@ def read_frame(s):
     masked = bool(b1 & 0x80)
     key = read_exact(s, 4) if masked else None
     payload = read_exact(s, n)
-    return {"fin": bool(b0 & 0x80), "op": b0 & 0x0F, "masked": masked, "payload": payload}
+    return {"fin": bool(b0 & 0x80), "op": b0 & 0x0F, "rsv": b0 & 0x70, "masked": masked, "payload": payload}
 
 
 def read_close_code(s):
@@ -251,10 +257,10 @@ async def case_raw_frames(ctx):
     s.settimeout(ctx.timeout)
     s.sendall(frame(0x9, b"raw ping"))
     pong = read_frame(s)
-    check(pong == {"fin": True, "op": 0xA, "masked": False, "payload": b"raw ping"}, f"pong {pong}")
+    check(pong == {"fin": True, "op": 0xA, "rsv": 0, "masked": False, "payload": b"raw ping"}, f"pong {pong}")
     s.sendall(frame(0x1, b"raw"))
     f = read_frame(s)
-    check(f == {"fin": True, "op": 0x1, "masked": False, "payload": b"raw"}, f"echo {f}")
+    check(f == {"fin": True, "op": 0x1, "rsv": 0, "masked": False, "payload": b"raw"}, f"echo {f}")
     s.sendall(frame(0x8, struct.pack(">H", 1000)))
     code, _ = read_close_code(s)
     check(code == 1000, f"close answer {code}")
@@ -263,17 +269,43 @@ async def case_raw_frames(ctx):
     return "unmasked frames with FIN; pong echoes the ping; close answered, then TCP closed"
 
 
-def violation(payload_frames, code):
+def violation(payload_frames, code, extensions=None):
+    """`payload_frames`: the bytes to send, or a function making them (when costly)."""
     async def case(ctx):
-        s = upgraded(ctx.port, "/ws_spec/echo", ctx.timeout)
+        s = upgraded(ctx.port, "/ws_spec/echo", ctx.timeout, extensions)
         s.settimeout(ctx.timeout)
-        s.sendall(payload_frames)
+        s.sendall(payload_frames() if callable(payload_frames) else payload_frames)
         got, reason = read_close_code(s)
         s.close()
         check(got == code, f"closed with {got} {reason!r}")
         check(await logged(ctx.log, f"close 1006 {reason}", ctx.timeout), "handle_close not called with 1006")
         return f"closed with {got} ({reason})"
     return case
+
+
+def deflated(data):
+    """`data` as one permessage-deflate message payload (tail removed)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+async def case_deflate(ctx):
+    async with connect(ctx.url("/ws_spec/echo"), max_size=None) as ws:
+        agreed = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        check(agreed.startswith("permessage-deflate"), f"agreed {agreed!r}")
+        await ws.send("COMPRESSED " + "x" * 5000)
+        got = await asyncio.wait_for(ws.recv(), ctx.timeout)
+        check(got == "COMPRESSED true 5011", f"got {got!r}")
+        text = '{"user":"ada","text":"hello"},' * 3000
+        await ws.send(text)
+        check(await asyncio.wait_for(ws.recv(), ctx.timeout) == text, "the 90 KB echo differs")
+    s = upgraded(ctx.port, "/ws_spec/echo", ctx.timeout, "permessage-deflate")
+    s.settimeout(ctx.timeout)
+    s.sendall(frame(0x1, b"x" * 3000))
+    f = read_frame(s)
+    check(f["rsv"] == 0x40 and len(f["payload"]) < 100, f"3000 bytes echoed as rsv {f['rsv']:#x}, {len(f['payload'])} bytes")
+    s.close()
+    return f"agreed {agreed!r}; msg.compressed seen; the echo went out compressed ({len(f['payload'])} bytes)"
 
 
 async def case_client_recv_frame(ctx):
@@ -393,6 +425,12 @@ CASES = [
      violation(frame(0x1, b"\xce\xba\xff"), 1007)),
     ("continuation_without_start_1002", "closes with 1002 on a continuation without a start",
      violation(frame(0x0, b"x"), 1002)),
+    ("deflate", "agrees permessage-deflate, inflates (msg.compressed) and compresses large messages",
+     case_deflate),
+    ("deflate_bomb_1009", "closes with 1009 on a compressed message inflating past max_message_size (64 MiB of zeros)",
+     violation(lambda: frame(0x2, deflated(bytes(64 << 20)), rsv=0x40), 1009, "permessage-deflate")),
+    ("rsv1_continuation_1002", "closes with 1002 on RSV1 on a continuation frame",
+     violation(frame(0x1, b"Hel", fin=False) + frame(0x0, b"lo", rsv=0x40), 1002, "permessage-deflate")),
     ("client_recv_frame", "connects from a handler with ws.connect and reads the answer with ws_util.recv_frame",
      case_client_recv_frame),
     ("client_msg_handler", "delivers a client connection's messages to its msg_handler through ws.handle_msg",

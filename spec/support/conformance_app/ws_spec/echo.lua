@@ -6,6 +6,7 @@
 --   POOLSEND <n> <t>   send <t> to a connection of pool <n> (from another connection)
 --   CLOSE <code>       close this connection with <code>
 --   LINKS              the number of connections the module holds in this process
+--   COMPRESSED ...     "COMPRESSED <msg.compressed> <length>" (permessage-deflate)
 -- Events are appended to the file named by WS_TEST_LOG.
 local ws = require("service_utils.WS.web_socket")
 local ws_util = require("service_utils.WS.ws_util")
@@ -62,6 +63,8 @@ function echo.handle_message(msg)
 		return msg.conn:close(tonumber(arg), "bye")
 	elseif data == "LINKS" then
 		return reply(msg, tostring(ws.open_connections()))
+	elseif cmd == "COMPRESSED" then
+		return reply(msg, ("COMPRESSED %s %d"):format(tostring(msg.compressed), #data))
 	end
 	local kind = msg.op_code == ws_const.FRAME_OP_BINARY and "BINARY" or "TEXT"
 	return ws_util.send_msg({ _ss = msg._ss }, data, { msg_type = kind })
