@@ -1,6 +1,7 @@
-//! The README's option tables (`ws.server{...}` and `ws.connect{...}`) state the defaults
+//! The README's option tables (`ws.server{...}`, `ws.connect{...}`, `compression`) state the defaults
 //! the code has: a default changed in one place and not the other fails here.
 
+use service_utils_ws::deflate::Config;
 use service_utils_ws::engine::{Settings, SERVER_PING_INTERVAL};
 use service_utils_ws::server_options::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
@@ -24,7 +25,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -65,7 +66,42 @@ fn the_readme_option_tables_state_the_defaults_of_the_code() {
         "ping_interval` / `pong_timeout",
         format!("{} / {}", secs(d.ping_interval), secs(Some(d.pong_timeout))),
     )];
-    for (name, default) in both.iter().chain(&server).chain(&client) {
+    let c = Config::default();
+    assert_eq!(
+        Config::client_default().server_max_window_bits,
+        15,
+        "the README says a client does not ask the server's window to shrink"
+    );
+    let compression = [
+        (
+            "server_max_window_bits",
+            format!(
+                "{} ({} KiB)",
+                c.server_max_window_bits,
+                (1 << c.server_max_window_bits) >> 10
+            ),
+        ),
+        (
+            "client_max_window_bits",
+            c.client_max_window_bits.to_string(),
+        ),
+        ("mem_level", c.mem_level.to_string()),
+        ("level", c.level.to_string()),
+        ("threshold", c.threshold.to_string()),
+        (
+            "server_no_context_takeover` / `client_no_context_takeover",
+            format!(
+                "`{}`",
+                c.server_no_context_takeover || c.client_no_context_takeover
+            ),
+        ),
+    ];
+    for (name, default) in both
+        .iter()
+        .chain(&server)
+        .chain(&client)
+        .chain(&compression)
+    {
         let row = format!("| `{name}` | {default} |");
         assert!(readme.contains(&row), "README.md has no row starting {row}");
     }
