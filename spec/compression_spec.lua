@@ -242,11 +242,18 @@ describe("permessage-deflate with independent peers", function()
 		return ws.connect(inputs)
 	end
 
-	-- ws.connect to `url`: big JSON both ways must come back whole, compressed.
-	local function compressed_echo(url)
-		local conn, status, headers = connect(url)
+	-- ws.connect to `url` (with `compression`): big JSON both ways must come back whole,
+	-- compressed; what was asked for must have been agreed.
+	local function compressed_echo(url, compression)
+		local conn, status, headers = connect(url, { compression = compression })
 		assert(conn, status)
-		assert.matches("^permessage%-deflate", headers["sec-websocket-extensions"])
+		local agreed = headers["sec-websocket-extensions"]
+		assert.matches("^permessage%-deflate", agreed)
+		for k, v in pairs(compression or {}) do
+			if k:match("^server_") then -- the server must agree to these in its answer (RFC 7692 §7.1)
+				assert.matches(k .. (v == true and "" or "=" .. v), agreed)
+			end
+		end
 		for _, n in ipairs({ 1, 40, 4000 }) do
 			local text = row:rep(n)
 			assert(conn:send(text))
@@ -283,21 +290,24 @@ describe("permessage-deflate with independent peers", function()
 	describe("ws.connect as the client", function()
 		after_each(helper.stop_all)
 
-		it("of Python websockets (compression on by default)", function()
-			local peer = helper.start_python("echo")
-			local conn = compressed_echo(("ws://127.0.0.1:%d/"):format(peer.port))
-			assert(conn:send("!big 100000"))
-			local msg = assert(conn:recv(10))
-			assert.are.same({ 100000, true }, { #msg.data, msg.compressed })
-			conn:close()
-			peer.stop()
-		end)
-
-		it("of Node ws with perMessageDeflate", function()
-			local peer = helper.start_node("deflate")
-			compressed_echo(("ws://127.0.0.1:%d/"):format(peer.port)):close()
-			peer.stop()
-		end)
+		local variants = {
+			{ "the default offer", nil },
+			{ "no context takeover", { server_no_context_takeover = true, client_no_context_takeover = true } },
+			{ "9-bit windows", { server_max_window_bits = 9, client_max_window_bits = 9 } },
+		}
+		for _, peer in ipairs({ { "Python websockets", helper.start_python, "echo" }, { "Node ws", helper.start_node, "deflate" } }) do
+			for _, v in ipairs(variants) do
+				it(("of %s, with %s"):format(peer[1], v[1]), function()
+					local server = peer[2](peer[3])
+					local conn = compressed_echo(("ws://127.0.0.1:%d/"):format(server.port), v[2])
+					assert(conn:send("!big 100000"))
+					local msg = assert(conn:recv(10))
+					assert.are.same({ 100000, true }, { #msg.data, msg.compressed })
+					conn:close()
+					server.stop()
+				end)
+			end
+		end
 
 		it("offers nothing with compression = false, and gets plain messages", function()
 			local peer = helper.start_python("echo")
