@@ -18,6 +18,8 @@ const ZLIB_MIN_WINDOW: u8 = 9;
 const MAX_WINDOW: u8 = 15;
 /// Inflation works through this much output at a time.
 const INFLATE_CHUNK: usize = 16 << 10;
+/// The compressor's output buffer is kept between messages up to this size.
+const KEPT_OUTPUT: usize = 64 << 10;
 
 /// What one end wants: the `compression` option (RFC parameter names; `server_*` is what
 /// the server compresses with, `client_*` what the client does).
@@ -378,6 +380,14 @@ impl Deflater {
         &self.out
     }
 
+    /// Frees the output buffer if the last message made it large: an idle connection
+    /// keeps no more than this of a big message it once sent.
+    pub fn trim(&mut self) {
+        if self.out.capacity() > KEPT_OUTPUT {
+            self.out = Vec::new();
+        }
+    }
+
     /// Whether the compressor has been made (for memory accounting and tests).
     pub fn is_allocated(&self) -> bool {
         self.zlib.is_some()
@@ -670,6 +680,29 @@ mod tests {
             out.capacity() <= (1 << 20) + 2 * INFLATE_CHUNK + 2,
             "{}",
             out.capacity()
+        );
+    }
+
+    #[test]
+    fn a_big_message_leaves_no_big_buffer_behind() {
+        let mut deflater = Deflater::new(agreement(false));
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(deflater.compress(&noise).len() > KEPT_OUTPUT);
+        deflater.trim();
+        assert_eq!(deflater.out.capacity(), 0);
+        deflater.compress(b"small");
+        deflater.trim();
+        assert!(
+            deflater.out.capacity() > 0,
+            "a small buffer is kept for the next message"
         );
     }
 

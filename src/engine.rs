@@ -641,7 +641,8 @@ impl Engine {
         let mask = (self.role == Role::Client).then(random::mask);
         match self.deflater.as_mut() {
             Some(d) if d.applies(payload.len(), compress) => {
-                codec::encode_compressed_frame(&mut self.outbox, op, d.compress(payload), mask)
+                codec::encode_compressed_frame(&mut self.outbox, op, d.compress(payload), mask);
+                d.trim();
             }
             _ => codec::encode_frame(&mut self.outbox, true, op, payload, mask),
         }
