@@ -15,9 +15,11 @@ Two measurements per server:
   message each way on each (the compressor and inflater then exist): the server's RSS
   growth per connection.
 
-    python benches/deflate.py [--seconds S] [--servers lua,node,py]   (run by benches/run.sh)
+    python benches/deflate.py [--seconds S] [--servers lua,node,py] [--out FILE]
+    (run by benches/run.sh)
 
-Prints one JSON line per measurement, then a Markdown table.
+Writes one JSON line per measurement to FILE (benches/results/deflate.jsonl) and prints
+a Markdown table.
 """
 import argparse
 import asyncio
@@ -191,7 +193,9 @@ async def main():
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--servers", default="lua,node,py")
     ap.add_argument("--connections", type=int, default=1000, help="for the memory measurement")
+    ap.add_argument("--out", default=os.path.join(ROOT, "benches/results/deflate.jsonl"))
     args = ap.parse_args()
+    out = open(args.out, "w")
     try:
         os.sched_setaffinity(0, {1})
     except OSError:
@@ -205,7 +209,8 @@ async def main():
             finally:
                 p.kill()
                 p.wait()
-            print(json.dumps(r), flush=True)
+            print(json.dumps(r), file=out, flush=True)
+            print(f"{name} {r['size']} B: {r['server_cpu_us_per_msg']} µs/msg", file=sys.stderr)
             results.append(r)
         p, port = start(name)
         try:
@@ -213,8 +218,9 @@ async def main():
         finally:
             p.kill()
             p.wait()
-        print(json.dumps(r), flush=True)
+        print(json.dumps(r), file=out, flush=True)
         results.append(r)
+    out.close()
     print_table(results, args.servers.split(","))
 
 

@@ -9,7 +9,8 @@
 # Echo cells, each run twice, per size (16 B, 1 KiB, 64 KiB):
 #   pipelined 64 x 16 and 1 x 16  (the load generator batches its frames: not the bottleneck)
 #   one frame per write: 64 x 16, and the window-1 cells 64 x 1 and 1 x 1
-# plus a 10,000-connection handshake storm and 10,000 idle connections for memory.
+# plus a 10,000-connection handshake storm and 10,000 idle connections for memory, and
+# the compressed cells of benches/deflate.py (lua, node, py with permessage-deflate).
 # Node's ws and Python's websockets are installed into build/ when missing.
 #
 #   bash benches/run.sh            prints the table, writes benches/results/latest.jsonl
@@ -105,3 +106,11 @@ for server in $SERVERS; do
 done
 
 python3 benches/report.py "$OUT"
+
+# permessage-deflate: this module, Node's ws and Python's websockets with compression on
+# (benches/deflate.py; JSON lines in benches/results/deflate.jsonl). DEFLATE=0 skips it.
+DEFLATE_SERVERS="$(for s in $SERVERS; do case $s in lua|node|py) printf '%s,' "$s" ;; esac; done)"
+if [ "${DEFLATE:-1}" != 0 ] && [ -n "$DEFLATE_SERVERS" ]; then
+  echo "== permessage-deflate" >&2
+  build/venv/bin/python benches/deflate.py --seconds "$CELL_SECONDS" --servers "${DEFLATE_SERVERS%,}"
+fi

@@ -5,13 +5,7 @@ package.path = "spec/support/?.lua;" .. package.path -- for msg_handler = "handl
 local ws = require("service_utils.WS.web_socket")
 local ws_util = require("service_utils.WS.ws_util")
 
-local function connect(url, extra)
-	local inputs = { url = url, hdrs = {}, external = false, timeout = 5 }
-	for k, v in pairs(extra or {}) do
-		inputs[k] = v
-	end
-	return ws.connect(inputs)
-end
+local connect = helper.connect
 
 -- The exchanges every peer must pass.
 local function conversation(url)

@@ -63,24 +63,25 @@ describe("permessage-deflate", function()
 			sock:close()
 		end)
 
-		it("declines offers it cannot accept and the connection goes on uncompressed", function()
-			local sock, res = deflate_open(server.port, "/echo", "permessage-deflate; server_max_window_bits=99")
-			assert.is_nil(res.headers[EXT])
+		-- 4000 bytes of JSON to /echo on `sock` come back as sent, without RSV1.
+		local function echoes_uncompressed(sock)
 			local text = json_text(4000)
 			send_text(sock, text)
 			local f = helper.read_frame(sock)
 			assert.are.same({ 0, text }, { f.rsv, f.payload })
 			sock:close()
+		end
+
+		it("declines offers it cannot accept and the connection goes on uncompressed", function()
+			local sock, res = deflate_open(server.port, "/echo", "permessage-deflate; server_max_window_bits=99")
+			assert.is_nil(res.headers[EXT])
+			echoes_uncompressed(sock)
 		end)
 
 		it("agrees to a window of 8 bits and then sends uncompressed (zlib cannot compress with it)", function()
 			local sock, res = deflate_open(server.port, "/echo", "permessage-deflate; server_max_window_bits=8")
 			assert.are.equal("permessage-deflate; server_max_window_bits=8", res.headers[EXT])
-			local text = json_text(4000)
-			send_text(sock, text)
-			local f = helper.read_frame(sock)
-			assert.are.same({ 0, text }, { f.rsv, f.payload })
-			sock:close()
+			echoes_uncompressed(sock)
 		end)
 
 		it("is off for a handler class with compression = false", function()
@@ -231,16 +232,8 @@ describe("permessage-deflate", function()
 end)
 
 describe("permessage-deflate with independent peers", function()
-	local ws = require("service_utils.WS.web_socket")
 	local row = '{"user":"ada","room":"lobby","text":"hello, hello"},'
-
-	local function connect(url, extra)
-		local inputs = { url = url, hdrs = {}, external = false, timeout = 5 }
-		for k, v in pairs(extra or {}) do
-			inputs[k] = v
-		end
-		return ws.connect(inputs)
-	end
+	local connect = helper.connect
 
 	-- ws.connect to `url` (with `compression`): big JSON both ways must come back whole,
 	-- compressed; what was asked for must have been agreed.

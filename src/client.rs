@@ -117,12 +117,7 @@ impl Inputs {
             ca_file: r.text("ca_file")?,
             verify: r.boolean("verify")? != Some(false),
             session: options::settings(&r, Settings::default(), false)?,
-            compression: options::compression_or(
-                r.value("compression")?,
-                "connect",
-                "inputs.compression",
-                deflate::Config::client_default(),
-            )?,
+            compression: options::client_compression(r.value("compression")?)?,
         })
     }
 }

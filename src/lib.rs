@@ -142,12 +142,7 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set(
         "deflate_offer",
         lua.create_function(|_, choice: Value| {
-            let cfg = options::compression_or(
-                choice,
-                "connect",
-                "inputs.compression",
-                deflate::Config::client_default(),
-            )?;
+            let cfg = options::client_compression(choice)?;
             Ok(cfg.map(|c| deflate::client_offer(&c)))
         })?,
     )?;
@@ -156,12 +151,7 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set(
         "deflate_accept",
         lua.create_function(|lua, (answer, choice): (Option<String>, Value)| {
-            let cfg = options::compression_or(
-                choice,
-                "connect",
-                "inputs.compression",
-                deflate::Config::client_default(),
-            )?;
+            let cfg = options::client_compression(choice)?;
             Ok(
                 match deflate::client_accept(answer.as_deref(), cfg.as_ref()) {
                     Ok(Some(a)) => (Value::UserData(lua.create_userdata(a)?), None),

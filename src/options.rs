@@ -221,3 +221,14 @@ pub fn compression_or(
 ) -> mlua::Result<Option<deflate::Config>> {
     Ok(compression(v, place, name, d)?.unwrap_or(Some(d)))
 }
+
+/// `ws.connect`'s `compression` input (`inputs.compression`): on with a client's defaults
+/// unless given.
+pub fn client_compression(v: Value) -> mlua::Result<Option<deflate::Config>> {
+    compression_or(
+        v,
+        "connect",
+        "inputs.compression",
+        deflate::Config::client_default(),
+    )
+}

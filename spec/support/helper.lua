@@ -412,6 +412,16 @@ function M.all_ok(lines, expected)
 	end
 end
 
+-- ws.connect in this Lua state to `url` with the required inputs (timeout 5 s) and
+-- `extra` ones.
+function M.connect(url, extra)
+	local inputs = { url = url, hdrs = {}, external = false, timeout = 5 }
+	for k, v in pairs(extra or {}) do
+		inputs[k] = v
+	end
+	return require("service_utils.WS.web_socket").connect(inputs)
+end
+
 -- Runs spec/support/py_client.py with arguments; returns its stdout lines.
 function M.python(...)
 	local args = { ... }
