@@ -16,7 +16,8 @@ command -v cargo >/dev/null 2>&1 || {
   exit 1
 }
 
-need=(lua5.4)
+# Building: gcc and pkg-config for the native parts, OpenSSL (wss) and zlib (compression).
+need=(lua5.4 gcc pkg-config libssl-dev zlib1g-dev)
 if [ "$WHAT" = test ]; then
   need+=(lua5.3 lua5.1 luajit lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev)
 fi

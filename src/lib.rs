@@ -5,7 +5,7 @@
 //! - `codec`: RFC 6455 frames ↔ bytes, masking, UTF-8, fragments, close codes, limits (pure)
 //! - `deflate`: permessage-deflate (RFC 7692) — negotiation (pure), compressor and
 //!   bomb-safe inflater made on first use
-//! - `zlib`: a safe handle on one raw-deflate stream of zlib-rs (memLevel, resets)
+//! - `zlib`: a safe handle on one raw-deflate stream of the system zlib (memLevel, resets)
 //! - `handshake`: Upgrade request parsing and judging, accept key, JSON errors (pure)
 //! - `routing`: URL path → handler module name (pure)
 //! - `options`: reading Lua option tables and seconds, with one error shape
