@@ -222,6 +222,12 @@ end
 -- handler it suspends that handler only.
 ws.connect = evl and evl.connect or core.connect
 
+-- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: server:publish on
+-- every server of this Lua state (for handlers, which do not hold the server).
+if not evl then
+	ws.publish = core.publish
+end
+
 -- ws.sleep(seconds): inside a handler suspends only that handler; from the main chunk
 -- keeps serving every server and connection while it waits.
 ws.sleep = core.sleep

@@ -353,11 +353,13 @@ async fn open(
         host: url.host.clone(),
         port: url.port,
         path: url.target.clone(),
+        query: None,
         handler_name: handler.as_ref().map(|h| h.name.clone()),
         is_tls: url.secure,
         inbox_bytes: inputs.session.limits.max_message_size,
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
+        topics: None,
     };
     let conn = Connection::new(info, Role::Client, inputs.session, &writer);
     if let Some(agreement) = deflate {

@@ -13,8 +13,9 @@ use crate::codec::Role;
 use crate::engine::{CloseError, Engine, SendError, Settings};
 use crate::inbox::Inbox;
 use crate::stats::{bump, Stats};
+use crate::topics::Topics;
 use crate::transport::{send_vectored, WriteSide};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct ConnectionInfo {
     pub port: u16,
     /// The request path the connection was opened on (`/chat`).
     pub path: String,
+    /// The query of the server connection's request (`room=1` of `/chat?room=1`).
+    pub query: Option<String>,
     /// The handler module serving it (`handlers.chat`); `None` for a client read with `recv`.
     pub handler_name: Option<String>,
     pub is_tls: bool,
@@ -46,6 +49,8 @@ pub struct ConnectionInfo {
     pub subprotocol: Option<String>,
     /// The server's counters (`None` for clients).
     pub stats: Option<Rc<Stats>>,
+    /// The server's topics (`None` for clients).
+    pub topics: Option<Rc<Topics>>,
 }
 
 /// The shared state of one connection.
@@ -153,6 +158,22 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a frame published to a topic (encoded once, shared), counted like a send.
+    pub fn send_shared(
+        &self,
+        frame: &Bytes,
+        payload_len: usize,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        self.engine().send_shared(frame, || now)?;
+        if let Some(stats) = &self.info.stats {
+            bump(&stats.messages_out, 1);
+            bump(&stats.bytes_out, payload_len as u64);
+        }
+        self.flush();
+        Ok(())
+    }
+
     pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
         self.engine().ping(payload)?;
         self.flush();
@@ -233,10 +254,10 @@ impl Connection {
     /// buffers, until [`finish`](Self::finish) is called and everything is written; then
     /// shuts the socket's write half. A failed write ends the transport for the engine.
     pub async fn write_loop(self: Rc<Self>, mut socket: WriteSide) {
-        let mut spare = BytesMut::new();
+        let (mut shared, mut spare) = (Vec::new(), BytesMut::new());
         loop {
             let woken = self.wake_writer.notified();
-            if !self.engine().take_output(&mut spare) {
+            if !self.engine().take_output(&mut shared, &mut spare) {
                 if self.finished.get() {
                     break;
                 }
@@ -244,7 +265,11 @@ impl Connection {
                 continue;
             }
             self.writing.set(true);
-            let written = socket.write_all(&spare).await;
+            let mut written = true;
+            for chunk in shared.drain(..) {
+                written = written && socket.write_all(&chunk).await;
+            }
+            let written = written && socket.write_all(&spare).await;
             self.writing.set(false);
             self.drained.notify_waiters();
             if !written {

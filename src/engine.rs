@@ -21,6 +21,7 @@ use crate::codec::{self, close_code, opcode, Decoder, Limits, ProtocolError, Rol
 use crate::deflate::{Agreement, Deflater, Inflater};
 use crate::random;
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -241,8 +242,13 @@ pub struct Engine {
     settings: Settings,
     decoder: Decoder,
     state: State,
-    /// Encoded frames not yet taken by the driver.
+    /// Encoded frames not yet taken by the driver (after those in `shared`).
     outbox: BytesMut,
+    /// Frames encoded once for many connections (published to a topic), in order with
+    /// what was encoded here before them: the bytes are shared, not copied.
+    shared: VecDeque<Bytes>,
+    /// Bytes in `shared`.
+    shared_len: usize,
     /// The payload of the newest ping not yet answered: one slot, so a flood of pings
     /// from a peer that does not read costs one pong.
     pending_pong: Option<Bytes>,
@@ -273,6 +279,8 @@ impl Engine {
             settings,
             state: State::Open,
             outbox: BytesMut::new(),
+            shared: VecDeque::new(),
+            shared_len: 0,
             pending_pong: None,
             timers,
             timed_out: None,
@@ -476,6 +484,30 @@ impl Engine {
         Ok((header, len))
     }
 
+    /// Queues a whole frame encoded once for many server connections (a message
+    /// published to a topic), sharing its bytes. The publisher checked the message (UTF-8
+    /// for text) and encoded it unmasked: server role only.
+    pub fn send_shared(
+        &mut self,
+        frame: &Bytes,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<(), SendError> {
+        debug_assert_eq!(self.role, Role::Server, "client frames are masked");
+        self.check_send(opcode::BINARY, &[])?;
+        self.touch(now);
+        if let Some(pong) = self.pending_pong.take() {
+            self.encode_frame(opcode::PONG, &pong);
+        }
+        if !self.outbox.is_empty() {
+            let before = self.outbox.split().freeze();
+            self.shared_len += before.len();
+            self.shared.push_back(before);
+        }
+        self.shared_len += frame.len();
+        self.shared.push_back(frame.clone());
+        Ok(())
+    }
+
     /// Queues bytes of a frame begun with [`send_direct`](Self::send_direct).
     pub fn queue_raw(&mut self, bytes: &[u8]) {
         self.outbox.extend_from_slice(bytes);
@@ -515,6 +547,8 @@ impl Engine {
     /// driver after the ending): nothing more can be written.
     pub fn transport_closed(&mut self) {
         self.outbox.clear();
+        self.shared.clear();
+        self.shared_len = 0;
         self.pending_pong = None;
         match &self.state {
             State::Open | State::ClosingByUs => self.end(Ending::abnormal(
@@ -532,7 +566,7 @@ impl Engine {
     /// Bytes queued for the transport, the pending pong included.
     pub fn queued_bytes(&self) -> usize {
         // (the pong counted with the longest header a 125-byte control frame can have)
-        self.outbox.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+        self.outbox.len() + self.shared_len + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
     }
 
     /// Whether more than `send_buffer` bytes are queued: senders should wait.
@@ -540,16 +574,19 @@ impl Engine {
         self.queued_bytes() > self.settings.send_buffer
     }
 
-    /// Moves everything queued into `out` (swapping buffers, so both are reused); false
-    /// when nothing is queued. Once our answer to the peer's close is taken, the
-    /// connection is closed.
-    pub fn take_output(&mut self, out: &mut BytesMut) -> bool {
+    /// Moves everything queued to the driver: shared frames onto `chunks`, then the rest
+    /// into `out` (swapping buffers, so both are reused); the driver writes `chunks`
+    /// first. False when nothing is queued. Once our answer to the peer's close is taken,
+    /// the connection is closed.
+    pub fn take_output(&mut self, chunks: &mut Vec<Bytes>, out: &mut BytesMut) -> bool {
         if let Some(payload) = self.pending_pong.take() {
             self.encode_frame(opcode::PONG, &payload);
         }
-        if self.outbox.is_empty() {
+        if self.outbox.is_empty() && self.shared.is_empty() {
             return false;
         }
+        chunks.extend(self.shared.drain(..));
+        self.shared_len = 0;
         out.clear();
         std::mem::swap(&mut self.outbox, out);
         if let State::ClosingByPeer(e) = &self.state {
@@ -679,10 +716,12 @@ mod tests {
 
     /// The frames the engine has queued, as its peer decodes them.
     fn written(e: &mut Engine) -> Vec<codec::Event> {
-        let mut out = BytesMut::new();
-        if !e.take_output(&mut out) {
+        let (mut chunks, mut tail) = (Vec::new(), BytesMut::new());
+        if !e.take_output(&mut chunks, &mut tail) {
             return Vec::new();
         }
+        let mut out: BytesMut = chunks.concat().as_slice().into();
+        out.extend_from_slice(&tail);
         let peer_role = match e.role() {
             Role::Server => Role::Client,
             Role::Client => Role::Server,
@@ -1038,12 +1077,44 @@ mod tests {
     }
 
     #[test]
+    fn shared_frames_keep_their_place_among_the_connections_own_frames() {
+        let t0 = Instant::now();
+        let mut e = server(Settings::default(), t0);
+        e.send(opcode::TEXT, b"before", true, || t0).unwrap();
+        let mut published = BytesMut::new();
+        encode_frame(&mut published, true, opcode::TEXT, b"to everyone", None);
+        let published = published.freeze();
+        e.send_shared(&published, || t0).unwrap();
+        e.send(opcode::TEXT, b"after", true, || t0).unwrap();
+        assert_eq!(e.queued_bytes(), 8 + 13 + 7);
+        let (mut chunks, mut tail) = (Vec::new(), BytesMut::new());
+        assert!(e.take_output(&mut chunks, &mut tail));
+        assert_eq!(
+            chunks[1].as_ptr(),
+            published.as_ptr(),
+            "the published bytes are not copied"
+        );
+        let mut all: BytesMut = chunks.concat().as_slice().into();
+        all.extend_from_slice(&tail);
+        let mut peer = Decoder::new(Role::Client, Limits::default());
+        let got: Vec<_> = std::iter::from_fn(|| peer.decode(&mut all).unwrap()).collect();
+        assert_eq!(
+            got,
+            ["before", "to everyone", "after"]
+                .map(|t| codec::Event::Text(Bytes::from(t)))
+                .to_vec()
+        );
+        e.close(1000, "", t0).unwrap();
+        assert_eq!(e.send_shared(&published, || t0), Err(SendError::Closing));
+    }
+
+    #[test]
     fn a_client_masks_what_it_sends_and_refuses_masked_frames() {
         let t0 = Instant::now();
         let mut e = Engine::new(Role::Client, Settings::default(), t0);
         e.send(opcode::TEXT, b"hi", true, || t0).unwrap();
         let mut out = BytesMut::new();
-        assert!(e.take_output(&mut out));
+        assert!(e.take_output(&mut Vec::new(), &mut out));
         assert_eq!(out[1] & 0x80, 0x80, "mask bit set");
         let mut masked = from_client(true, opcode::TEXT, b"x");
         let got = events(&mut e, &mut masked, t0);

@@ -208,10 +208,15 @@ pub fn take_output(fd: i64) -> Option<BytesMut> {
         if link.sending || !link.writable {
             return None;
         }
-        let mut out = BytesMut::new();
-        link.engine.take_output(&mut out).then(|| {
+        let (mut shared, mut out) = (Vec::new(), BytesMut::new());
+        link.engine.take_output(&mut shared, &mut out).then(|| {
             link.sending = true;
-            out
+            if shared.is_empty() {
+                return out;
+            }
+            let mut all: BytesMut = shared.concat().as_slice().into();
+            all.extend_from_slice(&out);
+            all
         })
     })
     .flatten()

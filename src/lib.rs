@@ -24,6 +24,8 @@
 //!   descriptor (`core.links`) for the Lua glue
 //! - `static_files`: plain GET requests answered from a directory (the `static` option)
 //! - `stats`: server counters (`server:stats()`)
+//! - `topics`: publish/subscribe inside a server — subscriptions, one encoding shared by
+//!   every recipient, slow subscribers
 //! - `log`: the `log` / `log_level` options: stderr or a Lua function, from a level up
 //! - `front`: the HTTP before a WebSocket, as I/O: reading heads (both sides), the
 //!   server's verdict on a request before `ws.accept` (400 / 431 / 426 / static)
@@ -63,6 +65,7 @@ pub mod server_options;
 pub mod session;
 pub mod static_files;
 pub mod stats;
+pub mod topics;
 pub mod transport;
 pub mod url;
 pub mod zlib;
@@ -194,6 +197,15 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
             // Timers must be created inside the runtime: build the sleep in the future.
             runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
         })?,
+    )?;
+    // publish(topic, data [, opts]) -> recipients: on every server of this Lua state
+    core.set(
+        "publish",
+        lua.create_function(
+            |_, (topic, data, opts): (mlua::String, mlua::String, Option<Table>)| {
+                topics::publish_from_lua(&topics::everywhere(), &topic, &data, opts)
+            },
+        )?,
     )?;
     core.set(
         "open_connections",

@@ -9,6 +9,7 @@ use crate::connection::Connection;
 use crate::engine::{CloseError, SendError, State};
 use crate::inbox::RecvEnd;
 use crate::runtime;
+use crate::topics::{SubscribeError, Topics, MAX_TOPIC_BYTES};
 use mlua::{
     AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods,
     UserDataRef,
@@ -178,6 +179,15 @@ pub fn connection_userdata(lua: &Lua, conn: Rc<Connection>) -> mlua::Result<AnyU
     Ok(ud)
 }
 
+/// The topics of the server a connection belongs to; clients have none (misuse).
+fn server_topics<'a>(conn: &'a LuaConnection, what: &str) -> mlua::Result<&'a Rc<Topics>> {
+    conn.0.info.topics.as_ref().ok_or_else(|| {
+        mlua::Error::runtime(format!(
+            "{what}: only a server's connections have topics (publish from the server)"
+        ))
+    })
+}
+
 /// The `ws_connection` object handed to Lua.
 #[derive(Clone)]
 pub struct LuaConnection(pub Rc<Connection>);
@@ -188,6 +198,7 @@ impl UserData for LuaConnection {
         fields.add_field_method_get("host", |_, this| Ok(this.0.info.host.clone()));
         fields.add_field_method_get("port", |_, this| Ok(this.0.info.port));
         fields.add_field_method_get("path", |_, this| Ok(this.0.info.path.clone()));
+        fields.add_field_method_get("query", |_, this| Ok(this.0.info.query.clone()));
         fields.add_field_method_get("handler", |_, this| Ok(this.0.info.handler_name.clone()));
         fields.add_field_method_get("msg_handler", |_, this| {
             Ok(this.0.info.handler_name.clone())
@@ -288,6 +299,37 @@ impl UserData for LuaConnection {
                 Ok(done(true))
             },
         );
+        // subscribe(topic) -> true | nil, err, kind: messages published to `topic` on this
+        // connection's server come to it (server connections only).
+        methods.add_method("subscribe", |_, this, topic: mlua::String| {
+            let topics = server_topics(this, "subscribe")?;
+            let topic = topic.to_str()?;
+            if !this.0.engine().is_open() {
+                return Ok(failed("subscribe: connection is closing".into(), "closing"));
+            }
+            Ok(match topics.subscribe(&this.0, &topic) {
+                Ok(()) => done(true),
+                Err(SubscribeError::BadName) => {
+                    return Err(mlua::Error::runtime(format!(
+                        "subscribe: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {}",
+                        topic.len()
+                    )))
+                }
+                Err(SubscribeError::TooMany(n)) => failed(
+                    format!("subscribe: this connection already has {n} topics (max_topics)"),
+                    "limit",
+                ),
+            })
+        });
+        // unsubscribe(topic) -> true | false (was not subscribed)
+        methods.add_method("unsubscribe", |_, this, topic: mlua::String| {
+            let topics = server_topics(this, "unsubscribe")?;
+            Ok(topics.unsubscribe(this.0.info.id, &topic.to_str()?))
+        });
+        // topics() -> the list of topics this connection subscribes to
+        methods.add_method("topics", |_, this, ()| {
+            Ok(server_topics(this, "topics")?.topics_of(this.0.info.id))
+        });
         methods.add_method("is_open", |_, this, ()| Ok(this.0.engine().is_open()));
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             let c = &this.0;

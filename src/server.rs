@@ -20,6 +20,7 @@ use crate::server_options::Options;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::static_files;
 use crate::stats::{bump, Stats};
+use crate::topics::{self, Topics};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
 use mlua::{
@@ -54,6 +55,8 @@ struct Shared {
     /// TCP connections being served (handshaking included), for `max_connections`.
     active: Cell<u64>,
     stats: Rc<Stats>,
+    /// Who subscribes to what (`conn:subscribe`, `server:publish`).
+    topics: Rc<Topics>,
 }
 
 impl Shared {
@@ -118,6 +121,7 @@ impl Server {
         let local_addr = std_listener.local_addr().map_err(mlua::Error::external)?;
         let listener = runtime::enter(|| TcpListener::from_std(std_listener))
             .map_err(mlua::Error::external)?;
+        let options_topics = (options.max_topics, options.slow_subscriber);
         let shared = Rc::new(Shared {
             options,
             local_addr,
@@ -127,7 +131,9 @@ impl Server {
             next_id: Cell::new(0),
             active: Cell::new(0),
             stats: Rc::new(Stats::default()),
+            topics: Rc::new(Topics::new(options_topics.0, options_topics.1)),
         });
+        topics::register(&shared.topics);
         let (lua, serving) = (lua.clone(), Rc::clone(&shared));
         runtime::spawn(async move {
             if let Err(e) = serve(lua, Rc::clone(&serving), listener).await {
@@ -175,7 +181,19 @@ impl UserData for Server {
             Ok(true)
         });
         // stats() -> table of counters (see README)
-        methods.add_method("stats", |lua, this, ()| this.0.stats.to_lua(lua));
+        methods.add_method("stats", |lua, this, ()| {
+            let t = this.0.stats.to_lua(lua)?;
+            t.set("published", this.0.topics.published.get())?;
+            t.set("publish_dropped", this.0.topics.dropped.get())?;
+            Ok(t)
+        });
+        // publish(topic, data [, {msg_type =, exclude = conn}]) -> number of recipients
+        methods.add_method(
+            "publish",
+            |_, this, (topic, data, opts): (mlua::String, mlua::String, Option<Table>)| {
+                topics::publish_from_lua(&[Rc::clone(&this.0.topics)], &topic, &data, opts)
+            },
+        );
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
             let scheme = if this.0.options.tls.is_some() {
                 "wss"
@@ -367,6 +385,7 @@ async fn serve_stream<S: Upgraded>(
         Verdict::Static(head) => return serve_static(server, &mut stream, peer, &head).await,
     };
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
+    let query = head.uri.split_once('?').map(|(_, q)| q.to_owned());
     let (response, handler, deflate) = match call_accept(&lua, server, head, peer).await {
         Ok(result) => result,
         Err(e) => {
@@ -410,11 +429,13 @@ async fn serve_stream<S: Upgraded>(
         host: peer.ip().to_string(),
         port: peer.port(),
         path,
+        query,
         handler_name: Some(handler.name.clone()),
         is_tls,
         inbox_bytes: 0,
         subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
         stats: Some(Rc::clone(&server.stats)),
+        topics: Some(Rc::clone(&server.topics)),
     };
     let conn = Connection::new(info, Role::Server, opts.session, &writer);
     if let Some(agreement) = deflate {
@@ -443,6 +464,7 @@ async fn serve_stream<S: Upgraded>(
         Err(e) => Err(e),
     };
     server.stats.open.set(server.stats.open.get() - 1);
+    server.topics.leave_all(id);
     if let Err(e) = result {
         server.log(Level::Error, format_args!("{peer}: {e}"));
     }

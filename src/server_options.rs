@@ -8,6 +8,7 @@ use crate::log::Logger;
 use crate::options::{self, Reader};
 use crate::routing;
 use crate::static_files;
+use crate::topics::{SlowSubscriber, DEFAULT_MAX_TOPICS};
 use mlua::{Table, Value};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -57,6 +58,13 @@ pub struct Options {
     /// that asks unless a handler class says otherwise. Default on, with a 4 KiB window and
     /// memLevel 5 (see `deflate::Config`); `None`: off.
     pub compression: Option<deflate::Config>,
+    /// Most topics one connection may subscribe to (`conn:subscribe`). Default 64. Stops
+    /// one client making the server hold unbounded subscriptions.
+    pub max_topics: usize,
+    /// A subscriber whose queue is over `send_buffer` when a message is published:
+    /// `"drop"` (it misses the message, counted in `stats().publish_dropped`; default) or
+    /// `"close"` (1008). Stops one slow reader holding up, or bloating, a whole topic.
+    pub slow_subscriber: SlowSubscriber,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     pub tls: Option<tokio_native_tls::TlsAcceptor>,
     pub logger: Rc<Logger>,
@@ -161,6 +169,18 @@ impl Options {
                 "compression",
                 deflate::Config::default(),
             )?,
+            max_topics: r.count("max_topics", 0, 1 << 20, DEFAULT_MAX_TOPICS as u64)? as usize,
+            slow_subscriber: match r.text("slow_subscriber")?.as_deref() {
+                None | Some("drop") => SlowSubscriber::Drop,
+                Some("close") => SlowSubscriber::Close,
+                Some(_) => {
+                    return Err(r.refuse(
+                        "slow_subscriber",
+                        "\"drop\" or \"close\"",
+                        &r.value("slow_subscriber")?,
+                    ))
+                }
+            },
             tls,
             logger: Rc::new(Logger::from_options(
                 "ws.server",

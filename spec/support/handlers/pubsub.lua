@@ -1,0 +1,44 @@
+-- /pubsub: topics driven by text commands, each answered on the connection:
+--   sub T / unsub T / topics          conn:subscribe(T), conn:unsubscribe(T), conn:topics()
+--   pub T DATA / pubx T DATA          ws.publish(T, DATA) (pubx: excluding this connection)
+--   spub T DATA                       server:publish(T, DATA) through the server object
+--   flood T N SIZE                    publishes N messages of SIZE bytes to T, 2 ms apart
+--   stats                             "published=<n> dropped=<n> max_queued=<n>"
+local ws = require("service_utils.WS.web_socket")
+
+local H = {}
+
+local function server()
+	return require("spec_server").server
+end
+
+function H.handle_message(msg)
+	local conn = msg.conn
+	local cmd, topic, rest = msg.data:match("^(%S+) ?(%S*) ?(.*)$")
+	if cmd == "sub" then
+		local ok, err, kind = conn:subscribe(topic)
+		conn:send(ok and ("subscribed " .. topic) or (err .. " (" .. kind .. ")"))
+	elseif cmd == "unsub" then
+		conn:send("unsubscribed " .. tostring(conn:unsubscribe(topic)))
+	elseif cmd == "topics" then
+		conn:send("topics " .. table.concat(conn:topics(), ","))
+	elseif cmd == "pub" or cmd == "pubx" then
+		local n = ws.publish(topic, rest, cmd == "pubx" and { exclude = conn } or nil)
+		conn:send("published " .. n)
+	elseif cmd == "spub" then
+		conn:send("published " .. server():publish(topic, rest))
+	elseif cmd == "flood" then
+		local n, size = rest:match("^(%d+) (%d+)$")
+		local payload = ("f"):rep(tonumber(size))
+		for _ = 1, tonumber(n) do
+			ws.publish(topic, payload, { msg_type = "BINARY" })
+			ws.sleep(0.002) -- the writers run: a subscriber that reads keeps up
+		end
+		conn:send("flooded")
+	elseif cmd == "stats" then
+		local s = server():stats()
+		conn:send(("published=%d dropped=%d max_queued=%d"):format(s.published, s.publish_dropped, s.max_queued_bytes))
+	end
+end
+
+return H
