@@ -118,7 +118,7 @@ local function connection(ss, fd, info)
 	info = info or {}
 	return setmetatable({
 		_ss = ss, ss = ss, _fd = fd, _role = info.role,
-		id = info.id, host = info.host, port = info.port, path = info.path,
+		id = info.id, host = info.host, port = info.port, path = info.path, query = info.query,
 		handler = info.handler, msg_handler = info.handler,
 		is_TLS = info.is_TLS, subprotocol = info.subprotocol,
 	}, conn_mt)
@@ -356,13 +356,14 @@ end
 
 -- Called by ws.accept once the handshake is accepted, before the 101 is sent: evluaserver
 -- is told to hand this socket's frames to ws.handle_msg, and the connection is opened.
-function evl.upgrade(name, path, subprotocol, deflate)
+function evl.upgrade(name, path, query, subprotocol, deflate)
 	bury_gone()
 	platform.set_ws_recvd_msg_handler(name)
 	platform.set_socket_upgrade_to(1)
 	local ss = platform.get_accepted_stream_socket()
 	local fd = platform.get_sock_fd(ss)
-	links.open(fd, "server", { handler = name, path = path, subprotocol = subprotocol or nil, deflate = deflate })
+	links.open(fd, "server", { handler = name, path = path, query = query, subprotocol = subprotocol or nil,
+		deflate = deflate })
 end
 
 -- Called by ws.accept: the handler's handle_open(conn). evluaserver writes the 101 only
@@ -544,5 +545,55 @@ end
 
 -- evluaserver drops a pooled socket once it has closed it.
 function evl.pool_forget() end
+
+---------------------------------------------------------------------------------------
+-- Topics: subscriptions live in the .so's registry (process-wide, by descriptor and id);
+-- a subscribed connection's socket is also kept in a pool of its own, so that a publish
+-- handled in any Lua state can find each recipient's socket and send its output.
+
+local function own_pool(fd, id)
+	return ("ws.topics.%d.%d"):format(fd, id)
+end
+
+-- subscribe(topic) -> true | nil, err, kind
+function conn_methods:subscribe(topic)
+	if self.id == nil then
+		return nil, "subscribe: connection is closing", "closing"
+	end
+	local ok, first, err, kind = links.subscribe(self._fd, self.id, topic)
+	if not ok then
+		return nil, err, kind
+	end
+	if first then
+		the_pool("subscribe"):add_to_pool(own_pool(self._fd, self.id), self._ss)
+	end
+	return true
+end
+
+-- unsubscribe(topic) -> whether it was subscribed
+function conn_methods:unsubscribe(topic)
+	return self.id ~= nil and links.unsubscribe(self._fd, self.id, topic)
+end
+
+-- topics() -> the connection's topics
+function conn_methods:topics()
+	return self.id ~= nil and links.topics(self._fd, self.id) or {}
+end
+
+-- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: queued on every
+-- subscriber in the process (encoded once), then each one's output is sent.
+function evl.publish(topic, data, opts)
+	local exclude = opts and opts.exclude
+	local reached = links.publish(topic, data, opts and opts.msg_type, exclude and exclude._fd, exclude and exclude.id)
+	local pool = #reached > 0 and the_pool("publish") or nil
+	for i = 1, #reached, 2 do
+		local fd, id = reached[i], reached[i + 1]
+		local ss = pool:share_from_pool(own_pool(fd, id))
+		if ss ~= nil then
+			flush(connection(ss, fd, links.info(fd)))
+		end
+	end
+	return math.floor(#reached / 2)
+end
 
 return evl

@@ -183,7 +183,7 @@ function ws.accept(request, response, uc)
 		response:set_hdr_field("Sec-WebSocket-Extensions", extensions)
 	end
 	if evl then
-		evl.upgrade(name, path, subprotocol, deflate)
+		evl.upgrade(name, path, uri:match("%?([^#]*)"), subprotocol, deflate)
 	end
 	response:set_content_length(0)
 	response:send()
@@ -223,10 +223,9 @@ end
 ws.connect = evl and evl.connect or core.connect
 
 -- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: server:publish on
--- every server of this Lua state (for handlers, which do not hold the server).
-if not evl then
-	ws.publish = core.publish
-end
+-- every server of this Lua state (for handlers, which do not hold the server); under
+-- evluaserver, on every connection of the process.
+ws.publish = evl and evl.publish or core.publish
 
 -- ws.sleep(seconds): inside a handler suspends only that handler; from the main chunk
 -- keeps serving every server and connection while it waits.

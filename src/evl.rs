@@ -23,6 +23,7 @@
 use crate::codec::{Limits, Role};
 use crate::deflate::Agreement;
 use crate::engine::{CloseError, Ending, Engine, Event, SendError, Settings};
+use crate::topics::{self, SubscribeError, Subscriptions, DEFAULT_MAX_TOPICS, MAX_TOPIC_BYTES};
 use bytes::BytesMut;
 use mlua::{Lua, Table, UserDataRef, Value};
 use once_cell::sync::Lazy;
@@ -37,6 +38,8 @@ pub struct LinkInfo {
     /// The handler module serving it (`ws.echo`); for a client, its `msg_handler`.
     pub handler: Option<String>,
     pub path: String,
+    /// The query of a server connection's request (`room=1`).
+    pub query: Option<String>,
     pub host: String,
     pub port: u16,
     pub is_tls: bool,
@@ -58,8 +61,11 @@ pub struct Link {
     inode: Option<u64>,
     /// Whether evluaserver lets us write to the socket yet. An accepted socket is not
     /// until its Upgrade request has returned (evluaserver writes the 101 then, and dies
-    /// if frames reach the socket before): from its first dispatch on.
+    /// if frames reach the socket before): from its first dispatch on, or once
+    /// [`WRITABLE_AFTER_UPGRADE`] has passed since it was opened (a member that never
+    /// speaks still gets what is published to it).
     writable: bool,
+    opened_at: Instant,
 }
 
 /// A connection that ended without the glue seeing it (its socket closed by evluaserver,
@@ -72,15 +78,37 @@ pub struct Gone {
     pub ending: Ending,
 }
 
-#[derive(Default)]
 struct Registry {
     links: HashMap<i64, Link>,
     gone: Vec<Gone>,
     last_sweep: Option<Instant>,
+    /// Topics of every connection of the process, by (descriptor, id): evluaserver may run
+    /// each frame in another Lua state, so subscriptions cannot live in Lua.
+    topics: Subscriptions<(i64, u64)>,
+    /// Messages published, and deliveries skipped because the subscriber's queue was full.
+    published: u64,
+    publish_dropped: u64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            links: HashMap::new(),
+            gone: Vec::new(),
+            last_sweep: None,
+            topics: Subscriptions::new(DEFAULT_MAX_TOPICS),
+            published: 0,
+            publish_dropped: 0,
+        }
+    }
 }
 
 static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(Mutex::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How long after its upgrade an accepted socket is taken to have its 101 written (by
+/// evluaserver, once the upgrade's Lua returned: far sooner than this).
+const WRITABLE_AFTER_UPGRADE: Duration = Duration::from_secs(1);
 
 /// How often dispatches look for connections whose socket is gone.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -104,6 +132,7 @@ impl Registry {
     /// Ends `link` (its transport is gone) and keeps it for `take_gone`, unless its ending
     /// was already delivered.
     fn bury(&mut self, fd: i64, mut link: Link, now: Instant) {
+        self.topics.leave_all(&(fd, link.id));
         link.engine.transport_closed();
         if let Some(Event::Closed(ending)) = link.engine.poll_event(&mut link.input, || now) {
             self.gone.push(Gone {
@@ -177,6 +206,7 @@ pub fn open(
         sending: false,
         inode: socket_inode(fd),
         writable: role == Role::Client,
+        opened_at: now,
     };
     let mut r = registry();
     if let Some(old) = r.links.insert(fd, link) {
@@ -190,6 +220,7 @@ pub fn remove(fd: i64, id: u64) -> bool {
     let mut r = registry();
     if r.links.get(&fd).is_some_and(|l| l.id == id) {
         r.links.remove(&fd);
+        r.topics.leave_all(&(fd, id));
         true
     } else {
         false
@@ -205,6 +236,9 @@ pub fn count() -> usize {
 /// or the socket cannot be written yet; `None`: nothing to send by this caller.
 pub fn take_output(fd: i64) -> Option<BytesMut> {
     with(fd, |link| {
+        if !link.writable && link.opened_at.elapsed() >= WRITABLE_AFTER_UPGRADE {
+            link.writable = true;
+        }
         if link.sending || !link.writable {
             return None;
         }
@@ -316,6 +350,7 @@ fn info_table(lua: &Lua, id: u64, role: Role, info: LinkInfo) -> mlua::Result<Ta
     )?;
     r.set("handler", info.handler)?;
     r.set("path", info.path)?;
+    r.set("query", info.query)?;
     r.set("host", info.host)?;
     r.set("port", info.port)?;
     r.set("is_TLS", info.is_tls)?;
@@ -343,6 +378,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             let info = LinkInfo {
                 handler: f.get("handler")?,
                 path: f.get::<Option<String>>("path")?.unwrap_or_default(),
+                query: f.get("query")?,
                 host: f.get::<Option<String>>("host")?.unwrap_or_default(),
                 port: f.get::<Option<u16>>("port")?.unwrap_or_default(),
                 is_tls: f.get::<Option<bool>>("is_TLS")?.unwrap_or(false),
@@ -502,6 +538,108 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|_, (fd, id): (i64, u64)| Ok(remove(fd, id)))?,
     )?;
     t.set("count", lua.create_function(|_, ()| Ok(count()))?)?;
+    // subscribe(fd, id, topic) -> true, first | nil, message, kind (first: the
+    // connection's first topic, so the glue makes its socket findable by descriptor)
+    t.set(
+        "subscribe",
+        lua.create_function(|_, (fd, id, topic): (i64, u64, mlua::String)| {
+            let topic = topic.to_str()?;
+            let mut r = registry();
+            if !r
+                .links
+                .get(&fd)
+                .is_some_and(|l| l.id == id && l.engine.is_open())
+            {
+                return Ok((
+                    None,
+                    None,
+                    Some("subscribe: connection is closing".to_owned()),
+                    Some("closing"),
+                ));
+            }
+            let first = r.topics.topics_of(&(fd, id)).is_empty();
+            match r.topics.subscribe(&(fd, id), &topic) {
+                Ok(()) => Ok((Some(true), Some(first), None, None)),
+                Err(SubscribeError::BadName) => Err(mlua::Error::runtime(format!(
+                    "subscribe: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {}",
+                    topic.len()
+                ))),
+                Err(SubscribeError::TooMany(n)) => Ok((
+                    None,
+                    None,
+                    Some(format!(
+                        "subscribe: this connection already has {n} topics (max_topics)"
+                    )),
+                    Some("limit"),
+                )),
+            }
+        })?,
+    )?;
+    // unsubscribe(fd, id, topic) -> whether it was subscribed
+    t.set(
+        "unsubscribe",
+        lua.create_function(|_, (fd, id, topic): (i64, u64, mlua::String)| {
+            Ok(registry().topics.unsubscribe(&(fd, id), &topic.to_str()?))
+        })?,
+    )?;
+    // topics(fd, id) -> the connection's topics
+    t.set(
+        "topics",
+        lua.create_function(|_, (fd, id): (i64, u64)| Ok(registry().topics.topics_of(&(fd, id))))?,
+    )?;
+    // publish(topic, data, msg_type, exclude_fd, exclude_id) -> {fd, id, fd, id, ...}: queues
+    // the message (encoded once) on every subscriber that has room; the glue then sends
+    // each one's output. A subscriber whose queue is full misses it (counted).
+    t.set(
+        "publish",
+        lua.create_function(
+            |_,
+             (topic, data, msg_type, ex_fd, ex_id): (
+                mlua::String,
+                mlua::String,
+                Option<String>,
+                Option<i64>,
+                Option<u64>,
+            )| {
+                let topic = topic.to_str()?;
+                let data = data.as_bytes();
+                let op = topics::check_publish(&topic, msg_type.as_deref(), &data)?;
+                let frame = topics::published_frame(op, &data);
+                let now = Instant::now();
+                let mut r = registry();
+                r.published += 1;
+                let keys: Vec<(i64, u64)> = r
+                    .topics
+                    .subscribers(&topic)
+                    .filter(|k| Some(**k) != ex_fd.zip(ex_id))
+                    .cloned()
+                    .collect();
+                let mut reached = Vec::new();
+                for (fd, id) in keys {
+                    let Some(link) = r.links.get_mut(&fd).filter(|l| l.id == id) else {
+                        continue;
+                    };
+                    if link.engine.is_full() {
+                        r.publish_dropped += 1;
+                        continue;
+                    }
+                    if link.engine.send_shared(&frame, || now).is_ok() {
+                        reached.push(fd);
+                        reached.push(id as i64);
+                    }
+                }
+                Ok(reached)
+            },
+        )?,
+    )?;
+    // publish_stats() -> published, dropped (process-wide)
+    t.set(
+        "publish_stats",
+        lua.create_function(|_, ()| {
+            let r = registry();
+            Ok((r.published, r.publish_dropped))
+        })?,
+    )?;
     Ok(t)
 }
 

@@ -9,6 +9,7 @@ use crate::connection::Connection;
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
@@ -35,13 +36,96 @@ pub enum SubscribeError {
     TooMany(usize),
 }
 
-/// One server's topics.
+/// Who subscribes to what, for any kind of subscriber key (a connection id here, a
+/// descriptor and id in the evluaserver runtime): the rules — names, the per-subscriber
+/// limit, subscribing twice, leaving everything at the end — in one place.
+pub struct Subscriptions<K> {
+    by_topic: HashMap<String, BTreeSet<K>>,
+    by_key: HashMap<K, BTreeSet<String>>,
+    max_topics: usize,
+}
+
+impl<K: Ord + Hash + Clone> Subscriptions<K> {
+    pub fn new(max_topics: usize) -> Self {
+        Subscriptions {
+            by_topic: HashMap::new(),
+            by_key: HashMap::new(),
+            max_topics,
+        }
+    }
+
+    /// Subscribes `key` to `topic`; subscribing twice is one subscription.
+    pub fn subscribe(&mut self, key: &K, topic: &str) -> Result<(), SubscribeError> {
+        if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+            return Err(SubscribeError::BadName);
+        }
+        let set = self.by_key.entry(key.clone()).or_default();
+        if set.contains(topic) {
+            return Ok(());
+        }
+        if set.len() >= self.max_topics {
+            return Err(SubscribeError::TooMany(self.max_topics));
+        }
+        set.insert(topic.to_owned());
+        self.by_topic
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(key.clone());
+        Ok(())
+    }
+
+    /// Unsubscribes `key` from `topic`; whether it was subscribed.
+    pub fn unsubscribe(&mut self, key: &K, topic: &str) -> bool {
+        let was = self
+            .by_key
+            .get_mut(key)
+            .is_some_and(|set| set.remove(topic));
+        if was {
+            if let Some(subs) = self.by_topic.get_mut(topic) {
+                subs.remove(key);
+                if subs.is_empty() {
+                    self.by_topic.remove(topic);
+                }
+            }
+        }
+        was
+    }
+
+    /// The topics `key` subscribes to, in order.
+    pub fn topics_of(&self, key: &K) -> Vec<String> {
+        self.by_key
+            .get(key)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `key` has ended: it leaves every topic.
+    pub fn leave_all(&mut self, key: &K) {
+        for topic in self.topics_of(key) {
+            self.unsubscribe(key, &topic);
+        }
+        self.by_key.remove(key);
+    }
+
+    /// The subscribers of `topic`.
+    pub fn subscribers(&self, topic: &str) -> impl Iterator<Item = &K> {
+        self.by_topic.get(topic).into_iter().flatten()
+    }
+}
+
+/// A published message as every recipient's queue holds it: one unmasked frame, encoded
+/// once.
+pub fn published_frame(op: u8, data: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(data.len() + codec::MAX_HEADER_LEN);
+    codec::encode_frame(&mut frame, true, op, data, None);
+    frame.freeze()
+}
+
+/// One server's topics (standalone runtime).
 pub struct Topics {
-    /// Subscribers of each topic, by connection id.
-    by_topic: RefCell<HashMap<String, HashMap<u64, Weak<Connection>>>>,
-    /// Topics of each connection, by connection id.
-    by_connection: RefCell<HashMap<u64, BTreeSet<String>>>,
-    pub max_topics: usize,
+    subscriptions: RefCell<Subscriptions<u64>>,
+    /// The subscribed connections, by id.
+    connections: RefCell<HashMap<u64, Weak<Connection>>>,
     pub slow: SlowSubscriber,
     /// Deliveries skipped because the subscriber's queue was full.
     pub dropped: Cell<u64>,
@@ -52,94 +136,54 @@ pub struct Topics {
 impl Topics {
     pub fn new(max_topics: usize, slow: SlowSubscriber) -> Self {
         Topics {
-            by_topic: RefCell::default(),
-            by_connection: RefCell::default(),
-            max_topics,
+            subscriptions: RefCell::new(Subscriptions::new(max_topics)),
+            connections: RefCell::default(),
             slow,
             dropped: Cell::new(0),
             published: Cell::new(0),
         }
     }
 
-    /// Subscribes `conn` to `topic`; subscribing twice is one subscription.
     pub fn subscribe(&self, conn: &Rc<Connection>, topic: &str) -> Result<(), SubscribeError> {
-        if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
-            return Err(SubscribeError::BadName);
-        }
         let id = conn.info.id;
-        let mut mine = self.by_connection.borrow_mut();
-        let set = mine.entry(id).or_default();
-        if set.contains(topic) {
-            return Ok(());
-        }
-        if set.len() >= self.max_topics {
-            return Err(SubscribeError::TooMany(self.max_topics));
-        }
-        set.insert(topic.to_owned());
-        self.by_topic
+        self.subscriptions.borrow_mut().subscribe(&id, topic)?;
+        self.connections
             .borrow_mut()
-            .entry(topic.to_owned())
-            .or_default()
             .insert(id, Rc::downgrade(conn));
         Ok(())
     }
 
-    /// Unsubscribes connection `id` from `topic`; whether it was subscribed.
     pub fn unsubscribe(&self, id: u64, topic: &str) -> bool {
-        let was = self
-            .by_connection
-            .borrow_mut()
-            .get_mut(&id)
-            .is_some_and(|set| set.remove(topic));
-        if was {
-            let mut by_topic = self.by_topic.borrow_mut();
-            if let Some(subs) = by_topic.get_mut(topic) {
-                subs.remove(&id);
-                if subs.is_empty() {
-                    by_topic.remove(topic);
-                }
-            }
-        }
-        was
+        self.subscriptions.borrow_mut().unsubscribe(&id, topic)
     }
 
-    /// The topics connection `id` subscribes to, in order.
     pub fn topics_of(&self, id: u64) -> Vec<String> {
-        self.by_connection
-            .borrow()
-            .get(&id)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default()
+        self.subscriptions.borrow().topics_of(&id)
     }
 
-    /// Connection `id` has ended: it leaves every topic.
+    /// Connection `id` has ended.
     pub fn leave_all(&self, id: u64) {
-        for topic in self.topics_of(id) {
-            self.unsubscribe(id, &topic);
-        }
-        self.by_connection.borrow_mut().remove(&id);
-    }
-
-    /// How many connections subscribe to `topic`.
-    pub fn subscribers(&self, topic: &str) -> usize {
-        self.by_topic.borrow().get(topic).map_or(0, HashMap::len)
+        self.subscriptions.borrow_mut().leave_all(&id);
+        self.connections.borrow_mut().remove(&id);
     }
 
     /// Sends `data` (opcode `op`, text already checked as UTF-8) to every open subscriber
     /// of `topic` but `exclude`; the number of connections it was queued for.
     pub fn publish(&self, topic: &str, op: u8, data: &[u8], exclude: Option<u64>) -> usize {
         self.published.set(self.published.get() + 1);
-        let recipients: Vec<Rc<Connection>> = match self.by_topic.borrow().get(topic) {
-            Some(subs) => subs
-                .iter()
-                .filter(|(id, _)| Some(**id) != exclude)
-                .filter_map(|(_, c)| c.upgrade())
-                .collect(),
-            None => return 0,
+        let recipients: Vec<Rc<Connection>> = {
+            let connections = self.connections.borrow();
+            self.subscriptions
+                .borrow()
+                .subscribers(topic)
+                .filter(|id| Some(**id) != exclude)
+                .filter_map(|id| connections.get(id)?.upgrade())
+                .collect()
         };
-        let mut frame = BytesMut::with_capacity(data.len() + codec::MAX_HEADER_LEN);
-        codec::encode_frame(&mut frame, true, op, data, None);
-        let frame: Bytes = frame.freeze();
+        if recipients.is_empty() {
+            return 0;
+        }
+        let frame = published_frame(op, data);
         let now = Instant::now();
         let mut delivered = 0;
         for conn in recipients {
@@ -177,6 +221,32 @@ pub fn everywhere() -> Vec<Rc<Topics>> {
     SERVERS.with(|s| s.borrow().iter().filter_map(Weak::upgrade).collect())
 }
 
+/// Checks what `publish` was given, in either runtime; the message's opcode. Misuse (a bad
+/// `msg_type`, text that is not UTF-8, a topic name that is empty or too long) raises.
+pub fn check_publish(topic: &str, msg_type: Option<&str>, data: &[u8]) -> mlua::Result<u8> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+        return Err(mlua::Error::runtime(format!(
+            "publish: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {}",
+            topic.len()
+        )));
+    }
+    let op = match msg_type {
+        None | Some("TEXT") => opcode::TEXT,
+        Some("BINARY") => opcode::BINARY,
+        Some(other) => {
+            return Err(mlua::Error::runtime(format!(
+                "publish: msg_type must be \"TEXT\" or \"BINARY\", got \"{other}\""
+            )))
+        }
+    };
+    if op == opcode::TEXT && std::str::from_utf8(data).is_err() {
+        return Err(mlua::Error::runtime(
+            "publish: a TEXT message must be UTF-8 (send binary with msg_type = \"BINARY\")",
+        ));
+    }
+    Ok(op)
+}
+
 /// `publish(topic, data [, {msg_type = "TEXT"|"BINARY", exclude = conn}])` on `servers`:
 /// the number of connections it was queued for. Misuse (a bad `msg_type`, text that is
 /// not UTF-8, a topic name too long) raises.
@@ -187,12 +257,6 @@ pub fn publish_from_lua(
     opts: Option<mlua::Table>,
 ) -> mlua::Result<usize> {
     let topic = topic.to_str()?;
-    if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
-        return Err(mlua::Error::runtime(format!(
-            "publish: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {}",
-            topic.len()
-        )));
-    }
     let (msg_type, exclude) = match &opts {
         Some(t) => (
             t.get::<Option<String>>("msg_type")?,
@@ -201,21 +265,8 @@ pub fn publish_from_lua(
         ),
         None => (None, None),
     };
-    let op = match msg_type.as_deref() {
-        None | Some("TEXT") => opcode::TEXT,
-        Some("BINARY") => opcode::BINARY,
-        Some(other) => {
-            return Err(mlua::Error::runtime(format!(
-                "publish: msg_type must be \"TEXT\" or \"BINARY\", got \"{other}\""
-            )))
-        }
-    };
     let data = data.as_bytes();
-    if op == opcode::TEXT && std::str::from_utf8(&data).is_err() {
-        return Err(mlua::Error::runtime(
-            "publish: a TEXT message must be UTF-8 (send binary with msg_type = \"BINARY\")",
-        ));
-    }
+    let op = check_publish(&topic, msg_type.as_deref(), &data)?;
     Ok(servers
         .iter()
         .map(|t| t.publish(&topic, op, &data, exclude))

@@ -308,6 +308,28 @@ async def case_deflate(ctx):
     return f"agreed {agreed!r}; msg.compressed seen; the echo went out compressed ({len(f['payload'])} bytes)"
 
 
+async def case_topics(ctx):
+    url = lambda room: ctx.url(f"/ws_spec/room?room={room}")
+    async with connect(url("r1")) as a, connect(url("r1")) as b, connect(url("r2")) as c:
+        # (under evluaserver a socket that has not sent yet is written to once its 101 is
+        # surely out: 1 s after the upgrade)
+        await asyncio.sleep(1.2)
+        await a.send("hello r1")
+        got_a = await asyncio.wait_for(a.recv(), ctx.timeout)
+        got_b = await asyncio.wait_for(b.recv(), ctx.timeout)
+        check(got_a == "hello r1" and got_b == "hello r1", f"A got {got_a!r}, B got {got_b!r}")
+        await b.send("COUNT")
+        counts = [await asyncio.wait_for(b.recv(), ctx.timeout) for _ in range(2)]
+        check(sorted(counts) == ["COUNT", "RECIPIENTS 2"], f"B got {counts}")
+        check(await asyncio.wait_for(a.recv(), ctx.timeout) == "COUNT", "A did not get B's message")
+        try:
+            stray = await asyncio.wait_for(c.recv(), 0.3)
+            raise Failed(f"room r2 got {stray!r}")
+        except asyncio.TimeoutError:
+            pass
+    return "both members of r1 got each message (sender included), r2 nothing"
+
+
 async def case_client_recv_frame(ctx):
     async with connect(ctx.url("/ws_spec/echo")) as ws:
         await ws.send(f"CONNECT {ctx.echo_port}")
@@ -431,6 +453,8 @@ CASES = [
      violation(lambda: frame(0x2, deflated(bytes(64 << 20)), rsv=0x40), 1009, "permessage-deflate")),
     ("rsv1_continuation_1002", "closes with 1002 on RSV1 on a continuation frame",
      violation(frame(0x1, b"Hel", fin=False) + frame(0x0, b"lo", rsv=0x40), 1002, "permessage-deflate")),
+    ("topics", "delivers a room's messages through topics to its members only, from any frame's Lua state",
+     case_topics),
     ("client_recv_frame", "connects from a handler with ws.connect and reads the answer with ws_util.recv_frame",
      case_client_recv_frame),
     ("client_msg_handler", "delivers a client connection's messages to its msg_handler through ws.handle_msg",
