@@ -97,6 +97,15 @@ describe("under the evluaserver stand-in", function()
 
 	it_passes_each(CASES, function() return results() end)
 
+	it("loses a handler's module-level state between frames, as evluaserver does (use topics)", function()
+		local a = helper.open(server.port, "/ws_spec/members")
+		local b = helper.open(server.port, "/ws_spec/members")
+		a:send(helper.frame(helper.OP.TEXT, "anyone?"))
+		assert.are.equal("MEMBERS 0", helper.read_frame(a).payload)
+		a:close()
+		b:close()
+	end)
+
 	it("never dispatches a socket again and again (the stand-in exits on a read-error loop)", function()
 		assert.is_true(server.alive(), helper.read_file(server.log))
 	end)
