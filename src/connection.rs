@@ -265,11 +265,13 @@ impl Connection {
                 continue;
             }
             self.writing.set(true);
-            let mut written = true;
-            for chunk in shared.drain(..) {
-                written = written && socket.write_all(&chunk).await;
-            }
-            let written = written && socket.write_all(&spare).await;
+            let written = if shared.is_empty() {
+                socket.write_all(&spare).await
+            } else {
+                let written = socket.write_all_chunks(&shared, &spare).await;
+                shared.clear();
+                written
+            };
             self.writing.set(false);
             self.drained.notify_waiters();
             if !written {

@@ -30,6 +30,9 @@ pub fn send_vectored(socket: &OwnedWriteHalf, bufs: &[IoSlice<'_>]) -> std::io::
     })
 }
 
+/// The most buffers given to one `sendmsg`.
+const MAX_IOV: usize = 64;
+
 /// The write half of the transport, owned by the writer task.
 pub enum WriteSide {
     /// Plain TCP: shared with the connection for direct writes.
@@ -57,6 +60,50 @@ impl WriteSide {
             }
             WriteSide::Tls(w) => w.write_all(buf).await.is_ok(),
         }
+    }
+
+    /// Writes all of `chunks` and then `tail` — on plain TCP with as few `sendmsg` calls
+    /// as the socket allows (frames published to a topic arrive as chunks); false on error.
+    pub async fn write_all_chunks(&mut self, chunks: &[bytes::Bytes], tail: &[u8]) -> bool {
+        let WriteSide::Plain(socket) = self else {
+            for c in chunks {
+                if !self.write_all(c).await {
+                    return false;
+                }
+            }
+            return self.write_all(tail).await;
+        };
+        let parts: Vec<&[u8]> = chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(tail))
+            .filter(|p| !p.is_empty())
+            .collect();
+        let (mut part, mut offset) = (0, 0);
+        while part < parts.len() {
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[part][offset..])
+                .chain(parts[part + 1..].iter().copied())
+                .take(MAX_IOV)
+                .map(IoSlice::new)
+                .collect();
+            match send_vectored(socket, &slices) {
+                Ok(mut n) => {
+                    while part < parts.len() && n >= parts[part].len() - offset {
+                        n -= parts[part].len() - offset;
+                        part += 1;
+                        offset = 0;
+                    }
+                    offset += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if socket.writable().await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Sends FIN (TLS: close_notify first) at once, whoever else still holds the socket:

@@ -17,7 +17,13 @@
 //!              ways.
 //!   one        one frame per write (the many quiet clients case: the server sees one
 //!              frame per read).
+//!     loadgen fanout --ws URL --subscribers N --size S --window W --seconds T [--pid PID]
+//!
 //! storm: N connect + handshake + close cycles, K at a time; handshakes/s and CPU each.
+//! fanout: N subscribers and one publisher on URL (a server that publishes each message
+//! it gets to every other connection there); the publisher sends a message of S bytes
+//! whenever fewer than W of its messages are still being delivered, for T seconds;
+//! deliveries/s and the server's CPU per delivery.
 //! idle: opens N connections and holds them; the server's RSS growth per connection.
 use futures_util::StreamExt;
 use std::cell::{Cell, RefCell};
@@ -503,6 +509,101 @@ async fn storm(args: &Args, target: Target, server: ServerProc) {
     );
 }
 
+/// Counts the binary frames of `size` bytes arriving on `socket` into `delivered`, waking
+/// the publisher when some came.
+async fn count_frames(
+    mut socket: TcpStream,
+    size: usize,
+    delivered: Rc<Cell<u64>>,
+    progress: Rc<tokio::sync::Notify>,
+) {
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        while let Some((len, ours)) = server_frame(&buf[at..], size) {
+            if ours {
+                delivered.set(delivered.get() + 1);
+            }
+            at += len;
+        }
+        buf.drain(..at);
+        progress.notify_one();
+    }
+}
+
+async fn fanout(args: &Args, target: Target, server: ServerProc) {
+    let n = args.num("subscribers", 1000) as usize;
+    let size = args.num("size", 64) as usize;
+    let window = args.num("window", 4);
+    let secs = args.num("seconds", 3);
+    let (mut conns, errors) = connect_many(&target, n + 1, 64).await;
+    let raw = |c: Conn| match c {
+        Conn::Ws(ws) => match ws.into_inner() {
+            MaybeTlsStream::Plain(s) => s,
+            _ => panic!("fanout runs on plain ws://"),
+        },
+        Conn::Tcp(s) => s,
+    };
+    let mut publisher = raw(conns.pop().expect("a publisher connection"));
+    let subscribers = conns.len() as u64;
+    let delivered = Rc::new(Cell::new(0u64));
+    let progress = Rc::new(tokio::sync::Notify::new());
+    let local = tokio::task::LocalSet::new();
+    for c in conns {
+        local.spawn_local(count_frames(
+            raw(c),
+            size,
+            Rc::clone(&delivered),
+            Rc::clone(&progress),
+        ));
+    }
+    let frame = client_frame(size);
+    let (cpu0, me0) = (server.cpu_us(), ServerProc::me().cpu_us());
+    let t0 = Instant::now();
+    let (sent, done) = local
+        .run_until(async {
+            let mut sent = 0u64;
+            let end = t0 + Duration::from_secs(secs);
+            while Instant::now() < end {
+                if sent * subscribers < delivered.get() + window * subscribers {
+                    if publisher.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                } else {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(10), progress.notified()).await;
+                }
+            }
+            // the last messages' deliveries, for at most 5 s
+            let drain = Instant::now() + Duration::from_secs(5);
+            while delivered.get() < sent * subscribers && Instant::now() < drain {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (sent, delivered.get())
+        })
+        .await;
+    let secs = t0.elapsed().as_secs_f64();
+    let per = |cpu: Option<f64>, base: Option<f64>| match (cpu, base) {
+        (Some(b), Some(a)) if done > 0 => Some((b - a) / done as f64),
+        _ => None,
+    };
+    println!(
+        "{{\"mode\":\"fanout\",\"label\":\"{}\",\"subscribers\":{subscribers},\"size\":{size},\"window\":{window},\"seconds\":{secs:.3},\"published\":{sent},\"deliveries\":{done},\"missing\":{},\"deliveries_per_s\":{:.1},\"errors\":{errors},\"server_cpu_us_per_delivery\":{},\"loadgen_cpu_us_per_delivery\":{}}}",
+        args.str("label").unwrap_or(""),
+        (sent * subscribers).saturating_sub(done),
+        done as f64 / secs,
+        json_num(per(server.cpu_us(), cpu0)),
+        json_num(per(ServerProc::me().cpu_us(), me0)),
+    );
+}
+
 async fn idle(args: &Args, target: Target, server: ServerProc) {
     let count = args.num("count", 10000) as usize;
     let rss0 = server.rss_kib();
@@ -528,7 +629,7 @@ async fn idle(args: &Args, target: Target, server: ServerProc) {
 async fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, rest)) = argv.split_first() else {
-        eprintln!("usage: loadgen echo|storm|idle --ws URL|--tcp HOST:PORT [options]");
+        eprintln!("usage: loadgen echo|storm|idle|fanout --ws URL|--tcp HOST:PORT [options]");
         std::process::exit(2);
     };
     let args = Args::parse(rest);
@@ -541,6 +642,7 @@ async fn main() {
         "echo" => echo(&args, target, server).await,
         "storm" => storm(&args, target, server).await,
         "idle" => idle(&args, target, server).await,
+        "fanout" => fanout(&args, target, server).await,
         other => panic!("unknown mode {other}"),
     }
 }
