@@ -24,6 +24,8 @@
 //!   descriptor (`core.links`) for the Lua glue
 //! - `static_files`: plain GET requests answered from a directory (the `static` option)
 //! - `stats`: server counters (`server:stats()`)
+//! - `pubsub`: topics across server processes through Redis (subscriber and publisher
+//!   tasks, backoff, node ids)
 //! - `topics`: publish/subscribe inside a server — subscriptions, one encoding shared by
 //!   every recipient, slow subscribers
 //! - `log`: the `log` / `log_level` options: stderr or a Lua function, from a level up
@@ -57,6 +59,7 @@ pub mod log;
 pub mod lua_connection;
 pub mod options;
 pub mod overload;
+pub mod pubsub;
 pub mod random;
 pub mod routing;
 pub mod runtime;

@@ -15,6 +15,7 @@ use crate::log::Level;
 use crate::lua_connection::connection_userdata;
 use crate::options::Reader;
 use crate::overload;
+use crate::pubsub::{Bridge, Deliver};
 use crate::runtime;
 use crate::server_options::Options;
 use crate::session::{self, Delivery, Handler, LoopConfig};
@@ -134,6 +135,15 @@ impl Server {
             topics: Rc::new(Topics::new(options_topics.0, options_topics.1)),
         });
         topics::register(&shared.topics);
+        if let Some((options, client)) = &shared.options.pubsub {
+            let deliver: Rc<dyn Deliver> = shared.topics.clone();
+            shared.topics.set_bridge(Bridge::start(
+                client.clone(),
+                options,
+                Rc::downgrade(&deliver),
+                shared.stop.subscribe(),
+            ));
+        }
         let (lua, serving) = (lua.clone(), Rc::clone(&shared));
         runtime::spawn(async move {
             if let Err(e) = serve(lua, Rc::clone(&serving), listener).await {
@@ -185,6 +195,14 @@ impl UserData for Server {
             let t = this.0.stats.to_lua(lua)?;
             t.set("published", this.0.topics.published.get())?;
             t.set("publish_dropped", this.0.topics.dropped.get())?;
+            if let Some(c) = this.0.topics.bridge_counters() {
+                let p = lua.create_table()?;
+                p.set("sent", c.sent.get())?;
+                p.set("received", c.received.get())?;
+                p.set("dropped", c.dropped.get())?;
+                p.set("connected", c.connected.get())?;
+                t.set("pubsub", p)?;
+            }
             Ok(t)
         });
         // publish(topic, data [, {msg_type =, exclude = conn}]) -> number of recipients

@@ -6,6 +6,7 @@ use crate::deflate;
 use crate::engine::{Settings, SERVER_PING_INTERVAL};
 use crate::log::Logger;
 use crate::options::{self, Reader};
+use crate::pubsub::{Bridge, PubsubOptions};
 use crate::routing;
 use crate::static_files;
 use crate::topics::{SlowSubscriber, DEFAULT_MAX_TOPICS};
@@ -65,6 +66,9 @@ pub struct Options {
     /// `"drop"` (it misses the message, counted in `stats().publish_dropped`; default) or
     /// `"close"` (1008). Stops one slow reader holding up, or bloating, a whole topic.
     pub slow_subscriber: SlowSubscriber,
+    /// Topics across server processes through Redis: `pubsub = {redis = "redis://host:port/db",
+    /// channel_prefix = "ws:"}` (see `pubsub`). Default none: topics are this server's only.
+    pub pubsub: Option<(PubsubOptions, redis::Client)>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     pub tls: Option<tokio_native_tls::TlsAcceptor>,
     pub logger: Rc<Logger>,
@@ -111,6 +115,20 @@ fn routes(r: &Reader) -> mlua::Result<HashMap<String, String>> {
             (path, _) => Err(r.refuse("routes", want, &path)),
         })
         .collect()
+}
+
+/// The `pubsub` option: `{redis = URL [, channel_prefix = "ws:"]}`, its URL checked.
+fn pubsub_option(r: &Reader) -> mlua::Result<Option<(PubsubOptions, redis::Client)>> {
+    let Some(t) = r.table("pubsub")? else {
+        return Ok(None);
+    };
+    let p = Reader::new(&t, "ws.server", "pubsub.");
+    let options = PubsubOptions {
+        url: p.required("redis", "a redis:// URL", p.text("redis")?)?,
+        channel_prefix: p.text("channel_prefix")?.unwrap_or_else(|| "ws:".into()),
+    };
+    let client = Bridge::client(&options).map_err(mlua::Error::runtime)?;
+    Ok(Some((options, client)))
 }
 
 impl Options {
@@ -169,6 +187,7 @@ impl Options {
                 "compression",
                 deflate::Config::default(),
             )?,
+            pubsub: pubsub_option(&r)?,
             max_topics: r.count("max_topics", 0, 1 << 20, DEFAULT_MAX_TOPICS as u64)? as usize,
             slow_subscriber: match r.text("slow_subscriber")?.as_deref() {
                 None | Some("drop") => SlowSubscriber::Drop,

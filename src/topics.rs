@@ -6,6 +6,7 @@
 
 use crate::codec::{self, close_code, opcode};
 use crate::connection::Connection;
+use crate::pubsub::{self, Bridge, Deliver};
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -131,6 +132,14 @@ pub struct Topics {
     pub dropped: Cell<u64>,
     /// Messages published (each counted once, whatever the number of recipients).
     pub published: Cell<u64>,
+    /// The link to other nodes through Redis (the `pubsub` option).
+    bridge: RefCell<Option<Bridge>>,
+}
+
+impl Deliver for Topics {
+    fn deliver_remote(&self, topic: &str, op: u8, data: &[u8]) {
+        self.publish_local(topic, op, data, None);
+    }
 }
 
 impl Topics {
@@ -141,20 +150,54 @@ impl Topics {
             slow,
             dropped: Cell::new(0),
             published: Cell::new(0),
+            bridge: RefCell::new(None),
         }
+    }
+
+    /// Links these topics to other nodes through Redis.
+    pub fn set_bridge(&self, bridge: Bridge) {
+        *self.bridge.borrow_mut() = Some(bridge);
+    }
+
+    /// The Redis counters, when there is a bridge.
+    pub fn bridge_counters(&self) -> Option<Rc<pubsub::Counters>> {
+        self.bridge
+            .borrow()
+            .as_ref()
+            .map(|b| Rc::clone(&b.counters))
+    }
+
+    fn has_subscribers(&self, topic: &str) -> bool {
+        self.subscriptions
+            .borrow()
+            .subscribers(topic)
+            .next()
+            .is_some()
     }
 
     pub fn subscribe(&self, conn: &Rc<Connection>, topic: &str) -> Result<(), SubscribeError> {
         let id = conn.info.id;
+        let new_topic = !self.has_subscribers(topic);
         self.subscriptions.borrow_mut().subscribe(&id, topic)?;
         self.connections
             .borrow_mut()
             .insert(id, Rc::downgrade(conn));
+        if new_topic {
+            if let Some(b) = self.bridge.borrow().as_ref() {
+                b.watch(topic);
+            }
+        }
         Ok(())
     }
 
     pub fn unsubscribe(&self, id: u64, topic: &str) -> bool {
-        self.subscriptions.borrow_mut().unsubscribe(&id, topic)
+        let was = self.subscriptions.borrow_mut().unsubscribe(&id, topic);
+        if was && !self.has_subscribers(topic) {
+            if let Some(b) = self.bridge.borrow().as_ref() {
+                b.unwatch(topic);
+            }
+        }
+        was
     }
 
     pub fn topics_of(&self, id: u64) -> Vec<String> {
@@ -163,13 +206,25 @@ impl Topics {
 
     /// Connection `id` has ended.
     pub fn leave_all(&self, id: u64) {
+        for topic in self.topics_of(id) {
+            self.unsubscribe(id, &topic);
+        }
         self.subscriptions.borrow_mut().leave_all(&id);
         self.connections.borrow_mut().remove(&id);
     }
 
-    /// Sends `data` (opcode `op`, text already checked as UTF-8) to every open subscriber
-    /// of `topic` but `exclude`; the number of connections it was queued for.
+    /// Publishes here and, with a bridge, to the other nodes; the number of local
+    /// connections it was queued for.
     pub fn publish(&self, topic: &str, op: u8, data: &[u8], exclude: Option<u64>) -> usize {
+        if let Some(b) = self.bridge.borrow().as_ref() {
+            b.publish(topic, op, data);
+        }
+        self.publish_local(topic, op, data, exclude)
+    }
+
+    /// Sends `data` (opcode `op`, text already checked as UTF-8) to every open local
+    /// subscriber of `topic` but `exclude`; the number of connections it was queued for.
+    pub fn publish_local(&self, topic: &str, op: u8, data: &[u8], exclude: Option<u64>) -> usize {
         self.published.set(self.published.get() + 1);
         let recipients: Vec<Rc<Connection>> = {
             let connections = self.connections.borrow();

@@ -9,7 +9,8 @@ local ws = require("service_utils.WS.web_socket")
 
 -- key=value arguments; "origins" is a comma-separated list; "routes" a comma-separated
 -- list of path@module; handler_base=none leaves it unset; tls_cert / tls_key make the
--- server a wss server; signals=false is server:run's option.
+-- server a wss server; pubsub_redis=URL sets pubsub = {redis = URL}; signals=false is
+-- server:run's option.
 local options = { handler_base = "handlers" }
 local run_options = {}
 for _, a in ipairs(arg) do
@@ -29,6 +30,8 @@ for _, a in ipairs(arg) do
 		for o in v:gmatch("[^,]+") do
 			options.origins[#options.origins + 1] = o
 		end
+	elseif k == "pubsub_redis" then
+		options.pubsub = { redis = v }
 	elseif k == "tls_cert" or k == "tls_key" then
 		options.tls = options.tls or {}
 		options.tls[k:sub(5)] = v

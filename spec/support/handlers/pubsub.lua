@@ -4,6 +4,7 @@
 --   spub T DATA                       server:publish(T, DATA) through the server object
 --   flood T N SIZE                    publishes N messages of SIZE bytes to T, 2 ms apart
 --   stats                             "published=<n> dropped=<n> max_queued=<n>"
+--   redis                             "sent=<n> received=<n> dropped=<n> connected=<bool>"
 local ws = require("service_utils.WS.web_socket")
 
 local H = {}
@@ -35,6 +36,9 @@ function H.handle_message(msg)
 			ws.sleep(0.002) -- the writers run: a subscriber that reads keeps up
 		end
 		conn:send("flooded")
+	elseif cmd == "redis" then
+		local p = server():stats().pubsub
+		conn:send(("sent=%d received=%d dropped=%d connected=%s"):format(p.sent, p.received, p.dropped, tostring(p.connected)))
 	elseif cmd == "stats" then
 		local s = server():stats()
 		conn:send(("published=%d dropped=%d max_queued=%d"):format(s.published, s.publish_dropped, s.max_queued_bytes))
