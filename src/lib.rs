@@ -35,6 +35,8 @@
 //!   503 from a reserve descriptor
 //! - `server_options`: `ws.server{...}`'s options, defaults, TLS acceptor, routes
 //! - `server`: listener (plain or TLS), per-connection handshake, limits, graceful stop
+//! - `workers`: `workers = N`: forked worker processes sharing the listener, and the mesh
+//!   of Unix sockets between them (publishes, counters, stop)
 //! - `url`: `ws://` / `wss://` URLs as `ws.connect` takes them (pure)
 //! - `client`: `ws.connect`: TCP, TLS, handshake, then a session
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
@@ -71,6 +73,7 @@ pub mod stats;
 pub mod topics;
 pub mod transport;
 pub mod url;
+pub mod workers;
 pub mod zlib;
 
 use mlua::{Function, Lua, Table, Value};

@@ -57,6 +57,13 @@ enum Want {
     Unsubscribe(String),
 }
 
+/// A fresh node id: 16 hex digits.
+pub fn node_id() -> String {
+    let mut id = [0u8; 8];
+    crate::random::fill(&mut id);
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One server's link to Redis.
 pub struct Bridge {
     node_id: String,
@@ -80,15 +87,15 @@ impl Bridge {
 
     /// Starts the subscriber and publisher tasks on the Lua state's runtime; they end
     /// when `stop` turns true.
+    /// `node_id`: 16 hex digits naming this server (its workers share it: they reach each
+    /// other without Redis).
     pub fn start(
         client: redis::Client,
         options: &PubsubOptions,
+        node_id: String,
         deliver: Weak<dyn Deliver>,
         stop: watch::Receiver<bool>,
     ) -> Bridge {
-        let mut id = [0u8; 8];
-        crate::random::fill(&mut id);
-        let node_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let counters = Rc::new(Counters::default());
         let wanted = Rc::new(RefCell::new(BTreeSet::new()));
         let (wants, wants_rx) = mpsc::unbounded_channel();

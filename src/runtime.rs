@@ -20,15 +20,26 @@ struct Reactor {
     driving: Cell<bool>,
 }
 
+/// Set once an event loop exists in the process (workers cannot be forked after that).
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 thread_local! {
-    static REACTOR: Reactor = Reactor {
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("cannot start the tokio runtime"),
-        local: RefCell::new(LocalSet::new()),
-        driving: Cell::new(false),
+    static REACTOR: Reactor = {
+        STARTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        Reactor {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cannot start the tokio runtime"),
+            local: RefCell::new(LocalSet::new()),
+            driving: Cell::new(false),
+        }
     };
+}
+
+/// Whether the event loop has been made in this process (by a server, a client, a sleep).
+pub fn started() -> bool {
+    STARTED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Resets the `driving` flag even if the future panics.

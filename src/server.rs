@@ -15,22 +15,25 @@ use crate::log::Level;
 use crate::lua_connection::connection_userdata;
 use crate::options::Reader;
 use crate::overload;
-use crate::pubsub::{Bridge, Deliver};
+use crate::pubsub::{self, Bridge, Deliver};
 use crate::runtime;
 use crate::server_options::Options;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::static_files;
+use crate::stats;
 use crate::stats::{bump, Stats};
 use crate::topics::{self, Topics};
 use crate::transport::WriteSide;
+use crate::workers::{self, Forked, FromSiblings, Mesh};
 use bytes::BytesMut;
 use mlua::{
     Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef,
 };
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Once;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
@@ -58,9 +61,86 @@ struct Shared {
     stats: Rc<Stats>,
     /// Who subscribes to what (`conn:subscribe`, `server:publish`).
     topics: Rc<Topics>,
+    /// The other workers (`workers` option), once this worker's loop exists.
+    mesh: RefCell<Option<Rc<Mesh>>>,
+    /// The other workers' counters as they last sent them, by worker index.
+    sibling_counters: RefCell<Vec<Vec<(String, u64)>>>,
+}
+
+impl FromSiblings for Shared {
+    fn published(&self, topic: &str, op: u8, data: &[u8]) {
+        self.topics.publish_local(topic, op, data, None);
+    }
+
+    fn counters(&self, worker: usize, counters: Vec<(String, u64)>) {
+        let mut all = self.sibling_counters.borrow_mut();
+        if all.len() <= worker {
+            all.resize(worker + 1, Vec::new());
+        }
+        all[worker] = counters;
+    }
+
+    fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Forks the workers the options ask for, before the event loop exists; `None` for one.
+fn fork_workers(options: &Options) -> mlua::Result<Option<Forked>> {
+    if options.workers <= 1 {
+        return Ok(None);
+    }
+    if runtime::started() {
+        return Err(mlua::Error::runtime(
+            "ws.server: workers must be asked for before anything else of the module runs in this \
+             process (a server, a connection, ws.sleep): the event loop cannot be forked",
+        ));
+    }
+    // What stdio holds would be written once per worker.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    workers::fork(options.workers)
+        .map(Some)
+        .map_err(|e| mlua::Error::runtime(format!("ws.server: cannot start the workers: {e}")))
+}
+
+/// Joins this worker to the others: publishes and stop travel between them, and its
+/// counters go to them every `COUNTERS_EVERY`.
+fn start_mesh(shared: &Rc<Shared>, forked: Forked) -> mlua::Result<()> {
+    let to: Rc<dyn FromSiblings> = shared.clone();
+    let mesh = Mesh::start(forked, Rc::downgrade(&to)).map_err(mlua::Error::external)?;
+    shared.topics.set_siblings(Rc::clone(&mesh));
+    *shared.mesh.borrow_mut() = Some(Rc::clone(&mesh));
+    let (weak, mut stop) = (Rc::downgrade(shared), shared.stop.subscribe());
+    runtime::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(workers::COUNTERS_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let Some(shared) = weak.upgrade() else { return };
+            mesh.counters(&shared.counters_here());
+        }
+    });
+    Ok(())
 }
 
 impl Shared {
+    /// This worker's counters, topics included.
+    fn counters_here(&self) -> Vec<(String, u64)> {
+        let mut c = self.stats.snapshot();
+        c.push(("published".into(), self.topics.published.get()));
+        c.push(("publish_dropped".into(), self.topics.dropped.get()));
+        c
+    }
+
+    /// Stops this server in every worker.
+    fn stop_everywhere(&self) {
+        self.stop.send_replace(true);
+        if let Some(mesh) = self.mesh.borrow().as_ref() {
+            mesh.stop_all();
+        }
+    }
+
     fn log(&self, level: Level, message: impl std::fmt::Display) {
         self.options.logger.log(level, message);
     }
@@ -120,6 +200,8 @@ impl Server {
             .set_nonblocking(true)
             .map_err(mlua::Error::external)?;
         let local_addr = std_listener.local_addr().map_err(mlua::Error::external)?;
+        let node_id = pubsub::node_id();
+        let forked = fork_workers(&options)?;
         let listener = runtime::enter(|| TcpListener::from_std(std_listener))
             .map_err(mlua::Error::external)?;
         let options_topics = (options.max_topics, options.slow_subscriber);
@@ -133,6 +215,8 @@ impl Server {
             active: Cell::new(0),
             stats: Rc::new(Stats::default()),
             topics: Rc::new(Topics::new(options_topics.0, options_topics.1)),
+            mesh: RefCell::new(None),
+            sibling_counters: RefCell::new(Vec::new()),
         });
         topics::register(&shared.topics);
         if let Some((options, client)) = &shared.options.pubsub {
@@ -140,9 +224,19 @@ impl Server {
             shared.topics.set_bridge(Bridge::start(
                 client.clone(),
                 options,
+                node_id,
                 Rc::downgrade(&deliver),
                 shared.stop.subscribe(),
             ));
+        }
+        if let Some(forked) = forked {
+            start_mesh(&shared, forked)?;
+        }
+        if let Some(module) = &shared.options.worker_init {
+            let require: Function = lua.globals().get("require")?;
+            require.call::<mlua::Value>(module.as_str()).map_err(|e| {
+                mlua::Error::runtime(format!("ws.server: worker_init '{module}' failed: {e}"))
+            })?;
         }
         let (lua, serving) = (lua.clone(), Rc::clone(&shared));
         runtime::spawn(async move {
@@ -164,6 +258,13 @@ impl UserData for Server {
         fields.add_field_method_get("port", |_, this| Ok(this.0.local_addr.port()));
         fields.add_field_method_get("host", |_, this| Ok(this.0.local_addr.ip().to_string()));
         fields.add_field_method_get("is_TLS", |_, this| Ok(this.0.options.tls.is_some()));
+        // worker (1..workers) of this process, and how many there are
+        fields.add_field_method_get("worker", |_, this| {
+            Ok(this.0.mesh.borrow().as_ref().map_or(1, |m| m.index + 1))
+        });
+        fields.add_field_method_get("workers", |_, this| {
+            Ok(this.0.mesh.borrow().as_ref().map_or(1, |m| m.count))
+        });
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -178,6 +279,11 @@ impl UserData for Server {
             } != Some(false);
             let shared = Rc::clone(&this.0);
             runtime::block_on("server:run", run_until_done(shared, signals))??;
+            // Worker 0 outlives the others: they are ended and waited for.
+            if let Some(mesh) = this.0.mesh.borrow().as_ref() {
+                let limit = this.0.options.shutdown_timeout.get() + Duration::from_secs(5);
+                workers::reap(&mesh.children, limit);
+            }
             Ok(true)
         });
         // stop([timeout]): stop accepting, close every connection with 1001, wait up to
@@ -187,14 +293,20 @@ impl UserData for Server {
                 let d = crate::options::seconds_value("server:stop", "timeout", s)?;
                 this.0.options.shutdown_timeout.set(d);
             }
-            this.0.stop.send_replace(true);
+            this.0.stop_everywhere();
             Ok(true)
         });
         // stats() -> table of counters (see README)
         methods.add_method("stats", |lua, this, ()| {
-            let t = this.0.stats.to_lua(lua)?;
-            t.set("published", this.0.topics.published.get())?;
-            t.set("publish_dropped", this.0.topics.dropped.get())?;
+            let mut all = this.0.counters_here();
+            for sibling in this.0.sibling_counters.borrow().iter() {
+                stats::merge(&mut all, sibling);
+            }
+            let t = stats::to_lua(lua, &all)?;
+            t.set(
+                "workers",
+                this.0.mesh.borrow().as_ref().map_or(1, |m| m.count),
+            )?;
             if let Some(c) = this.0.topics.bridge_counters() {
                 let p = lua.create_table()?;
                 p.set("sent", c.sent.get())?;
@@ -249,11 +361,11 @@ async fn run_until_done(shared: Rc<Shared>, signals: bool) -> mlua::Result<()> {
             _ = done => {}
             _ = received(&mut sigint) => {
                 shared.log(Level::Warn, "SIGINT: stopping");
-                shared.stop.send_replace(true);
+                shared.stop_everywhere();
             }
             _ = received(&mut sigterm) => {
                 shared.log(Level::Warn, "SIGTERM: stopping");
-                shared.stop.send_replace(true);
+                shared.stop_everywhere();
             }
         }
     }

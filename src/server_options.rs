@@ -66,6 +66,10 @@ pub struct Options {
     /// `"drop"` (it misses the message, counted in `stats().publish_dropped`; default) or
     /// `"close"` (1008). Stops one slow reader holding up, or bloating, a whole topic.
     pub slow_subscriber: SlowSubscriber,
+    /// Worker processes serving the port (`workers = N` or `"auto"`: one per core). Default 1.
+    pub workers: usize,
+    /// A module each worker `require`s once at start (`worker_init = "app.init"`).
+    pub worker_init: Option<String>,
     /// Topics across server processes through Redis: `pubsub = {redis = "redis://host:port/db",
     /// channel_prefix = "ws:"}` (see `pubsub`). Default none: topics are this server's only.
     pub pubsub: Option<(PubsubOptions, redis::Client)>,
@@ -188,6 +192,13 @@ impl Options {
                 deflate::Config::default(),
             )?,
             pubsub: pubsub_option(&r)?,
+            workers: match r.value("workers")? {
+                Value::String(s) if s.to_str()? == "auto" => {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                }
+                _ => r.count("workers", 1, 256, 1)? as usize,
+            },
+            worker_init: r.text("worker_init")?,
             max_topics: r.count("max_topics", 0, 1 << 20, DEFAULT_MAX_TOPICS as u64)? as usize,
             slow_subscriber: match r.text("slow_subscriber")?.as_deref() {
                 None | Some("drop") => SlowSubscriber::Drop,

@@ -59,30 +59,70 @@ impl Stats {
         *self.protocol_closes.borrow_mut().entry(code).or_default() += 1;
     }
 
-    /// The table `server:stats()` returns.
-    pub fn to_lua(&self, lua: &Lua) -> mlua::Result<Table> {
-        let t = lua.create_table()?;
-        t.set("open_connections", self.open.get())?;
-        t.set("handshakes_accepted", self.handshakes_accepted.get())?;
-        let rejected = lua.create_table()?;
-        let mut total = 0;
+    /// Every counter as a flat `name = value` list (`rejected_by_reason.400`,
+    /// `protocol_error_closes.1002`): what a worker sends its siblings, and what
+    /// [`to_lua`] builds the table from.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        let mut out = vec![
+            ("open_connections".to_owned(), self.open.get()),
+            (
+                "handshakes_accepted".to_owned(),
+                self.handshakes_accepted.get(),
+            ),
+            ("messages_in".to_owned(), self.messages_in.get()),
+            ("messages_out".to_owned(), self.messages_out.get()),
+            ("bytes_in".to_owned(), self.bytes_in.get()),
+            ("bytes_out".to_owned(), self.bytes_out.get()),
+            ("max_queued_bytes".to_owned(), self.max_queued_bytes.get()),
+            (
+                "max_inflated_bytes".to_owned(),
+                self.max_inflated_bytes.get(),
+            ),
+        ];
         for (reason, n) in self.rejected.borrow().iter() {
-            rejected.set(reason.as_str(), *n)?;
-            total += n;
+            out.push((format!("rejected_by_reason.{reason}"), *n));
         }
-        t.set("handshakes_rejected", total)?;
-        t.set("rejected_by_reason", rejected)?;
-        t.set("messages_in", self.messages_in.get())?;
-        t.set("messages_out", self.messages_out.get())?;
-        t.set("bytes_in", self.bytes_in.get())?;
-        t.set("bytes_out", self.bytes_out.get())?;
-        let closes = lua.create_table()?;
         for (code, n) in self.protocol_closes.borrow().iter() {
-            closes.set(*code, *n)?;
+            out.push((format!("protocol_error_closes.{code}"), *n));
         }
-        t.set("protocol_error_closes", closes)?;
-        t.set("max_queued_bytes", self.max_queued_bytes.get())?;
-        t.set("max_inflated_bytes", self.max_inflated_bytes.get())?;
-        Ok(t)
+        out
     }
+}
+
+/// Adds `more` into `total`: counters add up, `max_*` take the largest.
+pub fn merge(total: &mut Vec<(String, u64)>, more: &[(String, u64)]) {
+    for (k, v) in more {
+        match total.iter_mut().find(|(name, _)| name == k) {
+            Some((_, t)) if k.starts_with("max_") => *t = (*t).max(*v),
+            Some((_, t)) => *t += v,
+            None => total.push((k.clone(), *v)),
+        }
+    }
+}
+
+/// The table `server:stats()` returns, from a snapshot: `a.b` names become nested
+/// tables (`rejected_by_reason`, `protocol_error_closes`, numbers as keys where they are
+/// numbers), and `handshakes_rejected` is the sum of `rejected_by_reason`.
+pub fn to_lua(lua: &Lua, snapshot: &[(String, u64)]) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("rejected_by_reason", lua.create_table()?)?;
+    t.set("protocol_error_closes", lua.create_table()?)?;
+    let mut rejected = 0;
+    for (name, v) in snapshot {
+        match name.split_once('.') {
+            Some((group, key)) => {
+                let sub: Table = t.get(group)?;
+                match key.parse::<i64>() {
+                    Ok(n) if group == "protocol_error_closes" => sub.set(n, *v)?,
+                    _ => sub.set(key, *v)?,
+                }
+                if group == "rejected_by_reason" {
+                    rejected += v;
+                }
+            }
+            None => t.set(name.as_str(), *v)?,
+        }
+    }
+    t.set("handshakes_rejected", rejected)?;
+    Ok(t)
 }

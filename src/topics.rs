@@ -7,6 +7,7 @@
 use crate::codec::{self, close_code, opcode};
 use crate::connection::Connection;
 use crate::pubsub::{self, Bridge, Deliver};
+use crate::workers::Mesh;
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -134,6 +135,8 @@ pub struct Topics {
     pub published: Cell<u64>,
     /// The link to other nodes through Redis (the `pubsub` option).
     bridge: RefCell<Option<Bridge>>,
+    /// The other workers of this server (the `workers` option).
+    siblings: RefCell<Option<Rc<Mesh>>>,
 }
 
 impl Deliver for Topics {
@@ -151,7 +154,13 @@ impl Topics {
             dropped: Cell::new(0),
             published: Cell::new(0),
             bridge: RefCell::new(None),
+            siblings: RefCell::new(None),
         }
+    }
+
+    /// Publishes reach the other workers too.
+    pub fn set_siblings(&self, mesh: Rc<Mesh>) {
+        *self.siblings.borrow_mut() = Some(mesh);
     }
 
     /// Links these topics to other nodes through Redis.
@@ -213,11 +222,15 @@ impl Topics {
         self.connections.borrow_mut().remove(&id);
     }
 
-    /// Publishes here and, with a bridge, to the other nodes; the number of local
-    /// connections it was queued for.
+    /// Publishes here, to the other workers and, with a bridge, to the other nodes; the
+    /// number of connections of this worker it was queued for.
     pub fn publish(&self, topic: &str, op: u8, data: &[u8], exclude: Option<u64>) -> usize {
         if let Some(b) = self.bridge.borrow().as_ref() {
             b.publish(topic, op, data);
+        }
+        if let Some(m) = self.siblings.borrow().as_ref() {
+            self.dropped
+                .set(self.dropped.get() + m.publish(topic, op, data));
         }
         self.publish_local(topic, op, data, exclude)
     }

@@ -4,6 +4,8 @@
 --   spub T DATA                       server:publish(T, DATA) through the server object
 --   flood T N SIZE                    publishes N messages of SIZE bytes to T, 2 ms apart
 --   stats                             "published=<n> dropped=<n> max_queued=<n>"
+--   worker                            "worker <this process's worker> of <workers>"
+--   accepted                          "accepted <stats().handshakes_accepted, all workers>"
 --   redis                             "sent=<n> received=<n> dropped=<n> connected=<bool>"
 local ws = require("service_utils.WS.web_socket")
 
@@ -36,6 +38,10 @@ function H.handle_message(msg)
 			ws.sleep(0.002) -- the writers run: a subscriber that reads keeps up
 		end
 		conn:send("flooded")
+	elseif cmd == "worker" then
+		conn:send(("worker %d of %d"):format(server().worker, server().workers))
+	elseif cmd == "accepted" then
+		conn:send("accepted " .. server():stats().handshakes_accepted)
 	elseif cmd == "redis" then
 		local p = server():stats().pubsub
 		conn:send(("sent=%d received=%d dropped=%d connected=%s"):format(p.sent, p.received, p.dropped, tostring(p.connected)))
