@@ -276,3 +276,39 @@ async fn publisher(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(url: &str) -> PubsubOptions {
+        PubsubOptions {
+            url: url.into(),
+            channel_prefix: "ws:".into(),
+        }
+    }
+
+    #[test]
+    fn redis_urls_with_auth_and_tls_are_taken_and_others_refused_with_the_url() {
+        for ok in [
+            "redis://127.0.0.1:6379/0",
+            "redis://user:secret@127.0.0.1:6379/2",
+            "rediss://cache.example:6380/0",
+        ] {
+            assert!(Bridge::client(&options(ok)).is_ok(), "{ok}");
+        }
+        let err = Bridge::client(&options("http://127.0.0.1/")).unwrap_err();
+        assert!(
+            err.contains("pubsub.redis 'http://127.0.0.1/' is not a Redis URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn node_ids_are_16_hex_digits_and_differ() {
+        let (a, b) = (node_id(), node_id());
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
