@@ -585,10 +585,10 @@ end
 function evl.publish(topic, data, opts)
 	local exclude = opts and opts.exclude
 	local reached = links.publish(topic, data, opts and opts.msg_type, exclude and exclude._fd, exclude and exclude.id)
-	local pool = #reached > 0 and the_pool("publish") or nil
+	local repos = #reached > 0 and the_pool("publish") or nil
 	for i = 1, #reached, 2 do
 		local fd, id = reached[i], reached[i + 1]
-		local ss = pool:share_from_pool(own_pool(fd, id))
+		local ss = repos:share_from_pool(own_pool(fd, id))
 		if ss ~= nil then
 			flush(connection(ss, fd, links.info(fd)))
 		end

@@ -17,6 +17,8 @@ local ws = {}
 
 ws.WEBSOCKET_GUID = core.GUID
 ws.WEBSOCKET_VERSION = core.VERSION
+-- This module's version (CHANGELOG.md; the rockspec of the release carries it too).
+ws._VERSION = core.MODULE_VERSION
 
 -- The evluaserver runtime, when running inside evluaserver.
 local evl = rawget(_G, "platform") ~= nil and assert(load(core.platform_source, "@service_utils/WS/platform.lua"))(core, ws) or nil

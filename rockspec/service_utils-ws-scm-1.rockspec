@@ -1,7 +1,9 @@
 -- luarocks make rockspec/service_utils-ws-scm-1.rockspec
 -- Builds the Rust module with cargo (Rust must be installed) for the Lua luarocks targets
 -- and installs service_utils/WS/web_socket.so into the tree's C module directory, and
--- ws_const / ws_util (plain Lua, the same files the .so embeds) into its Lua directory.
+-- ws_const / ws_util (plain Lua, the same files the .so embeds) into its Lua directory;
+-- the editor types (types/, LuaCATS) go into the rock's directory
+-- (`luarocks show --rock-dir service_utils-ws`/types: add it to Lua.workspace.library).
 rockspec_format = "3.0"
 package = "service_utils-ws"
 version = "scm-1"
@@ -20,6 +22,7 @@ build = {
 	type = "command",
 	build_command = [[bash scripts/build.sh "$(LUA)" > .luarocks-build-root]],
 	install_command = [[mkdir -p "$(LIBDIR)/service_utils/WS" && cp "$(cat .luarocks-build-root)/service_utils/WS/web_socket.so" "$(LIBDIR)/service_utils/WS/" && rm -f .luarocks-build-root]],
+	copy_directories = { "types" },
 	install = {
 		lua = {
 			["service_utils.WS.ws_const"] = "lua/ws_const.lua",

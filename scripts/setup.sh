@@ -2,7 +2,8 @@
 # Installs what building and testing need on Debian 12, or says exactly what is missing.
 #   scripts/setup.sh run    what the example server needs: Rust (cargo), lua5.4
 #   scripts/setup.sh test   also lua5.3, lua5.1, luajit, busted, luasocket, luarocks,
-#                           redis-server, a Python venv with websockets, Node's ws
+#                           redis-server, luacheck, cargo clippy, a Python venv with
+#                           websockets, Node's ws
 # apt packages are installed when running as root; otherwise the missing ones are named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ command -v cargo >/dev/null 2>&1 || {
 need=(lua5.4 gcc pkg-config libssl-dev zlib1g-dev)
 if [ "$WHAT" = test ]; then
   need+=(lua5.3 lua5.1 luajit lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev
-    redis-server)
+    redis-server lua-check)
 fi
 missing=()
 for p in "${need[@]}"; do
@@ -45,6 +46,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "$WHAT" = test ]; then
+  # The lint check of the test command.
+  if ! cargo clippy --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+      rustup component add clippy >&2
+    else
+      echo "setup.sh: cargo clippy is missing: install the clippy component of your Rust toolchain" >&2
+      exit 1
+    fi
+  fi
   # The independent peer of the interop specs: Python's websockets, in a venv of our own.
   if [ ! -x build/venv/bin/python ] || ! build/venv/bin/python -c 'import websockets' 2>/dev/null; then
     if ! python3 -m venv build/venv >/dev/null 2>&1; then

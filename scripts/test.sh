@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust unit tests, then the busted specs against the module built
+# Runs every test: the lint checks (luacheck over the Lua, cargo clippy -D warnings; each
+# counts as one test), the Rust unit tests, then the busted specs against the module built
 # for Lua 5.4, 5.3, 5.1 and LuaJIT (each spec run loads that build into that Lua and talks
 # to it over 127.0.0.1). Ends with one line "N passed, N failed, N skipped" (skipped: busted's
 # pending specs, each saying why); exits non-zero on any failure.
@@ -12,6 +13,20 @@ passed=0
 failed=0
 skipped=0
 status=0
+
+# check NAME COMMAND...: one lint check, counted as a test.
+check() {
+  local name="$1"; shift
+  if "$@"; then
+    echo "ok $name"; passed=$((passed + 1))
+  else
+    echo "FAILED $name"; failed=$((failed + 1)); status=1
+  fi
+}
+echo "== lint"
+check "luacheck lua/ examples/ spec/ benches/lua/ (.luacheckrc)" luacheck -q lua examples spec benches/lua
+check "cargo clippy --workspace --all-targets -D warnings" \
+  timeout 1200 cargo clippy --release --quiet --workspace --all-targets -- -D warnings
 
 echo "== cargo test (codec, handshake, routing, http)"
 timeout 1200 cargo test --release --quiet 2>&1 | tee spec/artifacts/cargo-test.log

@@ -89,6 +89,7 @@ describe("ws.connect against the module's own server", function()
 		assert.is_false(ok)
 		assert.matches('send: msg_type must be "TEXT" or "BINARY", got "PING"', tostring(err), 1, true)
 		ok, err = pcall(conn.try_send, conn, "x", { msg_type = 3 })
+		assert.is_false(ok)
 		assert.matches('try_send: msg_type must be "TEXT" or "BINARY", got "3"', tostring(err), 1, true)
 		assert.are.equal(true, conn:send("still usable"))
 		assert.are.equal("still usable", conn:recv(5).data)
@@ -349,8 +350,10 @@ describe("ws.connect inputs", function()
 			{ { url = "ws://h/", hdrs = {}, external = true, timeout = "x" }, "connect: inputs.timeout must be a number of seconds >= 0, got 'x'" },
 			{ { url = "ws://h/", hdrs = {}, external = true, timeout = -1 }, "connect: inputs.timeout must be a number of seconds >= 0, got -1" },
 			{ { url = "ws://h/", hdrs = {}, external = true, msg_handler = 3 }, "connect: inputs.msg_handler must be a string, got 3" },
-			{ { url = "ws://h/", hdrs = {}, external = true, max_message_size = -1 }, "connect: inputs.max_message_size must be a whole number from 1 to 1099511627776, got -1" },
-			{ { url = "ws://h/", hdrs = {}, external = true, send_buffer = 0.5 }, "connect: inputs.send_buffer must be a whole number from 1 to 1099511627776, got 0.5" },
+			{ { url = "ws://h/", hdrs = {}, external = true, max_message_size = -1 },
+				"connect: inputs.max_message_size must be a whole number from 1 to 1099511627776, got -1" },
+			{ { url = "ws://h/", hdrs = {}, external = true, send_buffer = 0.5 },
+				"connect: inputs.send_buffer must be a whole number from 1 to 1099511627776, got 0.5" },
 			{ { url = "ftp://h/", hdrs = {}, external = true }, "connect: url scheme 'ftp' is not ws, wss, http or https" },
 		}
 		for _, c in ipairs(cases) do

@@ -117,7 +117,8 @@ describe("under the evluaserver stand-in, a script as the client (ws.connect thr
 	it("connects, exchanges, pings, pools, closes, and returns handshake failures as nil, message", function()
 		local target = helper.start_server()
 		local bad = helper.start_python("bad", "no-accept")
-		helper.all_ok(helper.lines_of(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client ws://127.0.0.1:%d ws://127.0.0.1:%d/x'):format(
+		helper.all_ok(helper.lines_of(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client '
+			.. 'ws://127.0.0.1:%d ws://127.0.0.1:%d/x'):format(
 			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 13)
 		target.stop()
 		bad.stop()

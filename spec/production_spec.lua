@@ -1,7 +1,6 @@
 -- The production server: wss, subprotocols, Origin, limits, liveness, backpressure,
 -- graceful shutdown and stats, over real sockets.
 local helper = require("spec.support.helper")
-local socket = require("socket")
 local ws = require("service_utils.WS.web_socket")
 local OP = helper.OP
 

@@ -221,6 +221,7 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     core.set("platform_source", include_str!("../lua/platform.lua"))?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
+    core.set("MODULE_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(core)
 }
 

@@ -39,9 +39,11 @@ local function client(url, bad_url)
 	check("the module holds no connection after the close", ws.open_connections() == 0, ws.open_connections())
 
 	local none, why, kind = ws.connect({ url = bad_url, hdrs = {}, external = false, timeout = 5 })
-	check("a missing Sec-WebSocket-Accept is returned, not raised, of kind handshake", none == nil and why == "Invalid or missing Sec-WebSocket-Accept header in handshake response" and kind == "handshake", why)
+	check("a missing Sec-WebSocket-Accept is returned, not raised, of kind handshake", none == nil
+		and why == "Invalid or missing Sec-WebSocket-Accept header in handshake response" and kind == "handshake", why)
 	none, why, kind = ws.connect({ url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, timeout = 2 })
-	check("a refused connection is returned as nil, message, kind", none == nil and type(why) == "string" and kind == "io", tostring(why) .. " " .. tostring(kind))
+	check("a refused connection is returned as nil, message, kind",
+		none == nil and type(why) == "string" and kind == "io", tostring(why) .. " " .. tostring(kind))
 end
 
 if arg[1] == "serve" then

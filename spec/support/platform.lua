@@ -155,9 +155,9 @@ local function optional_integer(fname, pos, n, v)
 end
 
 ---------------------------------------------------------------------------------------
--- Stream sockets: `sockets[fd]` is the socket itself; what Lua gets is a new handle per call.
+-- Stream sockets: a socket is a table {sock =, active =, fd =}; what Lua gets is a new
+-- handle on it per call.
 
-local sockets = {} -- fd -> {sock =, active =, fd =}
 local handle_mt = {
 	__name = "streamsocket",
 	__tostring = function(h) return ("streamsocket:0x%08x"):format(h._serial) end,
@@ -167,9 +167,7 @@ local handles_made = 0
 local function register(sock)
 	sock:settimeout(0)
 	sock:setoption("tcp-nodelay", true)
-	local s = { sock = sock, fd = sock:getfd(), active = true }
-	sockets[s.fd] = s
-	return s
+	return { sock = sock, fd = sock:getfd(), active = true }
 end
 
 -- A new handle on socket `s`, as every evluaserver call that returns a socket makes.
@@ -188,7 +186,6 @@ end
 local function close_socket(s)
 	s.active = false
 	s.closed = true
-	sockets[s.fd] = nil
 	s.sock:close()
 end
 
@@ -459,7 +456,8 @@ local function websocket_loop(s)
 		end
 		idle_dispatches = d.consumed and 0 or idle_dispatches + 1
 		if idle_dispatches >= 100 then
-			io.stderr:write(("FATAL: platform stand-in: socket %d dispatched %d times in a row without a read or set_acc_sock_to_be_closed (evluaserver's read-error loop)\n"):format(s.fd, idle_dispatches))
+			io.stderr:write(("FATAL: platform stand-in: socket %d dispatched %d times in a row without a read or "
+				.. "set_acc_sock_to_be_closed (evluaserver's read-error loop)\n"):format(s.fd, idle_dispatches))
 			os.exit(5)
 		end
 	end

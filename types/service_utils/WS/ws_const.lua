@@ -1,0 +1,46 @@
+---@meta service_utils.WS.ws_const
+-- LuaCATS annotations: service_utils.WS.ws_const, the original constants (same values).
+
+---@class ws_const
+---@field FRAME_BINARY integer 130
+---@field FRAME_FLAG_FIN integer 128
+---@field FRAME_FLAG_MASK integer 128
+---@field FRAME_FLAG_RSV1 integer 64
+---@field FRAME_FLAG_RSV2 integer 32
+---@field FRAME_FLAG_RSV3 integer 16
+---@field FRAME_OP_BINARY integer 2
+---@field FRAME_OP_BITMASK integer 15
+---@field FRAME_OP_CLOSE integer 8
+---@field FRAME_OP_CONT integer 0
+---@field FRAME_OP_PING integer 9
+---@field FRAME_OP_PONG integer 10
+---@field FRAME_OP_SETRAW integer 256
+---@field FRAME_OP_TEXT integer 1
+---@field FRAME_TEXT integer 129
+---@field MAX_HEADER_LENGTH integer 14
+---@field WS_CLIENT integer 1
+---@field WS_ENDPOINT_GOING_AWAY integer 1001
+---@field WS_ERR_HANDSHAKE_ACCEPT integer 5
+---@field WS_ERR_HANDSHAKE_NO_KEY integer 4
+---@field WS_ERR_HANDSHAKE_NO_VERSION integer 2
+---@field WS_ERR_HANDSHAKE_UNSUPPORTED_VERSION integer 3
+---@field WS_ERR_INCOMPLETE_FRAME integer 11
+---@field WS_ERR_NO_HANDSHAKE integer 1
+---@field WS_ERR_PAYLOAD_TOO_BIG integer 10
+---@field WS_ERR_UNAUTHORIZED integer 6
+---@field WS_EXTENSION_REQUIRED integer 1010
+---@field WS_MALFORMED_PAYLOAD integer 1007
+---@field WS_NORMAL_CLOSE integer 1000
+---@field WS_PAYLOAD_NOT_ACCEPTABLE integer 1003
+---@field WS_PAYLOAD_TOO_BIG integer 1009
+---@field WS_POLICY_VIOLATION integer 1008
+---@field WS_PROTOCOL_ERROR integer 1002
+---@field WS_RESERVED integer 1004
+---@field WS_RESERVED_ABNORMAL_CLOSE integer 1006
+---@field WS_RESERVED_NO_STATUS_CODE integer 1005
+---@field WS_RESERVED_TLS_FAILURE integer 1015
+---@field WS_SERVER integer 0
+---@field WS_UNEXPECTED_CONDITION integer 1011
+local ws_const = {}
+
+return ws_const
