@@ -2,7 +2,8 @@
 # Installs what building and testing need on Debian 12, or says exactly what is missing.
 #   scripts/setup.sh run    what the example server needs: Rust (cargo), lua5.4
 #   scripts/setup.sh test   also lua5.3, lua5.1, luajit, busted, luasocket, luarocks,
-#                           redis-server, luacheck, cargo clippy, a Python venv with
+#                           redis-server, tinyproxy, dante-server, luacheck, cargo
+#                           clippy, a Python venv with
 #                           websockets, Node's ws
 # apt packages are installed when running as root; otherwise the missing ones are named.
 set -euo pipefail
@@ -21,7 +22,7 @@ command -v cargo >/dev/null 2>&1 || {
 need=(lua5.4 gcc pkg-config libssl-dev zlib1g-dev)
 if [ "$WHAT" = test ]; then
   need+=(lua5.3 lua5.1 luajit lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev
-    redis-server lua-check)
+    redis-server lua-check tinyproxy dante-server)
 fi
 missing=()
 for p in "${need[@]}"; do

@@ -7,6 +7,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test || exit 1
+# The specs talk to 127.0.0.1 directly; the proxy specs set up their own proxies.
+unset http_proxy https_proxy all_proxy ws_proxy wss_proxy no_proxy \
+  HTTP_PROXY HTTPS_PROXY ALL_PROXY WS_PROXY WSS_PROXY NO_PROXY
 mkdir -p spec/artifacts
 
 passed=0

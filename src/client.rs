@@ -14,6 +14,7 @@ use crate::http::header_table;
 use crate::log::{Level, Logger};
 use crate::lua_connection::connection_userdata;
 use crate::options::{self, Reader};
+use crate::proxy::{self, Proxy};
 use crate::random;
 use crate::session::{self, Delivery, Handler, LoopConfig};
 use crate::transport::WriteSide;
@@ -42,6 +43,8 @@ struct Inputs {
     session: Settings,
     /// permessage-deflate to offer (`compression = false | true | {...}`). Default on.
     compression: Option<deflate::Config>,
+    /// The `proxy` input: `None` (not given): the environment's; `Some(None)`: `false`, none.
+    proxy: Option<Option<Proxy>>,
 }
 
 fn header_text(what: &str, v: Value) -> mlua::Result<String> {
@@ -118,6 +121,22 @@ impl Inputs {
             verify: r.boolean("verify")? != Some(false),
             session: options::settings(&r, Settings::default(), false)?,
             compression: options::client_compression(r.value("compression")?)?,
+            proxy: match r.value("proxy")? {
+                Value::Nil => None,
+                Value::Boolean(false) => Some(None),
+                Value::String(u) => {
+                    Some(Some(proxy::parse(&u.to_str()?).map_err(|e| {
+                        mlua::Error::runtime(format!("connect: inputs.{e}"))
+                    })?))
+                }
+                other => {
+                    return Err(r.refuse(
+                        "proxy",
+                        "a proxy URL (http://, socks5://, socks5h://) or false",
+                        &other,
+                    ))
+                }
+            },
         })
     }
 }
@@ -297,7 +316,18 @@ async fn open(
     handler: Option<Handler>,
 ) -> Result<(AnyUserData, u16, Table), Failure> {
     let url = &inputs.url;
-    let tcp = tcp_connect(url).await?;
+    let proxy = match &inputs.proxy {
+        Some(choice) => choice.clone(),
+        None => proxy::from_env(url.secure, &url.host, url.port, |k| std::env::var(k).ok())
+            .transpose()
+            .map_err(|e| fail("proxy", format!("connect: {e} (from the environment)")))?,
+    };
+    let tcp = match &proxy {
+        Some(p) => proxy::tunnel(p, &url.host, url.port)
+            .await
+            .map_err(|e| fail(e.kind, e.message))?,
+        None => tcp_connect(url).await?,
+    };
     let peer = tcp
         .peer_addr()
         .map_err(|e| fail("io", format!("connect: {e}")))?;

@@ -38,7 +38,9 @@
 //! - `workers`: `workers = N`: forked worker processes sharing the listener, and the mesh
 //!   of Unix sockets between them (publishes, counters, stop)
 //! - `url`: `ws://` / `wss://` URLs as `ws.connect` takes them (pure)
-//! - `client`: `ws.connect`: TCP, TLS, handshake, then a session
+//! - `proxy`: `ws.connect` through HTTP CONNECT or SOCKS5 proxies, from the input or the
+//!   environment (`*_proxy`, `no_proxy`)
+//! - `client`: `ws.connect`: TCP (or a proxy's tunnel), TLS, handshake, then a session
 //! - this file: the Lua entry points (`luaopen_*`) and the `core` table the Lua parts use
 //!
 //! The Lua parts (`lua/`) are embedded: `web_socket.lua` (`ws.accept` and the module
@@ -61,6 +63,7 @@ pub mod log;
 pub mod lua_connection;
 pub mod options;
 pub mod overload;
+pub mod proxy;
 pub mod pubsub;
 pub mod random;
 pub mod routing;
