@@ -219,10 +219,23 @@ function ws.server(options)
 end
 
 -- ws.connect{url =, hdrs =, external =, msg_handler =, secure =, timeout =, credentials =,
---             ca_file =, verify =} -> connection, status, headers | nil, message, kind
+--             ca_file =, verify =, proxy =, compression =, reconnect =}
+--   -> connection, status, headers | nil, message, kind
 -- From the main chunk it keeps every server and connection going while it waits; from a
--- handler it suspends that handler only.
-ws.connect = evl and evl.connect or core.connect
+-- handler it suspends that handler only. With `reconnect` (standalone runtime) the
+-- connection comes back after drops (lua/reconnect.lua).
+if evl then
+	ws.connect = evl.connect
+else
+	local connect_reconnecting = assert((loadstring or load)(core.reconnect_source, "@service_utils/WS/reconnect.lua"))(
+		core.connect, core.sleep, load_handler)
+	function ws.connect(inputs)
+		if type(inputs) == "table" and inputs.reconnect then
+			return connect_reconnecting(inputs)
+		end
+		return core.connect(inputs)
+	end
+end
 
 -- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: server:publish on
 -- every server of this Lua state (for handlers, which do not hold the server); under

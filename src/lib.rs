@@ -222,6 +222,7 @@ fn core_table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     evl::register(lua, &core)?;
     core.set("platform_source", include_str!("../lua/platform.lua"))?;
+    core.set("reconnect_source", include_str!("../lua/reconnect.lua"))?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
     core.set("MODULE_VERSION", env!("CARGO_PKG_VERSION"))?;

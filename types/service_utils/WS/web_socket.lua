@@ -73,6 +73,8 @@ local ws = {}
 ---@field send_buffer? integer
 ---@field send_timeout? number
 ---@field compression? boolean|ws.compression default on
+---@field proxy? string|false "http://[user:pass@]host:port", "socks5://...", "socks5h://..."; default: the environment
+---@field reconnect? boolean|{initial?: number, max?: number, factor?: number} with msg_handler: come back after drops
 
 ---@class ws.msg
 ---@field op_code integer
@@ -98,6 +100,7 @@ local ws = {}
 ---@field subprotocol string|nil
 ---@field ss ws.connection
 ---@field _ss ws.connection
+---@field delays? number[] a reconnecting connection: the delays waited before reconnecting
 local connection = {}
 
 ---Sends a message; waits (suspending only the caller) while the queue is full.
