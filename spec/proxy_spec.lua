@@ -61,12 +61,14 @@ local function tinyproxy(auth)
 	return p
 end
 
-local function dante()
+-- `auth`: the username method (dante checks the system's accounts: the spec makes one).
+local function dante(auth)
 	local port = free_port()
 	local base = ("%s/danted-%d"):format(helper.ARTIFACTS, port)
 	write(base .. ".conf", table.concat({
 		"logoutput: " .. base .. ".log", "internal: 127.0.0.1 port = " .. port, "external: 127.0.0.1",
-		"clientmethod: none", "socksmethod: none", "user.privileged: root", "user.unprivileged: nobody",
+		"clientmethod: none", "socksmethod: " .. (auth and "username" or "none"), "user.privileged: root",
+		"user.unprivileged: nobody",
 		"client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
 		"socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: connect }",
 	}, "\n") .. "\n")
@@ -135,6 +137,40 @@ describe("ws.connect through proxies", function()
 			{ proxy = ("socks5h://127.0.0.1:%d"):format(p.port), ca_file = cert })
 		assert.is_true(carried(p, tls_server.port), helper.read_file(p.log))
 		p.stop()
+	end)
+
+	describe("with SOCKS5 user/password authentication", function()
+		-- dante's username method checks the system's accounts: a throwaway one is made for
+		-- this block (root only) and removed after it.
+		local USER, PASSWORD = "wssockstest", "s0cks-spec-only"
+		local made = false
+		setup(function()
+			made = helper.exec_ok("id -u | grep -qx 0")
+				and helper.exec_ok(("id %s >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin %s"):format(USER, USER))
+				and helper.exec_ok(("echo '%s:%s' | chpasswd"):format(USER, PASSWORD))
+		end)
+		teardown(function()
+			if made then
+				os.execute("userdel " .. USER .. " 2>/dev/null")
+			end
+		end)
+
+		it("sends the user and password, and says when the proxy wants them or refuses them", function()
+			if not made then
+				pending("skipped: making the test account for dante's username method needs root")
+				return
+			end
+			local p = dante(true)
+			local url = ("ws://127.0.0.1:%d/echo"):format(server.port)
+			echo_through(url, { proxy = ("socks5://%s:%s@127.0.0.1:%d"):format(USER, PASSWORD, p.port) })
+			local conn, why, kind = helper.connect(url, { proxy = ("socks5://%s:wrong@127.0.0.1:%d"):format(USER, p.port) })
+			assert.are.same({ nil, ("connect: SOCKS5 proxy 127.0.0.1:%d refused the user name and password"):format(p.port), "proxy" },
+				{ conn, why, kind })
+			conn, why = helper.connect(url, { proxy = ("socks5://127.0.0.1:%d"):format(p.port) })
+			assert.is_nil(conn)
+			assert.matches("accepts none of our authentication methods (it may want a user name and password)", why, 1, true)
+			p.stop()
+		end)
 	end)
 
 	it("says so when the proxy is down (kind refused)", function()
