@@ -17,9 +17,9 @@ cargo build --release --quiet -p ws-bench
 ROOT="$(scripts/build.sh lua5.4)"
 if [ "$(nproc)" -ge 2 ]; then PIN0=(taskset -c 0); PIN1=(taskset -c 1); else PIN0=(); PIN1=(); fi
 
+source benches/lib.sh
 PID=""
-stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
-trap stop EXIT
+trap stop_pid EXIT
 
 : >"$OUT"
 for label in topic loop node; do
@@ -34,16 +34,10 @@ for label in topic loop node; do
         path=/$label
       fi
       PID=$!
-      port=""
-      for _ in $(seq 50); do
-        port="$(sed -n 's/^listening on ws:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")"
-        [ -n "$port" ] && break
-        sleep 0.1
-      done
-      [ -n "$port" ] || { echo "fanout.sh: $label did not start: $(cat "$log")" >&2; exit 1; }
+      port="$(port_of "$log" "$label")" || exit 1
       "${PIN1[@]}" target/release/loadgen fanout --ws "ws://127.0.0.1:$port$path" --subscribers "$subs" \
         --size "$size" --window 4 --seconds "$SECONDS_PER_CELL" --pid "$PID" --label "$label" | tee -a "$OUT" >&2
-      stop
+      stop_pid
     done
   done
 done

@@ -43,17 +43,11 @@ else
 fi
 LOADGEN=("${ON_LOAD_CPU[@]}" target/release/loadgen)
 
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-trap stop_server EXIT
+source benches/lib.sh
+PID=""
+trap stop_pid EXIT
 
-# start_server NAME: starts it on an ephemeral port; sets SERVER_PID and TARGET (loadgen args).
+# start_server NAME: starts it on an ephemeral port; sets PID and TARGET (loadgen args).
 start_server() {
   local log="benches/results/$1.stdout"
   case "$1" in
@@ -63,14 +57,9 @@ start_server() {
     node) NODE_PATH=build/node/node_modules "${ON_SERVER_CPU[@]}" node benches/peers/ws_echo.js >"$log" 2>&1 & ;;
     py) "${ON_SERVER_CPU[@]}" build/venv/bin/python benches/peers/websockets_echo.py >"$log" 2>&1 & ;;
   esac
-  SERVER_PID=$!
-  local port=""
-  for _ in $(seq 50); do
-    port="$(sed -n 's/^listening on [a-z]*:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")"
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "run.sh: $1 did not start: $(cat "$log")" >&2; exit 1; }
+  PID=$!
+  local port
+  port="$(port_of "$log" "$1")" || exit 1
   if [ "$1" = tcp ]; then TARGET=(--tcp "127.0.0.1:$port"); else TARGET=(--ws "ws://127.0.0.1:$port/echo"); fi
 }
 
@@ -79,7 +68,7 @@ start_server() {
 echo_cell() {
   for _ in 1 2; do
     "${LOADGEN[@]}" echo "${TARGET[@]}" --conns "$1" --window "$2" --size "$3" --regime "$4" \
-      --seconds "$CELL_SECONDS" --pid "$SERVER_PID" --label "$server" | tee -a "$OUT" >&2
+      --seconds "$CELL_SECONDS" --pid "$PID" --label "$server" | tee -a "$OUT" >&2
   done
 }
 for server in $SERVERS; do
@@ -94,14 +83,14 @@ for server in $SERVERS; do
   done
   if [ "$server" != tcp ]; then
     for _ in 1 2; do
-      "${LOADGEN[@]}" storm "${TARGET[@]}" --count 10000 --concurrency 32 --pid "$SERVER_PID" --label "$server" | tee -a "$OUT" >&2
+      "${LOADGEN[@]}" storm "${TARGET[@]}" --count 10000 --concurrency 32 --pid "$PID" --label "$server" | tee -a "$OUT" >&2
     done
   fi
-  stop_server
+  stop_pid
   for _ in 1 2; do # memory on a fresh server each time
     start_server "$server"
-    "${LOADGEN[@]}" idle "${TARGET[@]}" --count 10000 --pid "$SERVER_PID" --label "$server" | tee -a "$OUT" >&2
-    stop_server
+    "${LOADGEN[@]}" idle "${TARGET[@]}" --count 10000 --pid "$PID" --label "$server" | tee -a "$OUT" >&2
+    stop_pid
   done
 done
 

@@ -10,22 +10,16 @@ OUT=benches/results/workers.jsonl
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet -p ws-bench
 ROOT="$(scripts/build.sh lua5.4)"
+source benches/lib.sh
 PID=""
-stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
-trap stop EXIT
+trap stop_pid EXIT
 : >"$OUT"
 for w in 1 2; do
   for run in echo storm; do
     log=benches/results/workers-$w.stdout
     LUA_CPATH="$ROOT/?.so;;" lua5.4 benches/lua/workers_server.lua "$w" >"$log" 2>&1 &
     PID=$!
-    port=""
-    for _ in $(seq 50); do
-      port="$(sed -n 's/^listening on ws:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")"
-      [ -n "$port" ] && break
-      sleep 0.1
-    done
-    [ -n "$port" ] || { echo "workers.sh: the server did not start: $(cat "$log")" >&2; exit 1; }
+    port="$(port_of "$log" "the server")" || exit 1
     if [ "$run" = echo ]; then
       target/release/loadgen echo --ws "ws://127.0.0.1:$port/echo" --conns 64 --window 16 --size 1024 \
         --seconds 3 --regime pipelined --label "workers=$w" | tee -a "$OUT" >&2
@@ -33,7 +27,7 @@ for w in 1 2; do
       target/release/loadgen storm --ws "ws://127.0.0.1:$port/echo" --count 10000 --concurrency 32 \
         --label "workers=$w" | tee -a "$OUT" >&2
     fi
-    stop
+    stop_pid
   done
 done
 python3 - "$OUT" <<'PY'

@@ -12,12 +12,7 @@ elseif not io.open("/usr/sbin/danted") then
 	missing = "dante-server is not installed (apt-get install dante-server)"
 end
 
-local function free_port()
-	local s = assert(socket.bind("127.0.0.1", 0))
-	local _, port = s:getsockname()
-	s:close()
-	return tonumber(port)
-end
+local free_port = helper.free_port
 
 local function write(path, text)
 	local f = assert(io.open(path, "w"))

@@ -2,20 +2,13 @@
 -- here on a free 127.0.0.1 port with persistence off, stopped by its PID): two servers on
 -- two ports share it.
 local helper = require("spec.support.helper")
-local socket = require("socket")
 
 local missing
 if not io.open("/usr/bin/redis-server") then
 	missing = "redis-server is not installed (apt-get install redis-server)"
 end
 
--- A free TCP port on 127.0.0.1 (bound and released).
-local function free_port()
-	local s = assert(socket.bind("127.0.0.1", 0))
-	local _, port = s:getsockname()
-	s:close()
-	return tonumber(port)
-end
+local free_port = helper.free_port
 
 -- Starts redis-server on `port`; returns {port, pid, stop()} once it answers PING.
 local function start_redis(port)
@@ -52,17 +45,9 @@ local function numsub(port, channel)
 	return tonumber(lines[2] or "")
 end
 
-local function ask(sock, command)
-	assert(sock:send(helper.frame(helper.OP.TEXT, command)))
-	return assert(helper.read_frame(sock)).payload
-end
+local ask = helper.ask
 
-local function next_frame(sock, seconds)
-	sock:settimeout(seconds)
-	local f = helper.read_frame(sock)
-	sock:settimeout(10)
-	return f
-end
+local next_frame = helper.next_frame
 
 describe("topics across servers through Redis", function()
 	if missing then

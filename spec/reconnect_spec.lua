@@ -29,9 +29,7 @@ describe("a reconnecting client connection", function()
 	after_each(helper.stop_all)
 
 	it("sees open, close, open when its server goes away and comes back, and messages flow again", function()
-		local s = assert(socket.bind("127.0.0.1", 0))
-		local _, port = s:getsockname()
-		s:close()
+		local port = helper.free_port()
 		local server = helper.start_server({ port = port })
 		local probe = require("handlers.reconnect_probe")
 		local conn = assert(ws.connect({ url = ("ws://127.0.0.1:%d/echo"):format(port), hdrs = {}, external = false,

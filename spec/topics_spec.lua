@@ -7,18 +7,9 @@ local function client(port)
 end
 
 -- Sends a command to /pubsub and returns the answer.
-local function ask(sock, command)
-	assert(sock:send(helper.frame(helper.OP.TEXT, command)))
-	return assert(helper.read_frame(sock)).payload
-end
+local ask = helper.ask
 
--- The next frame within `seconds`, or nil.
-local function next_frame(sock, seconds)
-	sock:settimeout(seconds)
-	local f = helper.read_frame(sock)
-	sock:settimeout(10)
-	return f
-end
+local next_frame = helper.next_frame
 
 describe("topics", function()
 	local server

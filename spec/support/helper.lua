@@ -422,6 +422,28 @@ function M.connect(url, extra)
 	return require("service_utils.WS.web_socket").connect(inputs)
 end
 
+-- Sends `command` as a text frame and returns the payload of the next frame.
+function M.ask(sock, command)
+	assert(sock:send(M.frame(M.OP.TEXT, command)))
+	return assert(M.read_frame(sock)).payload
+end
+
+-- The next frame on `sock` within `seconds`, or nil.
+function M.next_frame(sock, seconds)
+	sock:settimeout(seconds)
+	local f = M.read_frame(sock)
+	sock:settimeout(10)
+	return f
+end
+
+-- A free TCP port on 127.0.0.1 (bound and released: for servers that need a fixed one).
+function M.free_port()
+	local s = assert(socket.bind("127.0.0.1", 0))
+	local _, port = s:getsockname()
+	s:close()
+	return tonumber(port)
+end
+
 -- Runs spec/support/py_client.py with arguments; returns its stdout lines.
 function M.python(...)
 	local args = { ... }
