@@ -453,6 +453,14 @@ function evl.connect(inputs)
 	assert(type(inputs.external) == "boolean", "connect: inputs.external must be a boolean")
 	assert(inputs.msg_handler == nil or type(inputs.msg_handler) == "string", "connect: inputs.msg_handler must be a string")
 	assert(inputs.timeout == nil or type(inputs.timeout) == "number", "connect: inputs.timeout must be a number")
+	-- evluaserver makes the connections (platform.*): no proxies, and nothing runs between
+	-- dispatches to reconnect from. Said, not ignored.
+	if inputs.proxy then
+		error("connect: inputs.proxy is not supported under evluaserver (it makes the connection itself)", 2)
+	end
+	if inputs.reconnect then
+		error("connect: inputs.reconnect is not supported under evluaserver (nothing runs between its dispatches)", 2)
+	end
 	local url = core.parse_url(inputs.url)
 	url.secure = url.secure or inputs.secure == true
 	-- evluaserver takes whole seconds

@@ -44,6 +44,12 @@ local function client(url, bad_url)
 	none, why, kind = ws.connect({ url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, timeout = 2 })
 	check("a refused connection is returned as nil, message, kind",
 		none == nil and type(why) == "string" and kind == "io", tostring(why) .. " " .. tostring(kind))
+	local ok, err = pcall(ws.connect, { url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, proxy = "http://p:1" })
+	check("a proxy is refused, not ignored", not ok and tostring(err):find("inputs.proxy is not supported under evluaserver", 1, true),
+		tostring(err))
+	ok, err = pcall(ws.connect, { url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, reconnect = true })
+	check("reconnect is refused, not ignored", not ok and tostring(err):find("inputs.reconnect is not supported", 1, true),
+		tostring(err))
 end
 
 if arg[1] == "serve" then
