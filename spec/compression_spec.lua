@@ -90,6 +90,21 @@ describe("permessage-deflate", function()
 			sock:close()
 		end)
 
+		it("refuses options out of range, naming them", function()
+			local ws = require("service_utils.WS.web_socket")
+			for option, message in pairs({
+				mem_level = "ws.server: compression.mem_level must be a whole number from 1 to 9, got 10",
+				server_max_window_bits = "ws.server: compression.server_max_window_bits must be a whole number from 8 to 15, got 16",
+			}) do
+				local ok, err = pcall(ws.server, { handler_base = "", compression = { [option] = option == "mem_level" and 10 or 16 } })
+				assert.is_false(ok)
+				assert.matches(message, tostring(err), 1, true)
+			end
+			local ok, err = pcall(ws.server, { handler_base = "", compression = "yes" })
+			assert.is_false(ok)
+			assert.matches("ws.server: compression must be false, true or a table, got 'yes'", tostring(err), 1, true)
+		end)
+
 		it("is off for a server with compression = false", function()
 			local plain = helper.start_server({ compression = false })
 			local sock, res = deflate_open(plain.port, "/echo", "permessage-deflate; client_max_window_bits")

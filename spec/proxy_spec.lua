@@ -20,27 +20,6 @@ local function write(path, text)
 	f:close()
 end
 
--- Starts `command` in the background; returns {port, log, stop()} once `port` accepts.
-local function start(name, command, port, log)
-	local out = assert(io.popen(("sh -c 'echo $$; exec %s >>%s 2>&1' &"):format(command, log), "r"))
-	local pid = assert(tonumber(out:read("*l")), "no pid from " .. name)
-	out:close()
-	assert(helper.eventually(function()
-		local c = socket.connect("127.0.0.1", port)
-		if c then c:close() end
-		return c ~= nil
-	end, 10), name .. " did not start:\n" .. helper.read_file(log))
-	return {
-		port = port,
-		log = log,
-		url = nil,
-		stop = function()
-			os.execute(("kill %d 2>/dev/null"):format(pid))
-			helper.eventually(function() return not helper.exec_ok(("kill -0 %d 2>/dev/null"):format(pid)) end, 5)
-		end,
-	}
-end
-
 local function tinyproxy(auth)
 	local port = free_port()
 	local base = ("%s/tinyproxy-%d"):format(helper.ARTIFACTS, port)
@@ -51,7 +30,7 @@ local function tinyproxy(auth)
 		"Allow 127.0.0.1", "MaxClients 20", "LogLevel Connect", ('LogFile "%s.log"'):format(base),
 		auth and "BasicAuth ada secret" or "",
 	}, "\n") .. "\n")
-	local p = start("tinyproxy", ("tinyproxy -d -c %s.conf"):format(base), port, base .. ".out")
+	local p = helper.start_daemon("tinyproxy", ("tinyproxy -d -c %s.conf"):format(base), port, base .. ".out")
 	p.log = base .. ".log"
 	return p
 end
@@ -67,7 +46,7 @@ local function dante(auth)
 		"client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
 		"socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: connect }",
 	}, "\n") .. "\n")
-	local p = start("danted", ("danted -f %s.conf -N 1"):format(base), port, base .. ".out")
+	local p = helper.start_daemon("danted", ("danted -f %s.conf -N 1"):format(base), port, base .. ".out")
 	p.log = base .. ".log"
 	return p
 end

@@ -10,28 +10,10 @@ end
 
 local free_port = helper.free_port
 
--- Starts redis-server on `port`; returns {port, pid, stop()} once it answers PING.
+-- Starts redis-server on `port` (persistence off).
 local function start_redis(port)
-	local log = ("%s/redis-%d.log"):format(helper.ARTIFACTS, port)
-	local out = assert(io.popen(("sh -c 'echo $$; exec redis-server --port %d --bind 127.0.0.1 --save \"\" " ..
-		"--appendonly no --daemonize no >%s 2>&1' &"):format(port, log), "r"))
-	local pid = assert(tonumber(out:read("*l")), "no pid from redis-server")
-	out:close()
-	assert(helper.eventually(function()
-		local p = io.popen(("redis-cli -p %d PING 2>/dev/null"):format(port))
-		local answer = p:read("*a")
-		p:close()
-		return answer:match("PONG") ~= nil
-	end, 10), "redis-server did not start:\n" .. helper.read_file(log))
-	return {
-		port = port,
-		stop = function()
-			os.execute(("kill %d 2>/dev/null"):format(pid))
-			assert(helper.eventually(function()
-				return not helper.exec_ok(("kill -0 %d 2>/dev/null"):format(pid))
-			end, 10), "redis-server did not stop")
-		end,
-	}
+	return helper.start_daemon("redis-server", ("redis-server --port %d --bind 127.0.0.1 --save \"\" --appendonly no"):format(port),
+		port, ("%s/redis-%d.log"):format(helper.ARTIFACTS, port))
 end
 
 -- How many subscribers Redis has on `channel`.

@@ -1,10 +1,7 @@
 -- workers = 2: two processes serve one port; topics, counters and stop span both.
 local helper = require("spec.support.helper")
 
-local function ask(sock, command)
-	assert(sock:send(helper.frame(helper.OP.TEXT, command)))
-	return assert(helper.read_frame(sock)).payload
-end
+local ask = helper.ask
 
 -- Opens /pubsub connections until there is one in each worker (bounded); returns them
 -- by worker number and how many were opened.
@@ -25,13 +22,21 @@ end
 
 describe("a server with workers = 2", function()
 	local server
-	setup(function() server = helper.start_server({ workers = 2 }) end)
+	setup(function() server = helper.start_server({ workers = 2, worker_init = "handlers.worker_init" }) end)
 	teardown(function() helper.stop_all() end)
 
 	it("serves connections in both workers on one port", function()
 		local by_worker, opened = one_per_worker(server.port)
 		assert.is_truthy(by_worker[1], "no connection in worker 1 after " .. opened)
 		assert.is_truthy(by_worker[2], "no connection in worker 2 after " .. opened)
+		by_worker[1]:close()
+		by_worker[2]:close()
+	end)
+
+	it("runs worker_init in every worker", function()
+		local by_worker = one_per_worker(server.port)
+		assert.are.equal("init true", ask(by_worker[1], "init"))
+		assert.are.equal("init true", ask(by_worker[2], "init"))
 		by_worker[1]:close()
 		by_worker[2]:close()
 	end)

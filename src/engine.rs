@@ -440,15 +440,20 @@ impl Engine {
 
     /// Checks that a message may be sent now; a text message must be UTF-8.
     fn check_send(&self, op: u8, payload: &[u8]) -> Result<(), SendError> {
-        match self.state {
-            State::Open => {}
-            State::ClosingByUs | State::ClosingByPeer(_) => return Err(SendError::Closing),
-            State::Closed(_) => return Err(SendError::Closed),
-        }
+        self.check_open()?;
         if op == opcode::TEXT && std::str::from_utf8(payload).is_err() {
             return Err(SendError::NotUtf8);
         }
         Ok(())
+    }
+
+    /// Checks that anything may be sent now (no close frame either way yet).
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::ClosingByUs | State::ClosingByPeer(_) => Err(SendError::Closing),
+            State::Closed(_) => Err(SendError::Closed),
+        }
     }
 
     /// Queues a text (`opcode::TEXT`) or binary message, compressed when permessage-deflate
@@ -493,7 +498,7 @@ impl Engine {
         now: impl FnOnce() -> Instant,
     ) -> Result<(), SendError> {
         debug_assert_eq!(self.role, Role::Server, "client frames are masked");
-        self.check_send(opcode::BINARY, &[])?;
+        self.check_open()?;
         self.touch(now);
         if let Some(pong) = self.pending_pong.take() {
             self.encode_frame(opcode::PONG, &pong);

@@ -444,6 +444,29 @@ function M.free_port()
 	return tonumber(port)
 end
 
+-- Starts `command` (a daemon of another project: Redis, a proxy) in the background, its
+-- output appended to `log`; returns {port, pid, stop()} once 127.0.0.1:`port` accepts.
+-- stop() ends it by its PID and waits (bounded) until it is gone.
+function M.start_daemon(name, command, port, log)
+	local out = assert(io.popen(("sh -c 'echo $$; exec %s >>%s 2>&1' &"):format(command, log), "r"))
+	local pid = assert(tonumber(out:read("*l")), "no pid from " .. name)
+	out:close()
+	assert(M.eventually(function()
+		local c = socket.connect("127.0.0.1", port)
+		if c then c:close() end
+		return c ~= nil
+	end, 10), name .. " did not start:\n" .. M.read_file(log))
+	return {
+		port = port,
+		pid = pid,
+		stop = function()
+			os.execute(("kill %d 2>/dev/null"):format(pid))
+			assert(M.eventually(function() return not exec_ok(("kill -0 %d 2>/dev/null"):format(pid)) end, 10),
+				name .. " did not stop")
+		end,
+	}
+end
+
 -- Runs spec/support/py_client.py with arguments; returns its stdout lines.
 function M.python(...)
 	local args = { ... }

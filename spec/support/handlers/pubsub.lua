@@ -6,6 +6,7 @@
 --   stats                             "published=<n> dropped=<n> max_queued=<n>"
 --   worker                            "worker <this process's worker> of <workers>"
 --   accepted                          "accepted <stats().handshakes_accepted, all workers>"
+--   init                              "init <whether handlers.worker_init was required here>"
 --   redis                             "sent=<n> received=<n> dropped=<n> connected=<bool>"
 local ws = require("service_utils.WS.web_socket")
 
@@ -40,6 +41,8 @@ function H.handle_message(msg)
 		conn:send("flooded")
 	elseif cmd == "worker" then
 		conn:send(("worker %d of %d"):format(server().worker, server().workers))
+	elseif cmd == "init" then
+		conn:send("init " .. tostring(package.loaded["handlers.worker_init"] ~= nil))
 	elseif cmd == "accepted" then
 		conn:send("accepted " .. server():stats().handshakes_accepted)
 	elseif cmd == "redis" then
