@@ -283,16 +283,19 @@ local function load_handler(name)
 	return nil, ok and ("module '" .. name .. "' is not a table") or tostring(handler)
 end
 
--- Calls handler[fname](arg); a Lua error is logged and closes the connection with 1011.
+-- Calls handler[fname](arg) when the class defines it (a Lua error is logged and closes
+-- the connection with 1011), then sends the connection's output whatever the class
+-- defines: the engine's own answers (pong, the close reply, a protocol error's close
+-- frame) are queued before the hook is looked up, and a handler written for the original
+-- module has no handle_close.
 local function call(conn, handler, fname, arg)
 	local f = handler[fname]
-	if f == nil then
-		return
-	end
-	local ok, err = pcall(f, arg)
-	if not ok then
-		log(("handler '%s' failed in %s on connection #%s: %s"):format(tostring(conn.handler), fname, tostring(conn.id), tostring(err)))
-		links.close(conn._fd, conn.id, 1011, "handler error")
+	if f ~= nil then
+		local ok, err = pcall(f, arg)
+		if not ok then
+			log(("handler '%s' failed in %s on connection #%s: %s"):format(tostring(conn.handler), fname, tostring(conn.id), tostring(err)))
+			links.close(conn._fd, conn.id, 1011, "handler error")
+		end
 	end
 	flush(conn)
 end

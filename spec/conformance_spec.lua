@@ -8,6 +8,9 @@
 --  * by the real evluaserver of the kit in ../shared/tools/evluaserver (or
 --    $EVLUASERVER_KIT), when it is there, with enableluafilecache false and true and 1, 2
 --    and 4 worker threads; with the kit's own cases too.
+-- Every case runs twice: with handler classes that define every hook, and with classes that
+-- define handle_message only (spec/support/conformance_app/ws_plain), as every handler
+-- written for the original module does.
 -- A behaviour that drifts between the runtimes fails here.
 local helper = require("spec.support.helper")
 
@@ -51,12 +54,28 @@ end
 
 local CASES = cases_of("spec/support/conformance_cases.py", "--list")
 
--- Runs the cases against the server on `port`; their verdicts (see results_of).
-local function run_cases(port, log)
-	local lines = helper.lines_of(("timeout 300 %s spec/support/conformance_cases.py --port %d --log %s --timeout 3"):format(
-		helper.PYTHON, port, log))
+-- The two kinds of handler class the cases run with (conformance_cases.py --hooks).
+local HOOKS = { { "all", "with handler classes defining every hook" },
+	{ "message", "with handler classes defining handle_message only (as the original's)" } }
+
+-- Runs the cases against the server on `port` with handler classes of kind `hooks`; their
+-- verdicts (see results_of).
+local function run_cases(port, log, hooks)
+	local lines = helper.lines_of(("timeout 300 %s spec/support/conformance_cases.py --port %d --log %s --timeout 3 --hooks %s"):format(
+		helper.PYTHON, port, log, hooks))
 	local text = table.concat(lines, "\n")
 	return function() return results_of(text) end
+end
+
+-- One describe per kind of handler class, each running the cases against `port()` once.
+local function it_passes_each_with_both_kinds(port, log)
+	for _, hooks in ipairs(HOOKS) do
+		describe(hooks[2], function()
+			local results
+			setup(function() results = run_cases(port(), log(), hooks[1]) end)
+			it_passes_each(CASES, function() return results() end)
+		end)
+	end
 end
 
 -- A fresh, empty handler log in spec/artifacts.
@@ -67,15 +86,14 @@ local function handler_log(name)
 end
 
 describe("on the standalone server", function()
-	local server, results
+	local server, log
 	setup(function()
-		local log = handler_log("standalone")
+		log = handler_log("standalone")
 		server = helper.start_server({ handler_base = "" }, nil, { WS_TEST_LOG = log })
-		results = run_cases(server.port, log)
 	end)
 	teardown(function() server.stop(); helper.stop_all() end)
 
-	it_passes_each(CASES, function() return results() end)
+	it_passes_each_with_both_kinds(function() return server.port end, function() return log end)
 end)
 
 if _VERSION == "Lua 5.1" then
@@ -86,16 +104,15 @@ if _VERSION == "Lua 5.1" then
 end
 
 describe("under the evluaserver stand-in", function()
-	local server, results
+	local server, log
 	setup(function()
-		local log = handler_log("standin")
+		log = handler_log("standin")
 		server = helper.start_process(('WS_TEST_LOG="%s" LUA_CPATH="%s/?.so;;" exec %s spec/support/evl_server.lua serve'):format(
 			log, helper.CPATH_ROOT, helper.LUA), "evl_standin")
-		results = run_cases(server.port, log)
 	end)
 	teardown(function() server.stop(); helper.stop_all() end)
 
-	it_passes_each(CASES, function() return results() end)
+	it_passes_each_with_both_kinds(function() return server.port end, function() return log end)
 
 	it("loses a handler's module-level state between frames, as evluaserver does (use topics)", function()
 		local a = helper.open(server.port, "/ws_spec/members")
@@ -162,9 +179,11 @@ else
 					KIT, helper.CPATH_ROOT, out, cache, threads))
 			end)
 
-			describe("the project's cases", function()
-				it_passes_each(CASES, function() return results_of(file("cases.txt")) end)
-			end)
+			for _, hooks in ipairs(HOOKS) do
+				describe("the project's cases " .. hooks[2], function()
+					it_passes_each(CASES, function() return results_of(file("cases-" .. hooks[1] .. ".txt")) end)
+				end)
+			end
 			describe("the kit's own cases", function()
 				it_passes_each(KIT_CASES, function() return results_of(file("kit.txt")) end)
 			end)

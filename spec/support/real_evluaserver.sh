@@ -3,8 +3,9 @@
 #   spec/support/real_evluaserver.sh KIT CPATH_ROOT OUT CACHE THREADS
 # KIT is ../shared/tools/evluaserver (see its README), CPATH_ROOT the Lua 5.3 build
 # (build/lua5.3), OUT a fresh directory for the results; CACHE true|false is
-# enableluafilecache, THREADS the number of worker threads. Writes OUT/cases.txt
-# (spec/support/conformance_cases.py against spec/support/conformance_app), OUT/kit.txt (the kit's own
+# enableluafilecache, THREADS the number of worker threads. Writes OUT/cases-all.txt and
+# OUT/cases-message.txt (spec/support/conformance_cases.py against spec/support/conformance_app,
+# with handler classes defining every hook / handle_message only), OUT/kit.txt (the kit's own
 # ws_client_test.py against its app) and OUT/idle.txt ("idle" when server.log did not
 # grow in the second after the cases: no socket dispatched again and again). The server
 # is stopped by its PID however this script ends.
@@ -31,7 +32,10 @@ PORT=$("$PY" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s
 RUN="$OUT/run"
 trap 'bash "$KIT/run.sh" stop "$RUN" >/dev/null 2>&1' EXIT
 bash "$KIT/run.sh" start "$DEST" "$APP" "$PORT" "$RUN" --cache "$CACHE" --threads "$THREADS" >"$OUT/start.txt" || exit 1
-timeout 300 "$PY" spec/support/conformance_cases.py --port "$PORT" --log "$RUN/handler.log" --timeout 3 >"$OUT/cases.txt" 2>&1
+for hooks in all message; do
+  timeout 300 "$PY" spec/support/conformance_cases.py --port "$PORT" --log "$RUN/handler.log" --timeout 3 \
+    --hooks "$hooks" >"$OUT/cases-$hooks.txt" 2>&1
+done
 timeout 300 "$PY" "$KIT/app/ws_client_test.py" --port "$PORT" --rundir "$RUN" --timeout 3 >"$OUT/kit.txt" 2>&1
 before=$(stat -c %s "$RUN/server.log")
 sleep 1
