@@ -591,18 +591,41 @@ function conn_methods:topics()
 	return self.id ~= nil and links.topics(self._fd, self.id) or {}
 end
 
--- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: queued on every
--- subscriber in the process (encoded once), then each one's output is sent.
-function evl.publish(topic, data, opts)
-	local exclude = opts and opts.exclude
-	local reached = links.publish(topic, data, opts and opts.msg_type, exclude and exclude._fd, exclude and exclude.id)
+-- How many times, a second each, a publisher waits for recipients whose 101 is not out
+-- yet (they subscribed in handle_open while we published): their output cannot be sent
+-- before, and nothing else may send it if they never speak.
+local WAITS_FOR_101 = 2
+
+-- Sends the output of the subscribers fd, id, fd, id, ... of `reached`; returns those
+-- whose output waits for their 101, in the same form.
+local function flush_subscribers(reached)
 	local repos = #reached > 0 and the_pool("publish") or nil
+	local waiting = {}
 	for i = 1, #reached, 2 do
 		local fd, id = reached[i], reached[i + 1]
 		local ss = repos:share_from_pool(own_pool(fd, id))
 		if ss ~= nil then
 			flush(connection(ss, fd, links.info(fd)))
+			if links.waiting(fd) then
+				waiting[#waiting + 1], waiting[#waiting + 2] = fd, id
+			end
 		end
+	end
+	return waiting
+end
+
+-- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: queued on every
+-- subscriber in the process (encoded once), then each one's output is sent.
+function evl.publish(topic, data, opts)
+	local exclude = opts and opts.exclude
+	local reached = links.publish(topic, data, opts and opts.msg_type, exclude and exclude._fd, exclude and exclude.id)
+	local waiting = flush_subscribers(reached)
+	for _ = 1, WAITS_FOR_101 do
+		if #waiting == 0 then
+			break
+		end
+		platform.ev_hibernate(1)
+		waiting = flush_subscribers(waiting)
 	end
 	return math.floor(#reached / 2)
 end

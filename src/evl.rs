@@ -61,11 +61,16 @@ pub struct Link {
     inode: Option<u64>,
     /// Whether evluaserver lets us write to the socket yet. An accepted socket is not
     /// until its Upgrade request has returned (evluaserver writes the 101 then, and dies
-    /// if frames reach the socket before): from its first dispatch on, or once
-    /// [`WRITABLE_AFTER_UPGRADE`] has passed since it was opened (a member that never
-    /// speaks still gets what is published to it).
+    /// if frames reach the socket before): it is from its first dispatch on, or as soon
+    /// as the kernel has sent bytes on it since it was opened (the 101: nothing of ours
+    /// goes out before), so that a member that never speaks gets what is published to it
+    /// at once; where the kernel's count cannot be read, once [`WRITABLE_AFTER_UPGRADE`]
+    /// has passed since it was opened.
     writable: bool,
     opened_at: Instant,
+    /// The bytes the kernel had sent on the socket when it was opened (TCP_INFO; `None`:
+    /// not readable), before the 101.
+    sent_at_open: Option<u64>,
 }
 
 /// A connection that ended without the glue seeing it (its socket closed by evluaserver,
@@ -112,6 +117,26 @@ const WRITABLE_AFTER_UPGRADE: Duration = Duration::from_secs(1);
 
 /// How often dispatches look for connections whose socket is gone.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The bytes the kernel has sent on the TCP socket open on `fd` (TCP_INFO's
+/// tcpi_bytes_sent, Linux 4.19+), if it can say.
+fn tcp_bytes_sent(fd: i64) -> Option<u64> {
+    let fd = i32::try_from(fd).ok()?;
+    // SAFETY: getsockopt writes at most `len` bytes into the zeroed struct we own.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    } == 0;
+    let end_of_field = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_sent) + 8;
+    (ok && len as usize >= end_of_field).then_some(info.tcpi_bytes_sent)
+}
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY
@@ -207,6 +232,7 @@ pub fn open(
         inode: socket_inode(fd),
         writable: role == Role::Client,
         opened_at: now,
+        sent_at_open: tcp_bytes_sent(fd),
     };
     let mut r = registry();
     if let Some(old) = r.links.insert(fd, link) {
@@ -236,10 +262,7 @@ pub fn count() -> usize {
 /// or the socket cannot be written yet; `None`: nothing to send by this caller.
 pub fn take_output(fd: i64) -> Option<BytesMut> {
     with(fd, |link| {
-        if !link.writable && link.opened_at.elapsed() >= WRITABLE_AFTER_UPGRADE {
-            link.writable = true;
-        }
-        if link.sending || !link.writable {
+        if link.sending || !link.is_writable(fd) {
             return None;
         }
         let (mut shared, mut out) = (Vec::new(), BytesMut::new());
@@ -254,6 +277,27 @@ pub fn take_output(fd: i64) -> Option<BytesMut> {
         })
     })
     .flatten()
+}
+
+/// Whether `fd` has output that cannot be sent yet because its 101 is not out (the
+/// publisher then waits a moment for it).
+pub fn waiting(fd: i64) -> bool {
+    with(fd, |link| link.engine.queued_bytes() > 0 && !link.is_writable(fd)).unwrap_or(false)
+}
+
+impl Link {
+    /// Whether the socket of this link (open on `fd`) can be written to now (see
+    /// [`Link::writable`]).
+    fn is_writable(&mut self, fd: i64) -> bool {
+        if !self.writable {
+            let answered = match (self.sent_at_open, tcp_bytes_sent(fd)) {
+                (Some(before), Some(now)) => now > before,
+                _ => self.opened_at.elapsed() >= WRITABLE_AFTER_UPGRADE,
+            };
+            self.writable = answered;
+        }
+        self.writable
+    }
 }
 
 /// The caller of [`take_output`] is done sending; a failed send ends the transport.
@@ -510,6 +554,8 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
+    // waiting(fd) -> whether fd has output held back until its 101 is out
+    t.set("waiting", lua.create_function(|_, fd: i64| Ok(waiting(fd)))?)?;
     // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
     t.set(
         "take_output",
@@ -832,6 +878,32 @@ mod tests {
         assert!(take_output(fd).is_none());
         with(fd, |l| l.writable = true);
         assert!(take_output(fd).is_some());
+        remove(fd, id);
+    }
+
+    #[test]
+    fn an_accepted_socket_is_writable_once_the_kernel_has_sent_its_101() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        let fd = i64::from(accepted.as_raw_fd());
+        let id = open_server(fd);
+        with(fd, |l| {
+            l.engine
+                .send(opcode::TEXT, b"published", true, Instant::now)
+                .unwrap()
+        });
+        assert!(take_output(fd).is_none(), "nothing before the 101");
+        assert!(waiting(fd));
+        // What evluaserver does once the upgrade's Lua has returned.
+        accepted
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .unwrap();
+        assert!(!waiting(fd));
+        assert!(take_output(fd).is_some(), "written to without a dispatch");
+        sent(fd, true);
         remove(fd, id);
     }
 
