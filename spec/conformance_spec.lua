@@ -187,6 +187,22 @@ else
 			describe("the kit's own cases", function()
 				it_passes_each(KIT_CASES, function() return results_of(file("kit.txt")) end)
 			end)
+			describe("under load", function()
+				it("holds 200 connections opened together (20 handshakes under way at a time) and echoes on each", function()
+					local by_name, all = results_of(file("load.txt"))
+					assert(by_name.many and by_name.many:match("^PASS "), all)
+				end)
+				if cache == "true" then
+					it("serves 10 clients x 50 echoes within 5 s while another client sends its handshake a byte every 0.5 s", function()
+						local by_name, all = results_of(file("load.txt"))
+						assert(by_name.slowloris and by_name.slowloris:match("^PASS "), all)
+					end)
+				else
+					pending("10 clients x 50 echoes within 5 s during a slow handshake: with enableluafilecache = false evluaserver "
+						.. "builds a fresh Lua state for every frame (about 40 ms of a worker thread each, the module's share about 3%): "
+						.. "500 echoes take about 10 s on 2 threads (docs/evluaserver.md)")
+				end
+			end)
 			it("is idle after the cases (no socket dispatched again and again)", function()
 				assert.are.equal("idle\n", file("idle.txt"))
 			end)
