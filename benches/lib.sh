@@ -1,4 +1,5 @@
-# benches/lib.sh: what the benchmark scripts share (sourced by run.sh, fanout.sh, workers.sh).
+# benches/lib.sh: what the benchmark scripts share (sourced by run.sh, lua_peers.sh,
+# fanout.sh, workers.sh).
 
 # port_of LOG NAME: the port a server printed in LOG ("listening on ws://127.0.0.1:PORT"),
 # waiting up to 5 s; exits saying so when it did not start.
@@ -20,4 +21,47 @@ stop_pid() {
     wait "$PID" 2>/dev/null || true
     PID=""
   fi
+}
+
+# The echo servers the benchmarks start (each prints "listening on ws://127.0.0.1:PORT"):
+#   lua      this module on Lua 5.4, examples/server.lua (a Lua echo handler at /echo)
+#   lua-gen  the same with Lua 5.4's generational GC (collectgarbage("generational"))
+#   luajit   the same on LuaJIT
+#   tt       pure-Rust tokio-tungstenite echo (the ceiling of this stack)  benches/src/bin/tt_echo.rs
+#   tcp      raw TCP echo (the floor of the machine)                       benches/src/bin/tcp_echo.rs
+#   node     Node's ws 8                                                    benches/peers/ws_echo.js
+#   py       Python's websockets                                            benches/peers/websockets_echo.py
+#   resty    lua-resty-websocket on nginx's Lua module, one worker          benches/peers/resty.sh
+#   luahttp  lua-http 0.4 on cqueues (Lua 5.1)                              benches/peers/lua_http_echo.lua
+# The caller sets ON_SERVER_CPU (a taskset prefix, or empty) and runs build_modules
+# first; resty and luahttp need benches/setup.sh.
+
+# build_modules LUA...: builds the module for each Lua (scripts/build.sh) before any server
+# starts: start_server then uses build/<lua> (a build switches cargo features, so it is not
+# done between cells).
+build_modules() {
+  local lua
+  for lua in "$@"; do scripts/build.sh "$lua" >/dev/null; done
+}
+
+# start_server NAME: starts it on an ephemeral port; sets PID and TARGET (loadgen args).
+start_server() {
+  local log="benches/results/$1.stdout" root=build/lua5.4
+  [ "$1" = luajit ] && root=build/luajit
+  case "$1" in
+    lua) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 examples/server.lua 0 >"$log" 2>&1 & ;;
+    lua-gen) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 -e 'collectgarbage("generational")' examples/server.lua 0 >"$log" 2>&1 & ;;
+    luajit) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" luajit examples/server.lua 0 >"$log" 2>&1 & ;;
+    tt) "${ON_SERVER_CPU[@]}" target/release/tt_echo 0 >"$log" 2>&1 & ;;
+    tcp) "${ON_SERVER_CPU[@]}" target/release/tcp_echo 0 >"$log" 2>&1 & ;;
+    node) NODE_PATH=build/node/node_modules "${ON_SERVER_CPU[@]}" node benches/peers/ws_echo.js >"$log" 2>&1 & ;;
+    py) "${ON_SERVER_CPU[@]}" build/venv/bin/python benches/peers/websockets_echo.py >"$log" 2>&1 & ;;
+    resty) "${ON_SERVER_CPU[@]}" bash benches/peers/resty.sh >"$log" 2>&1 & ;;
+    luahttp) "${ON_SERVER_CPU[@]}" lua5.1 benches/peers/lua_http_echo.lua >"$log" 2>&1 & ;;
+    *) echo "start_server: unknown server $1" >&2; exit 2 ;;
+  esac
+  PID=$!
+  local port
+  port="$(port_of "$log" "$1")" || exit 1
+  if [ "$1" = tcp ]; then TARGET=(--tcp "127.0.0.1:$port"); else TARGET=(--ws "ws://127.0.0.1:$port/echo"); fi
 }

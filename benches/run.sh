@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark: the same load, in one run, against these echo servers
-#   lua   this module, examples/server.lua (a Lua echo handler at /echo)
-#   tt    pure-Rust tokio-tungstenite echo (the ceiling of this stack)  benches/src/bin/tt_echo.rs
-#   tcp   raw TCP echo (the floor of the machine)                       benches/src/bin/tcp_echo.rs
-#   node  Node's ws 8 (what a user might pick instead)                   benches/peers/ws_echo.js
-#   py    Python's websockets (likewise)                                 benches/peers/websockets_echo.py
+# The benchmark: the same load, in one run, against the echo servers of benches/lib.sh
+# (by default lua, tt, tcp, node and py; the Lua peers resty and luahttp, and the lua-gen
+# and luajit rows, are compared in benches/lua_peers.sh).
 # Each server runs on CPU 0 and the load generator on CPU 1 (taskset, when there are two).
 # Echo cells, each run twice, per size (16 B, 1 KiB, 64 KiB):
 #   pipelined 64 x 16 and 1 x 16  (the load generator batches its frames: not the bottleneck)
@@ -24,7 +21,10 @@ OUT=benches/results/latest.jsonl
 SERVERS="${SERVERS:-lua tt tcp node py}"
 
 cargo build --release --quiet -p ws-bench
-ROOT="$(scripts/build.sh lua5.4)"
+source benches/lib.sh
+build_modules lua5.4
+case " $SERVERS " in *" luajit "*) build_modules luajit ;; esac
+case " $SERVERS " in *" resty "* | *" luahttp "*) bash benches/setup.sh ;; esac
 case " $SERVERS " in *" node "*)
   command -v node >/dev/null || { echo "run.sh: node is missing (apt-get install nodejs npm), or leave it out: SERVERS=\"lua tt tcp py\"" >&2; exit 1; }
   [ -d build/node/node_modules/ws ] || npm install --silent --no-audit --no-fund --prefix build/node ws@8 >&2 ;;
@@ -42,26 +42,8 @@ else
   ON_SERVER_CPU=(); ON_LOAD_CPU=()
 fi
 LOADGEN=("${ON_LOAD_CPU[@]}" target/release/loadgen)
-
-source benches/lib.sh
 PID=""
 trap stop_pid EXIT
-
-# start_server NAME: starts it on an ephemeral port; sets PID and TARGET (loadgen args).
-start_server() {
-  local log="benches/results/$1.stdout"
-  case "$1" in
-    lua) LUA_CPATH="$ROOT/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 examples/server.lua 0 >"$log" 2>&1 & ;;
-    tt) "${ON_SERVER_CPU[@]}" target/release/tt_echo 0 >"$log" 2>&1 & ;;
-    tcp) "${ON_SERVER_CPU[@]}" target/release/tcp_echo 0 >"$log" 2>&1 & ;;
-    node) NODE_PATH=build/node/node_modules "${ON_SERVER_CPU[@]}" node benches/peers/ws_echo.js >"$log" 2>&1 & ;;
-    py) "${ON_SERVER_CPU[@]}" build/venv/bin/python benches/peers/websockets_echo.py >"$log" 2>&1 & ;;
-  esac
-  PID=$!
-  local port
-  port="$(port_of "$log" "$1")" || exit 1
-  if [ "$1" = tcp ]; then TARGET=(--tcp "127.0.0.1:$port"); else TARGET=(--ws "ws://127.0.0.1:$port/echo"); fi
-}
 
 : >"$OUT"
 # echo_cell CONNS WINDOW SIZE REGIME: one cell, twice.

@@ -20,13 +20,19 @@ command -v cargo >/dev/null 2>&1 || {
 
 # Building: gcc and pkg-config for the native parts, OpenSSL (wss) and zlib (compression).
 need=(lua5.4 gcc pkg-config libssl-dev zlib1g-dev)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# The LuaJIT interpreter: Debian's luajit, or OpenResty's luajit2 where nginx's Lua module
+# (the benchmark's lua-resty-websocket peer) has brought its library: the two conflict,
+# and installing libnginx-mod-http-lua removes luajit.
+LUAJIT=luajit
+if installed luajit2 || installed libluajit2-5.1-2; then LUAJIT=luajit2; fi
 if [ "$WHAT" = test ]; then
-  need+=(lua5.3 lua5.1 luajit lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev
+  need+=(lua5.3 lua5.1 "$LUAJIT" lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev
     redis-server lua-check tinyproxy dante-server)
 fi
 missing=()
 for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 if [ "$WHAT" = test ]; then
   # Commands that may come from elsewhere than Debian (Node from NodeSource, say).

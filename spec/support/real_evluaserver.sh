@@ -15,6 +15,7 @@ KIT=$1; ROOT=$2; OUT=$3; CACHE=$4; THREADS=$5
 cd "$(dirname "$0")/../.."
 PY=${WS_PYTHON:-build/venv/bin/python}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 # The kit's setup.sh can die of SIGPIPE under pipefail (ldconfig -p | awk ...exit):
 # retried, bounded.
 DEST=""
