@@ -16,7 +16,7 @@ use crate::lua_connection::connection_userdata;
 use crate::options::{self, Reader};
 use crate::proxy::{self, Proxy};
 use crate::random;
-use crate::session::{self, Delivery, Handler, LoopConfig};
+use crate::session::{self, handler_of, Delivery, Handler, LoopConfig};
 use crate::transport::WriteSide;
 use crate::url::{parse_url, Url};
 use base64::Engine;
@@ -158,7 +158,7 @@ fn fail(kind: &'static str, message: impl Into<String>) -> Failure {
 }
 
 /// Loads the `msg_handler` module as a handler class.
-fn load_handler(lua: &Lua, name: &str) -> Result<Handler, Failure> {
+fn load_handler(lua: &Lua, name: &str) -> Result<Rc<Handler>, Failure> {
     let loaded = lua
         .globals()
         .get::<Function>("require")
@@ -175,7 +175,7 @@ fn load_handler(lua: &Lua, name: &str) -> Result<Handler, Failure> {
             format!("connect: msg_handler module '{name}' is not a table"),
         ));
     };
-    Handler::from_table(name.to_owned(), &class)
+    handler_of(lua, name, &class)
         .map_err(|e| fail("handler", format!("connect: {e}")))
 }
 
@@ -313,7 +313,7 @@ thread_local! {
 async fn open(
     lua: &Lua,
     inputs: Inputs,
-    handler: Option<Handler>,
+    handler: Option<Rc<Handler>>,
 ) -> Result<(AnyUserData, u16, Table), Failure> {
     let url = &inputs.url;
     let proxy = match &inputs.proxy {

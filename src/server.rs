@@ -18,7 +18,7 @@ use crate::overload;
 use crate::pubsub::{self, Bridge, Deliver};
 use crate::runtime;
 use crate::server_options::Options;
-use crate::session::{self, Delivery, Handler, LoopConfig};
+use crate::session::{self, handler_of, Delivery, Handler, LoopConfig};
 use crate::static_files;
 use crate::stats;
 use crate::stats::{bump, Stats};
@@ -637,7 +637,7 @@ async fn call_accept(
     server: &Shared,
     head: RequestHead,
     peer: SocketAddr,
-) -> mlua::Result<(Response, Option<Handler>, Option<Agreement>)> {
+) -> mlua::Result<(Response, Option<Rc<Handler>>, Option<Agreement>)> {
     let accept: Function = lua.named_registry_value(ACCEPT_KEY)?;
     let uc = lua.create_table_with_capacity(0, 6)?;
     uc.raw_set("headers", header_table(lua, &head.headers)?)?;
@@ -666,7 +666,7 @@ async fn call_accept(
     ) = accept.call_async((request, &response, uc)).await?;
     let response = response.take::<Response>()?;
     let handler = match (ok && response.status == 101, name, class) {
-        (true, Some(name), Some(class)) => Some(Handler::from_table(name, &class)?),
+        (true, Some(name), Some(class)) => Some(handler_of(lua, &name, &class)?),
         _ => None,
     };
     Ok((response, handler, deflate.map(|a| *a)))

@@ -6,6 +6,12 @@
 //! timer armed at the engine's next deadline. When the engine reports the end: handler
 //! `handle_close`, flush, FIN, and a bounded wait for the peer. The protocol decisions
 //! (pongs, close answers, timeouts, endings) are the engine's.
+//!
+//! What a connection keeps of Lua between its events is in the Lua registry
+//! ([`RegistryKey`]), never an mlua reference: on Lua 5.1 and LuaJIT mlua holds its
+//! references on an auxiliary stack of 8,000 slots, so a few references per idle
+//! connection would cap a server at a few thousand connections (and panic past them).
+//! Handler classes are looked up once per class and shared ([`handler_of`]).
 
 use crate::codec::{close_code, opcode};
 use crate::connection::Connection;
@@ -16,9 +22,9 @@ use crate::stats::{bump, Stats};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
 use futures_core::Stream;
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, Thread};
+use std::collections::HashMap;
 use std::cell::RefCell;
-use std::pin::Pin;
 use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
@@ -36,7 +42,7 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub fn from_table(name: String, t: &Table) -> mlua::Result<Self> {
+    fn from_table(name: String, t: &Table) -> mlua::Result<Self> {
         Ok(Handler {
             on_open: t.get("handle_open")?,
             on_message: t.get("handle_message").map_err(|_| {
@@ -51,9 +57,44 @@ impl Handler {
     }
 }
 
+/// What this Lua state's connections share: each handler class's functions, looked up
+/// once per class (the class table kept to tell a reloaded module), and `call`.
+struct Shared {
+    handlers: HashMap<String, (Table, Rc<Handler>)>,
+    caller: Rc<Function>,
+}
+
+fn shared(lua: &Lua) -> mlua::Result<mlua::AppDataRefMut<'_, Shared>> {
+    if lua.app_data_ref::<Shared>().is_none() {
+        let caller = Rc::new(handler_caller(lua)?);
+        lua.set_app_data(Shared {
+            handlers: HashMap::new(),
+            caller,
+        });
+    }
+    lua.app_data_mut::<Shared>()
+        .ok_or_else(|| mlua::Error::runtime("session: shared handler data is borrowed"))
+}
+
+/// The handler of class `name` (the module table `class`), shared by every connection
+/// of the class.
+pub fn handler_of(lua: &Lua, name: &str, class: &Table) -> mlua::Result<Rc<Handler>> {
+    let mut shared = shared(lua)?;
+    if let Some((t, h)) = shared.handlers.get(name) {
+        if t == class {
+            return Ok(Rc::clone(h));
+        }
+    }
+    let h = Rc::new(Handler::from_table(name.to_owned(), class)?);
+    shared
+        .handlers
+        .insert(name.to_owned(), (class.clone(), Rc::clone(&h)));
+    Ok(h)
+}
+
 /// Where the messages of a connection go.
 pub enum Delivery {
-    Handler(Handler),
+    Handler(Rc<Handler>),
     /// The connection's inbox, for `recv`.
     Inbox,
 }
@@ -70,23 +111,26 @@ struct Session<'a> {
     lua: &'a Lua,
     cfg: &'a LoopConfig,
     conn: &'a Rc<Connection>,
-    conn_ud: AnyUserData,
+    /// The connection's Lua object (`msg.conn`), in the registry.
+    conn_ud: RegistryKey,
     delivery: &'a Delivery,
     /// `call(f, op, data, conn, compressed)`: builds the `msg` table in Lua and calls `f`.
-    caller: Function,
+    caller: Rc<Function>,
     /// The coroutine that runs `handle_message` calls one after another (made at the
-    /// first message, again after a handler error ended it): mlua in module mode makes a
-    /// new coroutine for every `call_async`, and its creation and garbage cost more than
-    /// the handler's own work.
-    runner: RefCell<Option<MessageRunner>>,
+    /// first message, again after a handler error ended it), in the registry between
+    /// messages: mlua in module mode makes a new coroutine for every `call_async`, and
+    /// its creation and garbage cost more than the handler's own work.
+    runner: RefCell<Option<RegistryKey>>,
     /// The message the runner takes next (its `next_msg()`).
     next_msg: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
 }
 
-/// A connection's message coroutine, as a stream that yields once per message handled.
-type MessageRunner = Pin<Box<dyn Stream<Item = mlua::Result<()>>>>;
-
 impl Session<'_> {
+    /// The connection's Lua object.
+    fn conn_ud(&self) -> mlua::Result<AnyUserData> {
+        self.lua.registry_value(&self.conn_ud)
+    }
+
     /// Runs one handler function in its own coroutine. A Lua error is logged with the
     /// handler's name and closes this connection with 1011; nothing else is affected.
     async fn call(&self, name: &str, f: &Function, what: &str, arg: impl IntoLuaMulti) {
@@ -104,25 +148,29 @@ impl Session<'_> {
         compressed: bool,
     ) -> mlua::Result<()> {
         *self.next_msg.borrow_mut() = Some((op, self.lua.create_string(data)?, compressed));
-        let mut slot = self.runner.borrow_mut().take();
-        if slot.is_none() {
-            let next = Rc::clone(&self.next_msg);
-            let next_msg = self.lua.create_function(move |_, ()| {
-                Ok(match next.borrow_mut().take() {
-                    Some((op, data, compressed)) => (Some(op), Some(data), compressed),
-                    None => (None, None, false),
-                })
-            })?;
-            let thread = self.lua.create_thread(message_runner(self.lua)?)?;
-            let stream =
-                thread.into_async::<()>((h.on_message.clone(), self.conn_ud.clone(), next_msg));
-            slot = Some(Box::pin(stream));
-        }
-        let Some(mut runner) = slot else {
-            return Ok(());
+        let key = self.runner.borrow_mut().take();
+        // A new coroutine starts with run(f, conn, next_msg); a waiting one is resumed
+        // from its yield.
+        let (thread, args) = match key {
+            Some(key) => (self.lua.registry_value::<Thread>(&key)?, MultiValue::new()),
+            None => {
+                let next = Rc::clone(&self.next_msg);
+                let next_msg = self.lua.create_function(move |_, ()| {
+                    Ok(match next.borrow_mut().take() {
+                        Some((op, data, compressed)) => (Some(op), Some(data), compressed),
+                        None => (None, None, false),
+                    })
+                })?;
+                let thread = self.lua.create_thread(message_runner(self.lua)?)?;
+                let args = (h.on_message.clone(), self.conn_ud()?, next_msg);
+                (thread, args.into_lua_multi(self.lua)?)
+            }
         };
+        let mut runner = std::pin::pin!(thread.clone().into_async::<()>(args));
         match std::future::poll_fn(|cx| runner.as_mut().poll_next(cx)).await {
-            Some(Ok(())) => *self.runner.borrow_mut() = Some(runner),
+            Some(Ok(())) => {
+                *self.runner.borrow_mut() = Some(self.lua.create_registry_value(thread)?);
+            }
             Some(Err(e)) => self.failed(&h.name, "handle_message", e),
             None => {}
         }
@@ -165,10 +213,10 @@ impl Session<'_> {
         };
         if extra.is_empty() {
             let data = self.lua.create_string(data)?;
-            let args = (f.clone(), op, data, self.conn_ud.clone());
+            let args = (f.clone(), op, data, self.conn_ud()?);
             self.call(&h.name, &self.caller, hook, args).await;
         } else {
-            let msg = message_table(self.lua, &self.conn_ud, op, data, false)?;
+            let msg = message_table(self.lua, &self.conn_ud()?, op, data, false)?;
             for (k, v) in extra {
                 msg.raw_set(*k, v.clone())?;
             }
@@ -303,16 +351,16 @@ pub async fn run<R: AsyncRead + Unpin>(
         lua,
         cfg,
         conn: &conn,
-        conn_ud,
+        conn_ud: lua.create_registry_value(conn_ud)?,
         delivery: &delivery,
-        caller: handler_caller(lua)?,
+        caller: Rc::clone(&shared(lua)?.caller),
         runner: RefCell::new(None),
         next_msg: Rc::new(RefCell::new(None)),
     };
     if let Delivery::Handler(h) = &delivery {
         if let Some(f) = &h.on_open {
             session
-                .call(&h.name, f, "handle_open", session.conn_ud.clone())
+                .call(&h.name, f, "handle_open", session.conn_ud()?)
                 .await;
         }
     }
