@@ -22,8 +22,9 @@ use crate::stats::{bump, Stats};
 use crate::transport::WriteSide;
 use bytes::BytesMut;
 use futures_core::Stream;
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, Thread};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, Thread};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -117,18 +118,49 @@ struct Session<'a> {
     /// `call(f, op, data, conn, compressed)`: builds the `msg` table in Lua and calls `f`.
     caller: Rc<Function>,
     /// The coroutine that runs `handle_message` calls one after another (made at the
-    /// first message, again after a handler error ended it), in the registry between
-    /// messages: mlua in module mode makes a new coroutine for every `call_async`, and
-    /// its creation and garbage cost more than the handler's own work.
-    runner: RefCell<Option<RegistryKey>>,
+    /// first message, again after a handler error ended it): mlua in module mode makes a
+    /// new coroutine for every `call_async`, and its creation and garbage cost more than
+    /// the handler's own work.
+    runner: RefCell<Option<Runner>>,
     /// The message the runner takes next (its `next_msg()`).
     next_msg: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
+}
+
+/// Whether a connection keeps its message coroutine's stream between messages. The
+/// stream holds an mlua reference; on Lua 5.1 and LuaJIT mlua has 8,000 of them in all,
+/// so there the stream is made again from the registry for each message (a few percent
+/// of CPU per message), elsewhere it is kept.
+const KEEP_STREAMS: bool = cfg!(not(any(feature = "lua51", feature = "luajit")));
+
+/// A connection's message coroutine: in the registry, and as a resumable stream while it
+/// runs (and between messages where [`KEEP_STREAMS`]).
+struct Runner {
+    thread: RegistryKey,
+    stream: Option<Pin<Box<dyn Stream<Item = mlua::Result<()>>>>>,
 }
 
 impl Session<'_> {
     /// The connection's Lua object.
     fn conn_ud(&self) -> mlua::Result<AnyUserData> {
         self.lua.registry_value(&self.conn_ud)
+    }
+
+    /// A new message coroutine, started with run(f, conn, next_msg) on its first resume.
+    fn new_runner(&self, h: &Handler) -> mlua::Result<Runner> {
+        let next = Rc::clone(&self.next_msg);
+        let next_msg = self.lua.create_function(move |_, ()| {
+            Ok(match next.borrow_mut().take() {
+                Some((op, data, compressed)) => (Some(op), Some(data), compressed),
+                None => (None, None, false),
+            })
+        })?;
+        let thread = self.lua.create_thread(message_runner(self.lua)?)?;
+        let key = self.lua.create_registry_value(&thread)?;
+        let args = (h.on_message.clone(), self.conn_ud()?, next_msg);
+        Ok(Runner {
+            thread: key,
+            stream: Some(Box::pin(thread.into_async::<()>(args))),
+        })
     }
 
     /// Runs one handler function in its own coroutine. A Lua error is logged with the
@@ -148,28 +180,26 @@ impl Session<'_> {
         compressed: bool,
     ) -> mlua::Result<()> {
         *self.next_msg.borrow_mut() = Some((op, self.lua.create_string(data)?, compressed));
-        let key = self.runner.borrow_mut().take();
-        // A new coroutine starts with run(f, conn, next_msg); a waiting one is resumed
-        // from its yield.
-        let (thread, args) = match key {
-            Some(key) => (self.lua.registry_value::<Thread>(&key)?, MultiValue::new()),
-            None => {
-                let next = Rc::clone(&self.next_msg);
-                let next_msg = self.lua.create_function(move |_, ()| {
-                    Ok(match next.borrow_mut().take() {
-                        Some((op, data, compressed)) => (Some(op), Some(data), compressed),
-                        None => (None, None, false),
-                    })
-                })?;
-                let thread = self.lua.create_thread(message_runner(self.lua)?)?;
-                let args = (h.on_message.clone(), self.conn_ud()?, next_msg);
-                (thread, args.into_lua_multi(self.lua)?)
-            }
+        let mut runner = match self.runner.borrow_mut().take() {
+            Some(runner) => runner,
+            None => self.new_runner(h)?,
         };
-        let mut runner = std::pin::pin!(thread.clone().into_async::<()>(args));
-        match std::future::poll_fn(|cx| runner.as_mut().poll_next(cx)).await {
+        // A waiting coroutine is resumed from its yield (on Lua 5.1 / LuaJIT through a
+        // stream made again from the registry).
+        let mut stream = match runner.stream.take() {
+            Some(stream) => stream,
+            None => Box::pin(
+                self.lua
+                    .registry_value::<Thread>(&runner.thread)?
+                    .into_async::<()>(()),
+            ),
+        };
+        match std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
             Some(Ok(())) => {
-                *self.runner.borrow_mut() = Some(self.lua.create_registry_value(thread)?);
+                if KEEP_STREAMS {
+                    runner.stream = Some(stream);
+                }
+                *self.runner.borrow_mut() = Some(runner);
             }
             Some(Err(e)) => self.failed(&h.name, "handle_message", e),
             None => {}
