@@ -3,9 +3,11 @@ local ws_const = require("service_utils.WS.ws_const")
 
 local echo = {}
 
+-- The options tables of send, made once rather than per message.
+local AS_TEXT, AS_BINARY = { msg_type = "TEXT" }, { msg_type = "BINARY" }
+
 function echo.handle_message(msg)
-	local msg_type = msg.op_code == ws_const.FRAME_OP_BINARY and "BINARY" or "TEXT"
-	msg.conn:send(msg.data, { msg_type = msg_type })
+	msg.conn:send(msg.data, msg.op_code == ws_const.FRAME_OP_BINARY and AS_BINARY or AS_TEXT)
 end
 
 return echo
