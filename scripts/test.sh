@@ -27,7 +27,7 @@ check() {
   fi
 }
 echo "== lint"
-check "luacheck lua/ examples/ spec/ benches/lua/ (.luacheckrc)" luacheck -q lua examples spec benches/lua
+check "luacheck lua/ examples/ spec/ benches/lua/ benches/peers/ (.luacheckrc)" luacheck -q lua examples spec benches/lua benches/peers
 check "cargo clippy --workspace --all-targets -D warnings" \
   timeout 1200 cargo clippy --release --quiet --workspace --all-targets -- -D warnings
 
