@@ -85,11 +85,15 @@ return {
 	-- call(f, op, data, conn, compressed): f(msg) with a fresh msg, in the caller's coroutine
 	call = function(f, op, data, conn, compressed) return f(msg_of(op, data, conn, compressed)) end,
 	-- run(f, conn, next_msg): the body of a connection's message coroutine: handles the
-	-- message next_msg() gives, then yields, and again on the next resume.
+	-- messages next_msg() gives (the one it was resumed for, then those already received
+	-- after it) until it gives none, then yields, and again on the next resume.
 	run = function(f, conn, next_msg)
 		while true do
 			local op, data, compressed = next_msg()
-			f(msg_of(op, data, conn, compressed))
+			while op do
+				f(msg_of(op, data, conn, compressed))
+				op, data, compressed = next_msg()
+			end
 			coroutine.yield()
 		end
 	end,

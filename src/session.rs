@@ -124,6 +124,19 @@ struct Session<'a> {
     runner: RefCell<Option<Runner>>,
     /// The message the runner takes next (its `next_msg()`).
     next_msg: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
+    /// Bytes received and not yet decoded. The runner decodes the messages that follow the
+    /// one it was resumed for itself (`next_msg()`), so that one resume handles every
+    /// message a read brought; what is not a message waits in `stash` for the loop.
+    input: Rc<RefCell<BytesMut>>,
+    stash: Rc<RefCell<Option<Event>>>,
+}
+
+/// Counts a message received in the server's stats (clients have none).
+fn count_in(stats: Option<&Stats>, len: usize) {
+    if let Some(stats) = stats {
+        bump(&stats.messages_in, 1);
+        bump(&stats.bytes_in, len as u64);
+    }
 }
 
 /// Whether a connection keeps its message coroutine's stream between messages. The
@@ -148,11 +161,32 @@ impl Session<'_> {
     /// A new message coroutine, started with run(f, conn, next_msg) on its first resume.
     fn new_runner(&self, h: &Handler) -> mlua::Result<Runner> {
         let next = Rc::clone(&self.next_msg);
-        let next_msg = self.lua.create_function(move |_, ()| {
-            Ok(match next.borrow_mut().take() {
-                Some((op, data, compressed)) => (Some(op), Some(data), compressed),
-                None => (None, None, false),
-            })
+        let (conn, input, stash) = (Rc::clone(self.conn), Rc::clone(&self.input), Rc::clone(&self.stash));
+        let stats = self.cfg.stats.clone();
+        let next_msg = self.lua.create_function(move |lua, ()| {
+            if let Some((op, data, compressed)) = next.borrow_mut().take() {
+                return Ok((Some(op), Some(data), compressed));
+            }
+            if stash.borrow().is_some() {
+                return Ok((None, None, false));
+            }
+            let event = conn
+                .engine()
+                .poll_event(&mut input.borrow_mut(), std::time::Instant::now);
+            match event {
+                Some(Event::Message {
+                    op,
+                    data,
+                    compressed,
+                }) => {
+                    count_in(stats.as_deref(), data.len());
+                    Ok((Some(op), Some(lua.create_string(&data)?), compressed))
+                }
+                other => {
+                    *stash.borrow_mut() = other;
+                    Ok((None, None, false))
+                }
+            }
         })?;
         let thread = self.lua.create_thread(message_runner(self.lua)?)?;
         let key = self.lua.create_registry_value(&thread)?;
@@ -263,10 +297,7 @@ impl Session<'_> {
                 data,
                 compressed,
             } => {
-                if let Some(stats) = &self.cfg.stats {
-                    bump(&stats.messages_in, 1);
-                    bump(&stats.bytes_in, data.len() as u64);
-                }
+                count_in(self.cfg.stats.as_deref(), data.len());
                 match (self.delivery, self.conn.inbox()) {
                     (Delivery::Inbox, Some(inbox)) => inbox.push(op, data, compressed).await,
                     (Delivery::Handler(h), _) => {
@@ -369,7 +400,7 @@ pub async fn run<R: AsyncRead + Unpin>(
     cfg: &LoopConfig,
     mut reader: R,
     writer: WriteSide,
-    mut rbuf: BytesMut,
+    rbuf: BytesMut,
     conn: Rc<Connection>,
     conn_ud: AnyUserData,
     delivery: Delivery,
@@ -386,6 +417,8 @@ pub async fn run<R: AsyncRead + Unpin>(
         caller: Rc::clone(&shared(lua)?.caller),
         runner: RefCell::new(None),
         next_msg: Rc::new(RefCell::new(None)),
+        input: Rc::new(RefCell::new(rbuf)),
+        stash: Rc::new(RefCell::new(None)),
     };
     if let Delivery::Handler(h) = &delivery {
         if let Some(f) = &h.on_open {
@@ -400,7 +433,11 @@ pub async fn run<R: AsyncRead + Unpin>(
     let mut alarm_at: Option<Instant> = None;
     let ending = 'session: loop {
         loop {
-            let event = conn.engine().poll_event(&mut rbuf, std::time::Instant::now);
+            let stashed = session.stash.borrow_mut().take();
+            let event = stashed.or_else(|| {
+                conn.engine()
+                    .poll_event(&mut session.input.borrow_mut(), std::time::Instant::now)
+            });
             match event {
                 None => break,
                 Some(Event::Closed(ending)) => break 'session ending,
@@ -417,6 +454,9 @@ pub async fn run<R: AsyncRead + Unpin>(
                 alarm_at = Some(t);
             }
         }
+        // The read buffer is taken out for the read: the runner only decodes from it while
+        // the loop is not reading.
+        let mut rbuf = std::mem::take(&mut *session.input.borrow_mut());
         let offered = read_sizer.prepare(&mut rbuf, conn.engine().bytes_wanted());
         let stopping = async {
             match stop.as_mut() {
@@ -442,6 +482,7 @@ pub async fn run<R: AsyncRead + Unpin>(
                 conn.engine().handle_timeout(std::time::Instant::now());
             }
         }
+        *session.input.borrow_mut() = rbuf;
     };
     session.ended(&ending).await?;
     // Flush what is queued (our close frame) and send FIN: the server closes the TCP
