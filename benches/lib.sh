@@ -14,6 +14,21 @@ port_of() {
   exit 1
 }
 
+# pin_and_trap: room for many descriptors; the server on CPU 0 and the load generator on
+# CPU 1 where there are two (sets ON_SERVER_CPU, ON_LOAD_CPU and LOADGEN); the server in
+# $PID stopped however the script ends.
+pin_and_trap() {
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  if [ "$(nproc)" -ge 2 ] && taskset -c 0 true 2>/dev/null; then
+    ON_SERVER_CPU=(taskset -c 0); ON_LOAD_CPU=(taskset -c 1)
+  else
+    ON_SERVER_CPU=(); ON_LOAD_CPU=()
+  fi
+  LOADGEN=("${ON_LOAD_CPU[@]}" target/release/loadgen)
+  PID=""
+  trap stop_pid EXIT
+}
+
 # stop_pid: stops the server in $PID, if any, and waits for it.
 stop_pid() {
   if [ -n "${PID:-}" ]; then

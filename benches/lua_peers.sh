@@ -26,15 +26,7 @@ bash benches/setup.sh
 cargo build --release --quiet -p ws-bench
 source benches/lib.sh
 build_modules lua5.4 luajit
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-if [ "$(nproc)" -ge 2 ] && taskset -c 0 true 2>/dev/null; then
-  ON_SERVER_CPU=(taskset -c 0); ON_LOAD_CPU=(taskset -c 1)
-else
-  ON_SERVER_CPU=(); ON_LOAD_CPU=()
-fi
-LOADGEN=("${ON_LOAD_CPU[@]}" target/release/loadgen)
-PID=""
-trap stop_pid EXIT
+pin_and_trap
 
 : >"$OUT"
 for round in $(seq "$ROUNDS"); do

@@ -34,16 +34,7 @@ case " $SERVERS " in *" py "*)
     python3 -m venv build/venv && build/venv/bin/pip install -q --disable-pip-version-check "websockets>=13" >&2
   fi ;;
 esac
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-if [ "$(nproc)" -ge 2 ] && taskset -c 0 true 2>/dev/null; then
-  ON_SERVER_CPU=(taskset -c 0); ON_LOAD_CPU=(taskset -c 1)
-else
-  ON_SERVER_CPU=(); ON_LOAD_CPU=()
-fi
-LOADGEN=("${ON_LOAD_CPU[@]}" target/release/loadgen)
-PID=""
-trap stop_pid EXIT
+pin_and_trap
 
 : >"$OUT"
 # echo_cell CONNS WINDOW SIZE REGIME: one cell, twice.
