@@ -596,17 +596,30 @@ end
 -- before, and nothing else may send it if they never speak.
 local WAITS_FOR_101 = 2
 
+-- The socket this dispatch serves and its descriptor, if any (none in a script).
+local function own_socket()
+	local ok, ss = pcall(platform.get_accepted_stream_socket)
+	if ok and ss ~= nil then
+		return ss, platform.get_sock_fd(ss)
+	end
+end
+
 -- Sends the output of the subscribers fd, id, fd, id, ... of `reached`; returns those
--- whose output waits for their 101, in the same form.
-local function flush_subscribers(reached)
+-- whose output waits for their 101, in the same form. The socket this dispatch serves
+-- (`own_ss`, `own`) is used as it is, never taken from its pool (evluaserver aborts when a
+-- socket shared from a pool during its own upgrade is written to later), and is never
+-- waited for: a publish from its own handle_open cannot wait for a 101 that evluaserver
+-- writes only once the dispatch has returned; its copy goes out with the connection's
+-- first dispatch.
+local function flush_subscribers(reached, own_ss, own)
 	local repos = #reached > 0 and the_pool("publish") or nil
 	local waiting = {}
 	for i = 1, #reached, 2 do
 		local fd, id = reached[i], reached[i + 1]
-		local ss = repos:share_from_pool(own_pool(fd, id))
+		local ss = fd == own and own_ss or repos:share_from_pool(own_pool(fd, id))
 		if ss ~= nil then
 			flush(connection(ss, fd, links.info(fd)))
-			if links.waiting(fd) then
+			if fd ~= own and links.waiting(fd) then
 				waiting[#waiting + 1], waiting[#waiting + 2] = fd, id
 			end
 		end
@@ -616,16 +629,27 @@ end
 
 -- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: queued on every
 -- subscriber in the process (encoded once), then each one's output is sent.
+-- Refused: a publish from inside an upgrade (init, handle_open). It writes to other
+-- connections' sockets from evluaserver's HTTP request for the upgrade, and the real
+-- evluaserver aborted soon after that in our tests ("IS THIS AN IMPOSSIBLE CONDITION", or
+-- a segfault after "DEAD REQUEST"), whether or not the publish reached the new connection.
+local PUBLISH_IN_UPGRADE = "ws.publish: under evluaserver, publish from handle_message, not from inside an upgrade "
+	.. "(init, handle_open): evluaserver aborts when other sockets are written to from the upgrade's request"
+
 function evl.publish(topic, data, opts)
 	local exclude = opts and opts.exclude
+	local own_ss, own = own_socket()
+	if own ~= nil and links.upgrading(own) then
+		error(PUBLISH_IN_UPGRADE, 2)
+	end
 	local reached = links.publish(topic, data, opts and opts.msg_type, exclude and exclude._fd, exclude and exclude.id)
-	local waiting = flush_subscribers(reached)
+	local waiting = flush_subscribers(reached, own_ss, own)
 	for _ = 1, WAITS_FOR_101 do
 		if #waiting == 0 then
 			break
 		end
 		platform.ev_hibernate(1)
-		waiting = flush_subscribers(waiting)
+		waiting = flush_subscribers(waiting, own_ss, own)
 	end
 	return math.floor(#reached / 2)
 end

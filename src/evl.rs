@@ -285,6 +285,11 @@ pub fn waiting(fd: i64) -> bool {
     with(fd, |link| link.engine.queued_bytes() > 0 && !link.is_writable(fd)).unwrap_or(false)
 }
 
+/// Whether `fd` is an accepted connection whose 101 is not out yet (inside its upgrade).
+pub fn upgrading(fd: i64) -> bool {
+    with(fd, |link| !link.is_writable(fd)).unwrap_or(false)
+}
+
 impl Link {
     /// Whether the socket of this link (open on `fd`) can be written to now (see
     /// [`Link::writable`]).
@@ -556,6 +561,8 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     // waiting(fd) -> whether fd has output held back until its 101 is out
     t.set("waiting", lua.create_function(|_, fd: i64| Ok(waiting(fd)))?)?;
+    // upgrading(fd) -> whether fd's 101 is not out yet
+    t.set("upgrading", lua.create_function(|_, fd: i64| Ok(upgrading(fd)))?)?;
     // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
     t.set(
         "take_output",
