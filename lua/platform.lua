@@ -233,7 +233,7 @@ end
 
 -- close([code [, reason]]) -> true | nil, err. On a connection served by handle_msg the
 -- peer's answer arrives with the next dispatch; a client read here waits for it (up to
--- 5 s) and then shuts the socket down.
+-- its close_timeout, 5 s by default, in whole seconds) and then shuts the socket down.
 function conn_methods:close(code, reason)
 	if self.id == nil then
 		return nil, "close: connection is already closing", "closing"
@@ -245,8 +245,9 @@ function conn_methods:close(code, reason)
 	flush(self)
 	if self._role == "client" and self.handler == nil then
 		local kind
+		local wait = math.tointeger(math.max(1, math.ceil(self._close_timeout or 5)))
 		repeat
-			kind = next_event(self, 5)
+			kind = next_event(self, wait)
 		until kind == "closed" or kind == nil
 		end_client(self)
 	end
@@ -448,6 +449,23 @@ local function http_upgrade(url, hdrs, external, timeout)
 	return ss, response:get_status(), response:get_hdr_fields(), { _http_conn = http_conn }
 end
 
+-- The ws.connect inputs of the standalone runtime that evluaserver's cannot honour, in
+-- order, each with why.
+local NOT_UNDER_EVLUASERVER = {
+	"proxy", "reconnect", "ca_file", "verify", "max_frame_size", "send_buffer", "send_timeout", "ping_interval",
+	"pong_timeout", "idle_timeout",
+	proxy = "it makes the connection itself",
+	reconnect = "nothing runs between its dispatches",
+	ca_file = "TLS is made by service_utils.REST.client, which takes no CA file",
+	verify = "TLS is made by service_utils.REST.client, which has no such switch",
+	max_frame_size = "frames are limited by max_message_size only",
+	send_buffer = "every send is written out before it returns: there is no queue to bound",
+	send_timeout = "a send waits for evluaserver, which has its own timeouts",
+	ping_interval = "nothing runs between its dispatches to send pings",
+	pong_timeout = "nothing runs between its dispatches to send pings",
+	idle_timeout = "nothing runs between its dispatches to notice idleness",
+}
+
 -- ws.connect(inputs) -> connection, status, headers | nil, message, kind
 function evl.connect(inputs)
 	assert(type(inputs) == "table", "connect: inputs must be a table")
@@ -456,14 +474,17 @@ function evl.connect(inputs)
 	assert(type(inputs.external) == "boolean", "connect: inputs.external must be a boolean")
 	assert(inputs.msg_handler == nil or type(inputs.msg_handler) == "string", "connect: inputs.msg_handler must be a string")
 	assert(inputs.timeout == nil or type(inputs.timeout) == "number", "connect: inputs.timeout must be a number")
-	-- evluaserver makes the connections (platform.*): no proxies, and nothing runs between
-	-- dispatches to reconnect from. Said, not ignored.
-	if inputs.proxy then
-		error("connect: inputs.proxy is not supported under evluaserver (it makes the connection itself)", 2)
+	-- What evluaserver cannot do is said, never ignored.
+	for _, name in ipairs(NOT_UNDER_EVLUASERVER) do
+		if inputs[name] ~= nil then
+			error(("connect: inputs.%s is not supported under evluaserver (%s)"):format(name, NOT_UNDER_EVLUASERVER[name]), 2)
+		end
 	end
-	if inputs.reconnect then
-		error("connect: inputs.reconnect is not supported under evluaserver (nothing runs between its dispatches)", 2)
-	end
+	assert(inputs.credentials == nil or type(inputs.credentials) == "table", "connect: inputs.credentials must be a table")
+	assert(inputs.max_message_size == nil or math.type(inputs.max_message_size) == "integer" and inputs.max_message_size > 0,
+		"connect: inputs.max_message_size must be a positive integer")
+	assert(inputs.close_timeout == nil or type(inputs.close_timeout) == "number" and inputs.close_timeout > 0,
+		"connect: inputs.close_timeout must be a positive number of seconds")
 	local url = core.parse_url(inputs.url)
 	url.secure = url.secure or inputs.secure == true
 	-- evluaserver takes whole seconds
@@ -472,10 +493,16 @@ function evl.connect(inputs)
 	local hdrs = { method = "GET", Connection = "Upgrade", Upgrade = "websocket",
 		["Sec-WebSocket-Key"] = key, ["Sec-WebSocket-Version"] = ws.WEBSOCKET_VERSION,
 		["Sec-WebSocket-Extensions"] = core.deflate_offer(inputs.compression) }
+	local has_authorization = false
 	for n, v in pairs(inputs.hdrs) do
 		if hdrs[n] == nil then
 			hdrs[n] = v
 		end
+		has_authorization = has_authorization or tostring(n):lower() == "authorization"
+	end
+	local credentials = inputs.credentials
+	if credentials and credentials.username and credentials.password and not has_authorization then
+		hdrs.Authorization = core.basic_authorization(credentials.username, credentials.password)
 	end
 	local ok, ss, status, resp_hdrs, extra = pcall(http_upgrade, url, hdrs, inputs.external, timeout)
 	if not ok then
@@ -510,8 +537,9 @@ function evl.connect(inputs)
 	local fd = platform.get_sock_fd(ss)
 	local protocol = resp_hdrs["Sec-WebSocket-Protocol"] or resp_hdrs["sec-websocket-protocol"]
 	links.open(fd, "client", { handler = inputs.msg_handler, path = url.target, host = url.host, port = url.port,
-		is_TLS = url.secure, subprotocol = protocol, deflate = deflate or nil })
+		is_TLS = url.secure, subprotocol = protocol, deflate = deflate or nil, max_message_size = inputs.max_message_size })
 	local conn = connection(ss, fd, links.info(fd))
+	conn._close_timeout = inputs.close_timeout
 	for k, v in pairs(extra or {}) do
 		if conn[k] == nil then
 			conn[k] = v

@@ -146,12 +146,12 @@ end)
 describe("under the evluaserver stand-in, a script as the client (ws.connect through platform.*, ws_util)", function()
 	after_each(helper.stop_all)
 
-	it("connects, exchanges, pings, pools, closes, and returns handshake failures as nil, message", function()
+	it("connects, exchanges, pings, pools, closes, returns handshake failures as nil, message, and honours or refuses each input", function()
 		local target = helper.start_server()
 		local bad = helper.start_python("bad", "no-accept")
 		helper.all_ok(helper.lines_of(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client '
 			.. 'ws://127.0.0.1:%d ws://127.0.0.1:%d/x'):format(
-			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 15)
+			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 28)
 		target.stop()
 		bad.stop()
 	end)

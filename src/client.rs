@@ -62,6 +62,12 @@ fn header_text(what: &str, v: Value) -> mlua::Result<String> {
     Ok(s)
 }
 
+/// The `Authorization` value `inputs.credentials` sends (RFC 7617 Basic), in both runtimes.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
 impl Inputs {
     fn from_lua(t: &Table) -> mlua::Result<Inputs> {
         let r = Reader::new(t, "connect", "inputs.");
@@ -103,9 +109,7 @@ impl Inputs {
                     .iter()
                     .any(|(n, _)| n.eq_ignore_ascii_case("Authorization"))
                 {
-                    let token =
-                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-                    headers.push(("Authorization".into(), format!("Basic {token}")));
+                    headers.push(("Authorization".into(), basic_authorization(&u, &p)));
                 }
             }
         }

@@ -736,6 +736,13 @@ pub fn register(lua: &Lua, core: &Table) -> mlua::Result<()> {
         "buffer",
         lua.create_function(|_, n: usize| Ok(ByteBuffer(vec![0; n])))?,
     )?;
+    // basic_authorization(user, password) -> the Authorization value of inputs.credentials
+    core.set(
+        "basic_authorization",
+        lua.create_function(|_, (user, password): (String, String)| {
+            Ok(crate::client::basic_authorization(&user, &password))
+        })?,
+    )?;
     // client_key() -> a fresh Sec-WebSocket-Key
     core.set(
         "client_key",

@@ -44,12 +44,34 @@ local function client(url, bad_url)
 	none, why, kind = ws.connect({ url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, timeout = 2 })
 	check("a refused connection is returned as nil, message, kind",
 		none == nil and type(why) == "string" and kind == "io", tostring(why) .. " " .. tostring(kind))
-	local ok, err = pcall(ws.connect, { url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, proxy = "http://p:1" })
-	check("a proxy is refused, not ignored", not ok and tostring(err):find("inputs.proxy is not supported under evluaserver", 1, true),
-		tostring(err))
-	ok, err = pcall(ws.connect, { url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, reconnect = true })
-	check("reconnect is refused, not ignored", not ok and tostring(err):find("inputs.reconnect is not supported", 1, true),
-		tostring(err))
+	-- Every input is honoured or refused with a message naming it, never ignored.
+	local refused = { proxy = "http://p:1", reconnect = true, ca_file = "/etc/ssl/ca.pem", verify = false, max_frame_size = 1024,
+		send_buffer = 4096, send_timeout = 5, ping_interval = 10, pong_timeout = 5, idle_timeout = 60 }
+	for name, value in pairs(refused) do
+		local ok, err = pcall(ws.connect, { url = "ws://127.0.0.1:1/x", hdrs = {}, external = false, [name] = value })
+		check(("inputs.%s is refused, not ignored"):format(name),
+			not ok and tostring(err):find(("inputs.%s is not supported under evluaserver ("):format(name), 1, true), tostring(err))
+	end
+	local _, _, h = ws.connect({ url = url .. "/proto", hdrs = {}, external = false, timeout = 5,
+		credentials = { username = "user", password = "pass" } })
+	check("inputs.credentials is sent as Basic authorization (RFC 7617)",
+		h and (h["X-Uc-Authorization"] or h["x-uc-authorization"]) == "Basic dXNlcjpwYXNz", h and h["X-Uc-Authorization"])
+	_, _, h = ws.connect({ url = url .. "/proto", hdrs = { Authorization = "Bearer t" }, external = false, timeout = 5,
+		credentials = { username = "user", password = "pass" } })
+	check("an Authorization header in inputs.hdrs wins over inputs.credentials",
+		h and (h["X-Uc-Authorization"] or h["x-uc-authorization"]) == "Bearer t", h and h["X-Uc-Authorization"])
+	local small = ws.connect({ url = url .. "/echo", hdrs = {}, external = false, timeout = 5, max_message_size = 10 })
+	small:send(("x"):rep(20))
+	local got, ended, code, reason = small:recv(5)
+	check("inputs.max_message_size is honoured: a longer answer ends the connection (as standalone: 1006, the limit named)",
+		got == nil and ended == "closed" and code == 1006 and reason == "frame larger than the configured maximum",
+		tostring(ended) .. " " .. tostring(code) .. " " .. tostring(reason))
+	local ok, err = pcall(ws.connect, { url = url, hdrs = {}, external = false, max_message_size = 0 })
+	check("a bad inputs.max_message_size is refused with a message",
+		not ok and tostring(err):find("inputs.max_message_size must be a positive integer", 1, true), tostring(err))
+	ok, err = pcall(ws.connect, { url = url, hdrs = {}, external = false, close_timeout = "soon" })
+	check("a bad inputs.close_timeout is refused with a message",
+		not ok and tostring(err):find("inputs.close_timeout must be a positive number", 1, true), tostring(err))
 end
 
 if arg[1] == "serve" then
