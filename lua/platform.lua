@@ -619,11 +619,6 @@ function conn_methods:topics()
 	return self.id ~= nil and links.topics(self._fd, self.id) or {}
 end
 
--- How many times, a second each, a publisher waits for recipients whose 101 is not out
--- yet (they subscribed in handle_open while we published): their output cannot be sent
--- before, and nothing else may send it if they never speak.
-local WAITS_FOR_101 = 2
-
 -- The socket this dispatch serves and its descriptor, if any (none in a script).
 local function own_socket()
 	local ok, ss = pcall(platform.get_accepted_stream_socket)
@@ -632,27 +627,20 @@ local function own_socket()
 	end
 end
 
--- Sends the output of the subscribers fd, id, fd, id, ... of `reached`; returns those
--- whose output waits for their 101, in the same form. The socket this dispatch serves
--- (`own_ss`, `own`) is used as it is, never taken from its pool (evluaserver aborts when a
--- socket shared from a pool during its own upgrade is written to later), and is never
--- waited for: a publish from its own handle_open cannot wait for a 101 that evluaserver
--- writes only once the dispatch has returned; its copy goes out with the connection's
--- first dispatch.
+-- Sends the output of the subscribers fd, id, fd, id, ... of `reached`. The socket this
+-- dispatch serves (`own_ss`, `own`) is used as it is, never taken from its pool. A
+-- subscriber still inside its upgrade (its 101 not out) keeps its copy until its first
+-- dispatch or the next delivery to it: evluaserver gives no way to wait for that 101
+-- safely (a platform.ev_hibernate inside an upgrade made it abort in our tests).
 local function flush_subscribers(reached, own_ss, own)
 	local repos = #reached > 0 and the_pool("publish") or nil
-	local waiting = {}
 	for i = 1, #reached, 2 do
 		local fd, id = reached[i], reached[i + 1]
 		local ss = fd == own and own_ss or repos:share_from_pool(own_pool(fd, id))
 		if ss ~= nil then
 			flush(connection(ss, fd, links.info(fd)))
-			if fd ~= own and links.waiting(fd) then
-				waiting[#waiting + 1], waiting[#waiting + 2] = fd, id
-			end
 		end
 	end
-	return waiting
 end
 
 -- ws.publish(topic, data [, {msg_type =, exclude = conn}]) -> recipients: queued on every
@@ -671,14 +659,7 @@ function evl.publish(topic, data, opts)
 		error(PUBLISH_IN_UPGRADE, 2)
 	end
 	local reached = links.publish(topic, data, opts and opts.msg_type, exclude and exclude._fd, exclude and exclude.id)
-	local waiting = flush_subscribers(reached, own_ss, own)
-	for _ = 1, WAITS_FOR_101 do
-		if #waiting == 0 then
-			break
-		end
-		platform.ev_hibernate(1)
-		waiting = flush_subscribers(waiting, own_ss, own)
-	end
+	flush_subscribers(reached, own_ss, own)
 	return math.floor(#reached / 2)
 end
 

@@ -279,13 +279,8 @@ pub fn take_output(fd: i64) -> Option<BytesMut> {
     .flatten()
 }
 
-/// Whether `fd` has output that cannot be sent yet because its 101 is not out (the
-/// publisher then waits a moment for it).
-pub fn waiting(fd: i64) -> bool {
-    with(fd, |link| link.engine.queued_bytes() > 0 && !link.is_writable(fd)).unwrap_or(false)
-}
-
-/// Whether `fd` is an accepted connection whose 101 is not out yet (inside its upgrade).
+/// Whether `fd` is an accepted connection whose 101 is not out yet (inside its upgrade):
+/// its output is held, and ws.publish from its upgrade is refused.
 pub fn upgrading(fd: i64) -> bool {
     with(fd, |link| !link.is_writable(fd)).unwrap_or(false)
 }
@@ -559,9 +554,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
-    // waiting(fd) -> whether fd has output held back until its 101 is out
-    t.set("waiting", lua.create_function(|_, fd: i64| Ok(waiting(fd)))?)?;
-    // upgrading(fd) -> whether fd's 101 is not out yet
+    // upgrading(fd) -> whether fd's 101 is not out yet (its output is held)
     t.set("upgrading", lua.create_function(|_, fd: i64| Ok(upgrading(fd)))?)?;
     // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
     t.set(
@@ -910,12 +903,12 @@ mod tests {
                 .unwrap()
         });
         assert!(take_output(fd).is_none(), "nothing before the 101");
-        assert!(waiting(fd));
+        assert!(upgrading(fd));
         // What evluaserver does once the upgrade's Lua has returned.
         accepted
             .write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
             .unwrap();
-        assert!(!waiting(fd));
+        assert!(!upgrading(fd));
         assert!(take_output(fd).is_some(), "written to without a dispatch");
         sent(fd, true);
         remove(fd, id);

@@ -373,13 +373,6 @@ function platform.websocket_active(h)
 	return s.active
 end
 
--- ev_hibernate(seconds): the calling Lua state sleeps on an event-loop timer (yields).
-function platform.ev_hibernate(...)
-	count("ev_hibernate")
-	local seconds = check_integer("ev_hibernate", 1, (...))
-	wait(nil, nil, seconds)
-end
-
 function platform.properties_funcs()
 	return { get_string_property = function(key) return M.properties[key] end }
 end
