@@ -120,7 +120,7 @@ local function connection(ss, fd, info)
 		_ss = ss, ss = ss, _fd = fd, _role = info.role,
 		id = info.id, host = info.host, port = info.port, path = info.path, query = info.query,
 		handler = info.handler, msg_handler = info.handler,
-		is_TLS = info.is_TLS, subprotocol = info.subprotocol,
+		is_TLS = info.is_TLS, subprotocol = info.subprotocol, _close_timeout = info.close_timeout,
 	}, conn_mt)
 end
 
@@ -157,7 +157,7 @@ function conn_methods:send(data, opts)
 	end
 	local ok, err, kind = links.send(self._fd, self.id, op, data, not opts or opts.compress ~= false)
 	if not ok then
-		return nil, "send: " .. err, kind
+		return nil, err, kind
 	end
 	flush(self)
 	return true
@@ -172,7 +172,7 @@ function conn_methods:ping(payload)
 	end
 	local ok, err, kind = links.ping(self._fd, self.id, payload or "")
 	if not ok then
-		return nil, "ping: " .. err, kind
+		return nil, err, kind
 	end
 	flush(self)
 	return true
@@ -238,14 +238,15 @@ function conn_methods:close(code, reason)
 	if self.id == nil then
 		return nil, "close: connection is already closing", "closing"
 	end
-	local ok, err = links.close(self._fd, self.id, code or ws_const.WS_NORMAL_CLOSE, reason or "")
+	local ok, err, kind = links.close(self._fd, self.id, code or ws_const.WS_NORMAL_CLOSE, reason or "")
 	if not ok then
-		return nil, "close: " .. err, "closing"
+		return nil, err, kind
 	end
 	flush(self)
 	if self._role == "client" and self.handler == nil then
 		local kind
-		local wait = math.tointeger(math.max(1, math.ceil(self._close_timeout or 5)))
+		-- evluaserver waits whole seconds
+		local wait = math.tointeger(math.max(1, math.ceil(self._close_timeout)))
 		repeat
 			kind = next_event(self, wait)
 		until kind == "closed" or kind == nil
@@ -295,7 +296,7 @@ local function call(conn, handler, fname, arg)
 		local ok, err = pcall(f, arg)
 		if not ok then
 			log(("handler '%s' failed in %s on connection #%s: %s"):format(tostring(conn.handler), fname, tostring(conn.id), tostring(err)))
-			links.close(conn._fd, conn.id, 1011, "handler error")
+			links.handler_failed(conn._fd, conn.id)
 		end
 	end
 	flush(conn)
@@ -406,7 +407,7 @@ function evl.handle_msg()
 	local handler, err = load_handler(info.handler or platform.get_ws_recvd_msg_handler())
 	if handler == nil then
 		log(("handler '%s' cannot be loaded on connection #%d: %s"):format(tostring(info.handler), info.id, err))
-		links.close(fd, info.id, 1011, "handler error")
+		links.handler_failed(fd, info.id)
 		handler = {}
 	end
 	if deliver(conn, handler) then
@@ -449,60 +450,25 @@ local function http_upgrade(url, hdrs, external, timeout)
 	return ss, response:get_status(), response:get_hdr_fields(), { _http_conn = http_conn }
 end
 
--- The ws.connect inputs of the standalone runtime that evluaserver's cannot honour, in
--- order, each with why.
-local NOT_UNDER_EVLUASERVER = {
-	"proxy", "reconnect", "ca_file", "verify", "max_frame_size", "send_buffer", "send_timeout", "ping_interval",
-	"pong_timeout", "idle_timeout",
-	proxy = "it makes the connection itself",
-	reconnect = "nothing runs between its dispatches",
-	ca_file = "TLS is made by service_utils.REST.client, which takes no CA file",
-	verify = "TLS is made by service_utils.REST.client, which has no such switch",
-	max_frame_size = "frames are limited by max_message_size only",
-	send_buffer = "every send is written out before it returns: there is no queue to bound",
-	send_timeout = "a send waits for evluaserver, which has its own timeouts",
-	ping_interval = "nothing runs between its dispatches to send pings",
-	pong_timeout = "nothing runs between its dispatches to send pings",
-	idle_timeout = "nothing runs between its dispatches to notice idleness",
-}
-
--- ws.connect(inputs) -> connection, status, headers | nil, message, kind
+-- ws.connect(inputs) -> connection, status, headers | nil, message, kind. The inputs are
+-- read by core.connect_inputs, as the standalone runtime reads them: what evluaserver
+-- cannot honour is refused there with a message naming it, never ignored.
 function evl.connect(inputs)
-	assert(type(inputs) == "table", "connect: inputs must be a table")
-	assert(type(inputs.url) == "string", "connect: inputs.url must be a string")
-	assert(type(inputs.hdrs) == "table", "connect: inputs.hdrs must be a table")
-	assert(type(inputs.external) == "boolean", "connect: inputs.external must be a boolean")
-	assert(inputs.msg_handler == nil or type(inputs.msg_handler) == "string", "connect: inputs.msg_handler must be a string")
-	assert(inputs.timeout == nil or type(inputs.timeout) == "number", "connect: inputs.timeout must be a number")
-	-- What evluaserver cannot do is said, never ignored.
-	for _, name in ipairs(NOT_UNDER_EVLUASERVER) do
-		if inputs[name] ~= nil then
-			error(("connect: inputs.%s is not supported under evluaserver (%s)"):format(name, NOT_UNDER_EVLUASERVER[name]), 2)
-		end
+	if type(inputs) ~= "table" then
+		error("connect: inputs must be a table", 2)
 	end
-	assert(inputs.credentials == nil or type(inputs.credentials) == "table", "connect: inputs.credentials must be a table")
-	assert(inputs.max_message_size == nil or math.type(inputs.max_message_size) == "integer" and inputs.max_message_size > 0,
-		"connect: inputs.max_message_size must be a positive integer")
-	assert(inputs.close_timeout == nil or type(inputs.close_timeout) == "number" and inputs.close_timeout > 0,
-		"connect: inputs.close_timeout must be a positive number of seconds")
-	local url = core.parse_url(inputs.url)
-	url.secure = url.secure or inputs.secure == true
-	-- evluaserver takes whole seconds
-	local timeout = math.tointeger(math.max(1, math.ceil(inputs.timeout or 40)))
+	local ok_inputs, given = pcall(core.connect_inputs, inputs)
+	if not ok_inputs then
+		error(given, 2)
+	end
+	local url = { secure = given.secure, host = given.host, port = given.port, target = given.target }
+	local timeout = given.timeout
 	local key = core.client_key()
 	local hdrs = { method = "GET", Connection = "Upgrade", Upgrade = "websocket",
 		["Sec-WebSocket-Key"] = key, ["Sec-WebSocket-Version"] = ws.WEBSOCKET_VERSION,
-		["Sec-WebSocket-Extensions"] = core.deflate_offer(inputs.compression) }
-	local has_authorization = false
-	for n, v in pairs(inputs.hdrs) do
-		if hdrs[n] == nil then
-			hdrs[n] = v
-		end
-		has_authorization = has_authorization or tostring(n):lower() == "authorization"
-	end
-	local credentials = inputs.credentials
-	if credentials and credentials.username and credentials.password and not has_authorization then
-		hdrs.Authorization = core.basic_authorization(credentials.username, credentials.password)
+		["Sec-WebSocket-Extensions"] = given.extensions }
+	for n, v in pairs(given.hdrs) do
+		hdrs[n] = v
 	end
 	local ok, ss, status, resp_hdrs, extra = pcall(http_upgrade, url, hdrs, inputs.external, timeout)
 	if not ok then
@@ -528,25 +494,25 @@ function evl.connect(inputs)
 		return nil, err, "handshake"
 	end
 	local handler
-	if inputs.msg_handler ~= nil then
-		handler, err = load_handler(inputs.msg_handler)
+	if given.msg_handler ~= nil then
+		handler, err = load_handler(given.msg_handler)
 		if handler == nil then
-			return nil, ("connect: msg_handler module '%s' failed to load: %s"):format(inputs.msg_handler, err), "handler"
+			return nil, ("connect: msg_handler module '%s' failed to load: %s"):format(given.msg_handler, err), "handler"
 		end
 	end
 	local fd = platform.get_sock_fd(ss)
 	local protocol = resp_hdrs["Sec-WebSocket-Protocol"] or resp_hdrs["sec-websocket-protocol"]
-	links.open(fd, "client", { handler = inputs.msg_handler, path = url.target, host = url.host, port = url.port,
-		is_TLS = url.secure, subprotocol = protocol, deflate = deflate or nil, max_message_size = inputs.max_message_size })
+	links.open(fd, "client", { handler = given.msg_handler, path = url.target, host = url.host, port = url.port,
+		is_TLS = url.secure, subprotocol = protocol, deflate = deflate or nil, max_message_size = given.max_message_size,
+		close_timeout = given.close_timeout })
 	local conn = connection(ss, fd, links.info(fd))
-	conn._close_timeout = inputs.close_timeout
 	for k, v in pairs(extra or {}) do
 		if conn[k] == nil then
 			conn[k] = v
 		end
 	end
 	if handler ~= nil then
-		platform.track_ss_as_websocket(ss, inputs.msg_handler)
+		platform.track_ss_as_websocket(ss, given.msg_handler)
 		call(conn, handler, "handle_open", conn)
 	end
 	return conn, status, resp_hdrs

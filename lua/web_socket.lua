@@ -246,6 +246,18 @@ ws.publish = evl and evl.publish or core.publish
 -- keeps serving every server and connection while it waits.
 ws.sleep = core.sleep
 
+-- Under evluaserver a dispatch runs on one of its worker threads and must return: what
+-- would wait there or run a loop of its own is refused, never half-done.
+if evl then
+	local function not_under_evluaserver(name, why)
+		return function()
+			error(("%s is not supported under evluaserver (%s)"):format(name, why), 2)
+		end
+	end
+	ws.sleep = not_under_evluaserver("ws.sleep", "it would hold one of evluaserver's worker threads")
+	ws.server = not_under_evluaserver("ws.server", "evluaserver is the server: route a path to a handler module")
+end
+
 -- ws.open_connections() -> how many WebSocket connections (served and opened) the module
 -- holds: in this Lua state (standalone), or in the process (evluaserver runtime, where
 -- they live in the .so, shared by every Lua state).

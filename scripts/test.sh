@@ -31,8 +31,11 @@ check "luacheck lua/ examples/ spec/ benches/lua/ benches/peers/ (.luacheckrc)" 
 check "cargo clippy --workspace --all-targets -D warnings" \
   timeout 1200 cargo clippy --release --quiet --workspace --all-targets -- -D warnings
 
-echo "== cargo test (codec, handshake, routing, http)"
-timeout 1200 cargo test --release --quiet 2>&1 | tee spec/artifacts/cargo-test.log
+check "crates/ws-proto depends on neither mlua nor tokio (cargo tree)" \
+  bash -c '! cargo tree --quiet -p ws-proto --prefix none | grep -E "^(mlua|tokio) "'
+
+echo "== cargo test (ws-proto: codec, engine, handshake...; the module: runtimes)"
+timeout 1200 cargo test --release --quiet -p ws-proto -p service_utils_ws 2>&1 | tee spec/artifacts/cargo-test.log
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 while read -r p f; do
   passed=$((passed + p)); failed=$((failed + f))

@@ -96,6 +96,16 @@ describe("ws.connect against the module's own server", function()
 		conn:close()
 	end)
 
+	it("honours inputs.max_frame_size apart from max_message_size: a longer frame ends the connection", function()
+		local conn = assert(ws.connect({ url = ("ws://127.0.0.1:%d/echo"):format(server.port), hdrs = {}, external = false, timeout = 5,
+			max_frame_size = 100 }))
+		assert(conn:send(("x"):rep(100)))
+		assert.are.equal(100, assert(conn:recv(5)).payload_len)
+		assert(conn:send(("x"):rep(101)))
+		local msg, why, _, reason = conn:recv(5)
+		assert.are.same({ nil, "closed", "frame larger than the configured maximum" }, { msg, why, reason })
+	end)
+
 	it("times out a recv without closing the connection", function()
 		local conn = assert(connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
 		assert.are.same({ nil, "timeout" }, { conn:recv(0.1) })
@@ -356,7 +366,11 @@ describe("ws.connect inputs", function()
 				"connect: inputs.max_message_size must be a whole number from 1 to 1099511627776, got -1" },
 			{ { url = "ws://h/", hdrs = {}, external = true, send_buffer = 0.5 },
 				"connect: inputs.send_buffer must be a whole number from 1 to 1099511627776, got 0.5" },
+			{ { url = "ws://h/", hdrs = {}, external = true, max_frame_size = 0 },
+				"connect: inputs.max_frame_size must be a whole number from 1 to 1099511627776, got 0" },
 			{ { url = "ftp://h/", hdrs = {}, external = true }, "connect: url scheme 'ftp' is not ws, wss, http or https" },
+			{ { url = "ws://h/", hdrs = {}, external = true, retries = 3 }, "connect: inputs.retries is not an input of ws.connect" },
+			{ { url = "ws://h/", hdrs = {}, external = true, [1] = "x" }, "connect: inputs.[integer] is not an input of ws.connect" },
 		}
 		for _, c in ipairs(cases) do
 			local ok, err = pcall(ws.connect, c[1])

@@ -1,13 +1,13 @@
 //! The README's option tables (`ws.server{...}`, `ws.connect{...}`, `compression`) state the defaults
 //! the code has: a default changed in one place and not the other fails here.
 
-use service_utils_ws::deflate::Config;
-use service_utils_ws::engine::{Settings, SERVER_PING_INTERVAL};
-use service_utils_ws::server_options::{
+use service_utils_ws::standalone::server_options::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use std::time::Duration;
+use ws_proto::deflate::Config;
+use ws_proto::engine::{Settings, SERVER_PING_INTERVAL};
 
 fn size(bytes: usize) -> String {
     format!("{} MiB", bytes >> 20)

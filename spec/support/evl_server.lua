@@ -67,11 +67,20 @@ local function client(url, bad_url)
 		got == nil and ended == "closed" and code == 1006 and reason == "frame larger than the configured maximum",
 		tostring(ended) .. " " .. tostring(code) .. " " .. tostring(reason))
 	local ok, err = pcall(ws.connect, { url = url, hdrs = {}, external = false, max_message_size = 0 })
-	check("a bad inputs.max_message_size is refused with a message",
-		not ok and tostring(err):find("inputs.max_message_size must be a positive integer", 1, true), tostring(err))
+	check("a bad inputs.max_message_size is refused with the standalone runtime's message",
+		not ok and tostring(err):find("connect: inputs.max_message_size must be a whole number from 1 to", 1, true), tostring(err))
 	ok, err = pcall(ws.connect, { url = url, hdrs = {}, external = false, close_timeout = "soon" })
-	check("a bad inputs.close_timeout is refused with a message",
-		not ok and tostring(err):find("inputs.close_timeout must be a positive number", 1, true), tostring(err))
+	check("a bad inputs.close_timeout is refused with the standalone runtime's message",
+		not ok and tostring(err):find("connect: inputs.close_timeout must be a number of seconds >= 0", 1, true), tostring(err))
+	ok, err = pcall(ws.connect, { url = url, hdrs = {}, external = false, retries = 3 })
+	check("an input no runtime knows is refused with a message naming it",
+		not ok and tostring(err):find("connect: inputs.retries is not an input of ws.connect", 1, true), tostring(err))
+	ok, err = pcall(ws.sleep, 0.01)
+	check("ws.sleep is refused under evluaserver (it would hold a worker thread)",
+		not ok and tostring(err):find("ws.sleep is not supported under evluaserver", 1, true), tostring(err))
+	ok, err = pcall(ws.server, { port = 0, handler_base = "" })
+	check("ws.server is refused under evluaserver",
+		not ok and tostring(err):find("ws.server is not supported under evluaserver", 1, true), tostring(err))
 end
 
 if arg[1] == "serve" then

@@ -4,146 +4,26 @@
 //! Misuse (a missing or mistyped input) raises an error naming the input; everything the
 //! network or the server does wrong is returned as `nil, message`.
 
-use crate::codec::Role;
-use crate::connection::{Connection, ConnectionInfo};
-use crate::deflate;
-use crate::engine::Settings;
-use crate::front::{read_head, HeadReadError};
-use crate::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
-use crate::http::header_table;
-use crate::log::{Level, Logger};
-use crate::lua_connection::connection_userdata;
-use crate::options::{self, Reader};
-use crate::proxy::{self, Proxy};
-use crate::random;
-use crate::session::{self, handler_of, Delivery, Handler, LoopConfig};
-use crate::transport::WriteSide;
-use crate::url::{parse_url, Url};
-use base64::Engine;
+use crate::lua_api::connect_inputs::{ConnectInputs, Runtime};
+use crate::lua_api::log::{Level, Logger};
+use crate::standalone::connection::{Connection, ConnectionInfo};
+use crate::standalone::front::{read_head, HeadReadError};
+use crate::standalone::http::header_table;
+use crate::standalone::lua_connection::connection_userdata;
+use crate::standalone::proxy;
+use crate::standalone::session::{self, handler_of, Delivery, Handler, LoopConfig};
+use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
 use mlua::{AnyUserData, Function, Lua, Table, Value};
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The inputs of `ws.connect`, checked.
-struct Inputs {
-    url: Url,
-    headers: Vec<(String, String)>,
-    msg_handler: Option<String>,
-    timeout: Duration,
-    /// Extra CA certificate (PEM file) to trust, for servers with a private CA.
-    ca_file: Option<String>,
-    /// Verify the server's certificate and host name. Default true.
-    verify: bool,
-    /// The connection's settings (limits, timeouts, send buffer): see [`Settings`]; no
-    /// keepalive unless `ping_interval` is given.
-    session: Settings,
-    /// permessage-deflate to offer (`compression = false | true | {...}`). Default on.
-    compression: Option<deflate::Config>,
-    /// The `proxy` input: `None` (not given): the environment's; `Some(None)`: `false`, none.
-    proxy: Option<Option<Proxy>>,
-}
-
-fn header_text(what: &str, v: Value) -> mlua::Result<String> {
-    let s = match v {
-        Value::String(s) => s.to_str()?.to_owned(),
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => return Err(crate::options::refused("connect", what, "a string", &other)),
-    };
-    if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(mlua::Error::runtime(format!(
-            "connect: {what} must not contain CR, LF or NUL"
-        )));
-    }
-    Ok(s)
-}
-
-/// The `Authorization` value `inputs.credentials` sends (RFC 7617 Basic), in both runtimes.
-pub fn basic_authorization(user: &str, password: &str) -> String {
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!("Basic {token}")
-}
-
-impl Inputs {
-    fn from_lua(t: &Table) -> mlua::Result<Inputs> {
-        let r = Reader::new(t, "connect", "inputs.");
-        let url = r.required("url", "a string", r.text("url")?)?;
-        let url = parse_url(&url).map_err(mlua::Error::runtime)?;
-        let hdrs = r.required("hdrs", "a table", r.table("hdrs")?)?;
-        r.required("external", "a boolean", r.boolean("external")?)?;
-        let msg_handler = r.text("msg_handler")?;
-        let secure = r.boolean("secure")? == Some(true);
-        let timeout = r.seconds("timeout", 40.0)?;
-        let mut headers = Vec::new();
-        for pair in hdrs.pairs::<Value, Value>() {
-            let (k, v) = pair?;
-            let name = header_text("a header name in inputs.hdrs", k)?;
-            if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic() || b == b':') {
-                return Err(mlua::Error::runtime(format!(
-                    "connect: '{name}' in inputs.hdrs is not a header name"
-                )));
-            }
-            let managed = [
-                "Upgrade",
-                "Connection",
-                "Sec-WebSocket-Key",
-                "Sec-WebSocket-Version",
-                "Sec-WebSocket-Extensions",
-            ];
-            if !managed.iter().any(|m| m.eq_ignore_ascii_case(&name)) {
-                headers.push((
-                    name.clone(),
-                    header_text(&format!("inputs.hdrs['{name}']"), v)?,
-                ));
-            }
-        }
-        if let Some(c) = r.table("credentials")? {
-            let user: Option<String> = c.get("username")?;
-            let pass: Option<String> = c.get("password")?;
-            if let (Some(u), Some(p)) = (user, pass) {
-                if !headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("Authorization"))
-                {
-                    headers.push(("Authorization".into(), basic_authorization(&u, &p)));
-                }
-            }
-        }
-        Ok(Inputs {
-            url: Url {
-                secure: url.secure || secure,
-                ..url
-            },
-            headers,
-            msg_handler,
-            timeout,
-            ca_file: r.text("ca_file")?,
-            verify: r.boolean("verify")? != Some(false),
-            session: options::settings(&r, Settings::default(), false)?,
-            compression: options::client_compression(r.value("compression")?)?,
-            proxy: match r.value("proxy")? {
-                Value::Nil => None,
-                Value::Boolean(false) => Some(None),
-                Value::String(u) => {
-                    Some(Some(proxy::parse(&u.to_str()?).map_err(|e| {
-                        mlua::Error::runtime(format!("connect: inputs.{e}"))
-                    })?))
-                }
-                other => {
-                    return Err(r.refuse(
-                        "proxy",
-                        "a proxy URL (http://, socks5://, socks5h://) or false",
-                        &other,
-                    ))
-                }
-            },
-        })
-    }
-}
+use ws_proto::codec::Role;
+use ws_proto::deflate;
+use ws_proto::handshake::{self, header_value, parse_response, HeadError, ResponseHead};
+use ws_proto::random;
+use ws_proto::url::Url;
 
 /// Why `ws.connect` produced no connection: `nil, message, kind` for Lua. The kind is a
 /// stable word a program can act on: "dns", "refused", "io", "timeout", "tls", "closed"
@@ -179,8 +59,7 @@ fn load_handler(lua: &Lua, name: &str) -> Result<Rc<Handler>, Failure> {
             format!("connect: msg_handler module '{name}' is not a table"),
         ));
     };
-    handler_of(lua, name, &class)
-        .map_err(|e| fail("handler", format!("connect: {e}")))
+    handler_of(lua, name, &class).map_err(|e| fail("handler", format!("connect: {e}")))
 }
 
 /// Sends the Upgrade request and reads the answer; returns it with the bytes read past it.
@@ -283,7 +162,7 @@ async fn tcp_connect(url: &Url) -> Result<TcpStream, Failure> {
     Err(last)
 }
 
-fn tls_connector(inputs: &Inputs) -> Result<tokio_native_tls::TlsConnector, Failure> {
+fn tls_connector(inputs: &ConnectInputs) -> Result<tokio_native_tls::TlsConnector, Failure> {
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(path) = &inputs.ca_file {
         let pem = std::fs::read(path)
@@ -316,7 +195,7 @@ thread_local! {
 /// frame loop started. `Err` is the message returned to Lua with `nil`.
 async fn open(
     lua: &Lua,
-    inputs: Inputs,
+    inputs: ConnectInputs,
     handler: Option<Rc<Handler>>,
 ) -> Result<(AnyUserData, u16, Table), Failure> {
     let url = &inputs.url;
@@ -393,13 +272,13 @@ async fn open(
         inbox_bytes: inputs.session.limits.max_message_size,
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
-        topics: None,
     };
     let conn = Connection::new(info, Role::Client, inputs.session, &writer);
     if let Some(agreement) = deflate {
         conn.engine().use_deflate(agreement);
     }
-    let ud = connection_userdata(lua, Rc::clone(&conn)).map_err(|e| fail("io", e.to_string()))?;
+    let ud =
+        connection_userdata(lua, Rc::clone(&conn), None).map_err(|e| fail("io", e.to_string()))?;
     let headers = header_table(lua, &head.headers).map_err(|e| fail("io", e.to_string()))?;
     let cfg = LoopConfig {
         logger: Rc::new(Logger::stderr()),
@@ -407,7 +286,7 @@ async fn open(
     };
     let delivery = handler.map_or(Delivery::Inbox, Delivery::Handler);
     let (lua2, ud2) = (lua.clone(), ud.clone());
-    crate::runtime::spawn(async move {
+    crate::standalone::runtime::spawn(async move {
         if let Err(e) =
             session::run(&lua2, &cfg, reader, writer, rest, conn, ud2, delivery, None).await
         {
@@ -420,7 +299,7 @@ async fn open(
 
 /// `ws.connect(inputs) -> connection, status, headers | nil, message, kind`
 pub async fn connect(lua: Lua, inputs: Table) -> mlua::Result<(Value, Value, Value)> {
-    let inputs = Inputs::from_lua(&inputs)?;
+    let inputs = ConnectInputs::from_lua(&inputs, Runtime::Standalone)?;
     let limit = inputs.timeout;
     let where_to = format!("{}:{}", inputs.url.host, inputs.url.port);
     let result = match &inputs.msg_handler {
@@ -430,7 +309,7 @@ pub async fn connect(lua: Lua, inputs: Table) -> mlua::Result<(Value, Value, Val
     let result = match result {
         Err(failure) => Err(failure),
         Ok(handler) => {
-            crate::runtime::wait("ws.connect", async {
+            crate::standalone::runtime::wait("ws.connect", async {
                 match tokio::time::timeout(limit, open(&lua, inputs, handler)).await {
                     Ok(r) => r,
                     Err(_) => Err(fail(

@@ -3,7 +3,7 @@
 //! "read more" or the same verdict), and never accepts more than its limits.
 
 use proptest::prelude::*;
-use service_utils_ws::handshake::{parse_request, HeadError};
+use ws_proto::handshake::{parse_request, HeadError};
 
 const MAX_HEADERS: usize = 16;
 const MAX_BYTES: usize = 1024;

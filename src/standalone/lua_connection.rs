@@ -4,46 +4,27 @@
 //! Misuse raises (a bad `msg_type`, a ping over 125 bytes, a close code that may not be
 //! sent); what the connection's state refuses is returned as `nil, message`.
 
-use crate::codec::{close_code, opcode, Role};
-use crate::connection::Connection;
-use crate::engine::{CloseError, SendError, State};
-use crate::inbox::RecvEnd;
-use crate::runtime;
-use crate::topics::{SubscribeError, Topics, MAX_TOPIC_BYTES};
+use crate::lua_api::answers::{self, done, failed, Answer};
+use crate::standalone::connection::Connection;
+use crate::standalone::inbox::RecvEnd;
+use crate::standalone::runtime;
+use crate::standalone::topics::Topics;
 use mlua::{
     AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods,
     UserDataRef,
 };
 use std::rc::Rc;
 use std::time::Duration;
+use ws_proto::codec::{close_code, opcode, Role};
+use ws_proto::engine::{LocalClose, State};
 
 /// The message `recv` and `ws_util.recv_frame` raise on a connection with a handler.
 pub const RECV_WITH_HANDLER: &str =
     "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
 
 fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
-    s.map(|s| crate::options::seconds_value(what, "timeout", s))
+    s.map(|s| crate::lua_api::options::seconds_value(what, "timeout", s))
         .transpose()
-}
-
-/// `nil, "<what>: <why>"` for a refused send; a ping over 125 bytes is misuse and raises.
-fn refused(what: &str, e: SendError) -> mlua::Result<Answer> {
-    match e {
-        SendError::ControlTooLong => Err(mlua::Error::runtime(e.to_string())),
-        _ => Ok(failed(format!("{what}: {e}"), e.kind())),
-    }
-}
-
-/// What `send`, `try_send`, `ping` and `close` return: `true`, `false` (`try_send` only:
-/// the queue is full), or `nil, message, kind`.
-type Answer = (Option<bool>, Option<String>, Option<&'static str>);
-
-fn done(ok: bool) -> Answer {
-    (Some(ok), None, None)
-}
-
-fn failed(message: String, kind: &'static str) -> Answer {
-    (None, Some(message), Some(kind))
 }
 
 /// The Lua half of the connection object and of `msg` tables, compiled once per Lua state.
@@ -162,21 +143,25 @@ fn queue_message(
         return Ok(done(false));
     }
     if let Err(e) = conn.send(op, data, compress) {
-        return refused(what, e);
+        return answers::sent(what, Err(e));
     }
     Ok(done(!(send && conn.engine().is_full())))
 }
 
 /// The Lua object of `conn` (`msg.conn`, what `ws.connect` returns), with its queue
 /// function registered for `send` and `try_send`.
-pub fn connection_userdata(lua: &Lua, conn: Rc<Connection>) -> mlua::Result<AnyUserData> {
+pub fn connection_userdata(
+    lua: &Lua,
+    conn: Rc<Connection>,
+    topics: Option<Rc<Topics>>,
+) -> mlua::Result<AnyUserData> {
     let queue_conn = Rc::clone(&conn);
     let queue = lua.create_function(
         move |_, (data, op, send, compress): (mlua::String, u8, bool, bool)| {
             queue_message(&queue_conn, &data.as_bytes(), op, send, compress)
         },
     )?;
-    let ud = lua.create_userdata(LuaConnection(conn))?;
+    let ud = lua.create_userdata(LuaConnection(conn, topics))?;
     lua_parts(lua)?
         .get::<Table>("queues")?
         .raw_set(&ud, queue)?;
@@ -185,16 +170,17 @@ pub fn connection_userdata(lua: &Lua, conn: Rc<Connection>) -> mlua::Result<AnyU
 
 /// The topics of the server a connection belongs to; clients have none (misuse).
 fn server_topics<'a>(conn: &'a LuaConnection, what: &str) -> mlua::Result<&'a Rc<Topics>> {
-    conn.0.info.topics.as_ref().ok_or_else(|| {
+    conn.1.as_ref().ok_or_else(|| {
         mlua::Error::runtime(format!(
             "{what}: only a server's connections have topics (publish from the server)"
         ))
     })
 }
 
-/// The `ws_connection` object handed to Lua.
+/// The `ws_connection` object handed to Lua: the connection, and the topics of its server
+/// (`None` for a client's).
 #[derive(Clone)]
-pub struct LuaConnection(pub Rc<Connection>);
+pub struct LuaConnection(pub Rc<Connection>, Option<Rc<Topics>>);
 
 impl UserData for LuaConnection {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
@@ -237,7 +223,7 @@ impl UserData for LuaConnection {
             });
             if !room.await? {
                 // The peer has not read for send_timeout: give up on it (RFC 6455 §7.4.1: 1008).
-                conn.fail(close_code::POLICY, "send timeout");
+                conn.fail(LocalClose::SendTimeout);
                 return Ok(failed("send timeout".to_owned(), "timeout"));
             }
             Ok(done(true))
@@ -268,10 +254,7 @@ impl UserData for LuaConnection {
         // ping([payload]) -> true | nil, err, kind
         methods.add_method("ping", |_, this, payload: Option<mlua::String>| {
             let payload = payload.map(|p| p.as_bytes().to_vec()).unwrap_or_default();
-            match this.0.ping(&payload) {
-                Ok(()) => Ok(done(true)),
-                Err(e) => refused("ping", e),
-            }
+            answers::sent("ping", this.0.ping(&payload))
         });
         // close([code [, reason]]) -> true | nil, err, kind. Starts the closing handshake; from
         // the main chunk it also waits (bounded) for the peer's answer and the TCP close.
@@ -281,18 +264,10 @@ impl UserData for LuaConnection {
                 let conn = Rc::clone(&this.0);
                 drop(this);
                 let code = code.unwrap_or(close_code::NORMAL);
-                match conn.close(code, reason.as_deref().unwrap_or_default()) {
-                    Ok(()) => {}
-                    Err(CloseError::AlreadyClosing) => {
-                        return Ok(failed(
-                            "close: connection is already closing".to_owned(),
-                            "closing",
-                        ))
-                    }
-                    Err(e @ CloseError::NotSendable(_)) => {
-                        return Err(mlua::Error::runtime(format!("close: {e}")))
-                    }
-                    Err(e) => return Err(mlua::Error::runtime(e.to_string())),
+                let answer =
+                    answers::closed(conn.close(code, reason.as_deref().unwrap_or_default()))?;
+                if answer.0.is_none() {
+                    return Ok(answer);
                 }
                 if !runtime::is_driving() {
                     let limit = conn.engine().settings().close_timeout * 2;
@@ -309,21 +284,12 @@ impl UserData for LuaConnection {
             let topics = server_topics(this, "subscribe")?;
             let topic = topic.to_str()?;
             if !this.0.engine().is_open() {
-                return Ok(failed("subscribe: connection is closing".into(), "closing"));
+                return Ok(answers::closing("subscribe"));
             }
-            Ok(match topics.subscribe(&this.0, &topic) {
-                Ok(()) => done(true),
-                Err(SubscribeError::BadName) => {
-                    return Err(mlua::Error::runtime(format!(
-                        "subscribe: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {}",
-                        topic.len()
-                    )))
-                }
-                Err(SubscribeError::TooMany(n)) => failed(
-                    format!("subscribe: this connection already has {n} topics (max_topics)"),
-                    "limit",
-                ),
-            })
+            match topics.subscribe(&this.0, &topic) {
+                Ok(()) => Ok(done(true)),
+                Err(e) => answers::subscribe_refused(e, &topic),
+            }
         });
         // unsubscribe(topic) -> true | false (was not subscribed)
         methods.add_method("unsubscribe", |_, this, topic: mlua::String| {
@@ -353,4 +319,30 @@ impl UserData for LuaConnection {
             ))
         });
     }
+}
+
+/// `publish(topic, data [, {msg_type = "TEXT"|"BINARY", exclude = conn}])` on `servers`:
+/// the number of connections it was queued for. Misuse (a bad `msg_type`, text that is
+/// not UTF-8, a topic name too long) raises.
+pub fn publish_from_lua(
+    servers: &[Rc<Topics>],
+    topic: &mlua::String,
+    data: &mlua::String,
+    opts: Option<mlua::Table>,
+) -> mlua::Result<usize> {
+    let topic = topic.to_str()?;
+    let (msg_type, exclude) = match &opts {
+        Some(t) => (
+            t.get::<Option<String>>("msg_type")?,
+            t.get::<Option<mlua::UserDataRef<LuaConnection>>>("exclude")?
+                .map(|c| c.0.info.id),
+        ),
+        None => (None, None),
+    };
+    let data = data.as_bytes();
+    let op = answers::publish_opcode(&topic, msg_type.as_deref(), &data)?;
+    Ok(servers
+        .iter()
+        .map(|t| t.publish(&topic, op, &data, exclude))
+        .sum())
 }

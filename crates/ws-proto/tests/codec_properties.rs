@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use proptest::prelude::*;
-use service_utils_ws::codec::{close_code, encode_frame, opcode, Decoder, Event, Limits, Role};
+use ws_proto::codec::{close_code, encode_frame, opcode, Decoder, Event, Limits, Role};
 
 /// Decodes `chunks` one after another as reads; the events and, if it came, the error.
 fn decode_in_reads(role: Role, limits: Limits, chunks: &[&[u8]]) -> (Vec<Event>, Option<u16>) {

@@ -9,12 +9,9 @@
 //! copy fewer); what the socket does not take is queued. The outbox is bounded: above the
 //! engine's `send_buffer` a sender waits (`wait_writable`) until the writer drained it.
 
-use crate::codec::Role;
-use crate::engine::{CloseError, Engine, SendError, Settings};
-use crate::inbox::Inbox;
-use crate::stats::{bump, Stats};
-use crate::topics::Topics;
-use crate::transport::{send_vectored, WriteSide};
+use crate::standalone::inbox::Inbox;
+use crate::standalone::stats::{bump, Stats};
+use crate::standalone::transport::{send_vectored, WriteSide};
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
@@ -23,6 +20,8 @@ use std::rc::Rc;
 use std::time::Instant;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
+use ws_proto::codec::Role;
+use ws_proto::engine::{CloseError, Engine, LocalClose, SendError, Settings};
 
 /// Payloads at least this large skip the outbox when nothing is queued; smaller ones are
 /// batched, since a syscall per small message costs more than copying it.
@@ -49,8 +48,6 @@ pub struct ConnectionInfo {
     pub subprotocol: Option<String>,
     /// The server's counters (`None` for clients).
     pub stats: Option<Rc<Stats>>,
-    /// The server's topics (`None` for clients).
-    pub topics: Option<Rc<Topics>>,
 }
 
 /// The shared state of one connection.
@@ -188,10 +185,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Closes for a failure of our side (a handler error, a send timeout), unless a close
-    /// is already under way.
-    pub fn fail(&self, code: u16, reason: &str) {
-        let _ = self.close(code, reason);
+    /// Closes for a reason of ours (a handler error, a send timeout...), unless a close is
+    /// already under way.
+    pub fn fail(&self, why: LocalClose) {
+        let _ = self.close(why.code(), why.reason());
     }
 
     /// Wakes the writer when something is queued (and notes the queue's size).

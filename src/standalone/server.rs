@@ -5,26 +5,23 @@
 //! the graceful stop (close 1001 to everyone, wait for the handshakes, drop the rest).
 //! Every task here is a local task on the event loop of the Lua state (`runtime`).
 
-use crate::codec::Role;
-use crate::connection::{Connection, ConnectionInfo};
-use crate::deflate::Agreement;
-use crate::front::{self, answer, Verdict};
-use crate::handshake::RequestHead;
-use crate::http::{header_table, Request, Response};
-use crate::log::Level;
-use crate::lua_connection::connection_userdata;
-use crate::options::Reader;
-use crate::overload;
-use crate::pubsub::{self, Bridge, Deliver};
-use crate::runtime;
-use crate::server_options::Options;
-use crate::session::{self, handler_of, Delivery, Handler, LoopConfig};
-use crate::static_files;
-use crate::stats;
-use crate::stats::{bump, Stats};
-use crate::topics::{self, Topics};
-use crate::transport::WriteSide;
-use crate::workers::{self, Forked, FromSiblings, Mesh};
+use crate::lua_api::log::Level;
+use crate::lua_api::options::Reader;
+use crate::standalone::connection::{Connection, ConnectionInfo};
+use crate::standalone::front::{self, answer, Verdict};
+use crate::standalone::http::{header_table, Request, Response};
+use crate::standalone::lua_connection::{self, connection_userdata};
+use crate::standalone::overload;
+use crate::standalone::pubsub::{self, Bridge, Deliver};
+use crate::standalone::runtime;
+use crate::standalone::server_options::Options;
+use crate::standalone::session::{self, handler_of, Delivery, Handler, LoopConfig};
+use crate::standalone::static_files;
+use crate::standalone::stats;
+use crate::standalone::stats::{bump, Stats};
+use crate::standalone::topics::{self, Topics};
+use crate::standalone::transport::WriteSide;
+use crate::standalone::workers::{self, Forked, FromSiblings, Mesh};
 use bytes::BytesMut;
 use mlua::{
     Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef,
@@ -41,6 +38,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_native_tls::TlsStream;
+use ws_proto::codec::Role;
+use ws_proto::deflate::Agreement;
+use ws_proto::handshake::RequestHead;
 
 /// Registry name of `ws.accept`, the Lua function that judges every Upgrade request.
 pub const ACCEPT_KEY: &str = "service_utils.WS.accept";
@@ -290,7 +290,7 @@ impl UserData for Server {
         // `timeout` seconds (default shutdown_timeout) for the closing handshakes.
         methods.add_method("stop", |_, this, wait: Option<f64>| {
             if let Some(s) = wait {
-                let d = crate::options::seconds_value("server:stop", "timeout", s)?;
+                let d = crate::lua_api::options::seconds_value("server:stop", "timeout", s)?;
                 this.0.options.shutdown_timeout.set(d);
             }
             this.0.stop_everywhere();
@@ -321,7 +321,7 @@ impl UserData for Server {
         methods.add_method(
             "publish",
             |_, this, (topic, data, opts): (mlua::String, mlua::String, Option<Table>)| {
-                topics::publish_from_lua(&[Rc::clone(&this.0.topics)], &topic, &data, opts)
+                lua_connection::publish_from_lua(&[Rc::clone(&this.0.topics)], &topic, &data, opts)
             },
         );
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
@@ -565,7 +565,6 @@ async fn serve_stream<S: Upgraded>(
         inbox_bytes: 0,
         subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
         stats: Some(Rc::clone(&server.stats)),
-        topics: Some(Rc::clone(&server.topics)),
     };
     let conn = Connection::new(info, Role::Server, opts.session, &writer);
     if let Some(agreement) = deflate {
@@ -576,7 +575,8 @@ async fn serve_stream<S: Upgraded>(
         stats: Some(Rc::clone(&server.stats)),
     };
     let stop = Some(server.stop.subscribe());
-    let result = match connection_userdata(&lua, Rc::clone(&conn)) {
+    let result = match connection_userdata(&lua, Rc::clone(&conn), Some(Rc::clone(&server.topics)))
+    {
         Ok(ud) => {
             session::run(
                 &lua,

@@ -3,11 +3,11 @@
 //! error shape: `<where>: <key> must be <what>, got <value>` (numbers and strings shown
 //! by value, anything else by type), so a user can act on it.
 
-use crate::codec::Limits;
-use crate::deflate;
-use crate::engine::Settings;
 use mlua::{Table, Value};
 use std::time::Duration;
+use ws_proto::codec::Limits;
+use ws_proto::deflate;
+use ws_proto::engine::Settings;
 
 /// What a refused value was, for the error message.
 fn describe(v: &Value) -> String {

@@ -11,7 +11,7 @@
 //!
 //! [`StaticDir::answer`] decides (pure but for the file system); [`send`] writes.
 
-use crate::http::Response;
+use crate::standalone::http::Response;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -298,6 +298,12 @@ pub fn json_error(message: &str) -> String {
     out
 }
 
+/// An RFC 7617 Basic credential, `Basic base64(user:password)`: the `Authorization` value
+/// of `ws.connect`'s `credentials` (both runtimes) and the `Proxy-Authorization` of a proxy.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,23 +13,23 @@
 //! connection would cap a server at a few thousand connections (and panic past them).
 //! Handler classes are looked up once per class and shared ([`handler_of`]).
 
-use crate::codec::{close_code, opcode};
-use crate::connection::Connection;
-use crate::engine::{Ending, Event};
-use crate::log::{Level, Logger};
-use crate::lua_connection::{handler_caller, message_runner, message_table};
-use crate::stats::{bump, Stats};
-use crate::transport::WriteSide;
+use crate::lua_api::log::{Level, Logger};
+use crate::standalone::connection::Connection;
+use crate::standalone::lua_connection::{handler_caller, message_runner, message_table};
+use crate::standalone::stats::{bump, Stats};
+use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
 use futures_core::Stream;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, Thread};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::cell::RefCell;
 use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
+use ws_proto::codec::opcode;
+use ws_proto::engine::{Ending, Event, LocalClose};
 
 /// The handler class of one connection, its functions looked up once.
 pub struct Handler {
@@ -161,7 +161,11 @@ impl Session<'_> {
     /// A new message coroutine, started with run(f, conn, next_msg) on its first resume.
     fn new_runner(&self, h: &Handler) -> mlua::Result<Runner> {
         let next = Rc::clone(&self.next_msg);
-        let (conn, input, stash) = (Rc::clone(self.conn), Rc::clone(&self.input), Rc::clone(&self.stash));
+        let (conn, input, stash) = (
+            Rc::clone(self.conn),
+            Rc::clone(&self.input),
+            Rc::clone(&self.stash),
+        );
         let stats = self.cfg.stats.clone();
         let next_msg = self.lua.create_function(move |lua, ()| {
             if let Some((op, data, compressed)) = next.borrow_mut().take() {
@@ -251,7 +255,7 @@ impl Session<'_> {
                 c.id, c.peer
             ),
         );
-        self.conn.fail(close_code::INTERNAL_ERROR, "handler error");
+        self.conn.fail(LocalClose::HandlerError);
     }
 
     /// Calls `hook` of the handler class, if it has one, with a `msg` table.
@@ -475,7 +479,7 @@ pub async fn run<R: AsyncRead + Unpin>(
                 Ok(n) => read_sizer.after_read(n, offered),
             },
             _ = conn.wait_writable(), if backed_up => {}
-            _ = stopping, if open => conn.fail(close_code::GOING_AWAY, "server shutting down"),
+            _ = stopping, if open => conn.fail(LocalClose::GoingAway),
             _ = conn.kicked() => {}
             _ = &mut alarm, if alarm_at.is_some() => {
                 alarm_at = None;

@@ -6,7 +6,6 @@
 //! pure functions here; [`tunnel`] does the I/O. TLS to a `wss://` target runs through the
 //! tunnel end to end, with the target's name.
 
-use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -167,8 +166,8 @@ pub fn connect_request(host: &str, port: u16, auth: Option<&(String, String)>) -
     };
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some((user, pass)) = auth {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+        let credential = ws_proto::handshake::basic_authorization(user, pass);
+        req.push_str(&format!("Proxy-Authorization: {credential}\r\n"));
     }
     req.push_str("\r\n");
     req

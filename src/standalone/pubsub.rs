@@ -9,13 +9,13 @@
 //!
 //! On Redis each message is `node id (16 hex digits) · 't' | 'b' · payload`.
 
-use crate::codec::opcode;
 use futures_core::Stream;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use ws_proto::codec::opcode;
 
 /// Messages waiting for the Redis publisher; beyond, publishes to Redis are dropped.
 const PUBLISH_QUEUE: usize = 10_000;
@@ -60,7 +60,7 @@ enum Want {
 /// A fresh node id: 16 hex digits.
 pub fn node_id() -> String {
     let mut id = [0u8; 8];
-    crate::random::fill(&mut id);
+    ws_proto::random::fill(&mut id);
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -100,7 +100,7 @@ impl Bridge {
         let wanted = Rc::new(RefCell::new(BTreeSet::new()));
         let (wants, wants_rx) = mpsc::unbounded_channel();
         let (outgoing, outgoing_rx) = mpsc::channel(PUBLISH_QUEUE);
-        crate::runtime::spawn(subscriber(
+        crate::standalone::runtime::spawn(subscriber(
             client.clone(),
             options.channel_prefix.clone(),
             node_id.clone(),
@@ -110,7 +110,12 @@ impl Bridge {
             Rc::clone(&counters),
             stop.clone(),
         ));
-        crate::runtime::spawn(publisher(client, outgoing_rx, Rc::clone(&counters), stop));
+        crate::standalone::runtime::spawn(publisher(
+            client,
+            outgoing_rx,
+            Rc::clone(&counters),
+            stop,
+        ));
         Bridge {
             node_id,
             prefix: options.channel_prefix.clone(),

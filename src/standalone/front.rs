@@ -4,11 +4,11 @@
 //! is 400, an oversized one 431, a plain request goes to the static directory or gets
 //! 426, an HTTP/1.0 Upgrade is 400. The server writes, counts and logs the verdict.
 
-use crate::handshake::{parse_request, HeadError, RequestHead, NOT_HTTP_1_1};
-use crate::http::Response;
+use crate::standalone::http::Response;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
+use ws_proto::handshake::{parse_request, HeadError, RequestHead, NOT_HTTP_1_1};
 
 /// Why no head was read.
 #[derive(Debug)]

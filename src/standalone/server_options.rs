@@ -2,19 +2,20 @@
 //! the one option reader, `options`), the TLS acceptor built from PEM files, the routes —
 //! each with the attack it stops. The connections' own settings are `engine::Settings`.
 
-use crate::deflate;
-use crate::engine::{Settings, SERVER_PING_INTERVAL};
-use crate::log::Logger;
-use crate::options::{self, Reader};
-use crate::pubsub::{Bridge, PubsubOptions};
-use crate::routing;
-use crate::static_files;
-use crate::topics::{SlowSubscriber, DEFAULT_MAX_TOPICS};
+use crate::lua_api::log::Logger;
+use crate::lua_api::options::{self, Reader};
+use crate::standalone::pubsub::{Bridge, PubsubOptions};
+use crate::standalone::static_files;
+use crate::standalone::topics::SlowSubscriber;
 use mlua::{Table, Value};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
+use ws_proto::deflate;
+use ws_proto::engine::{Settings, SERVER_PING_INTERVAL};
+use ws_proto::routing;
+use ws_proto::subscriptions::DEFAULT_MAX_TOPICS;
 
 /// Defaults of the server's own options (the connections' are [`Settings`]'s).
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 8192;

@@ -5,9 +5,9 @@
 //! and `httpsresp`), so the same Lua code runs on both runtimes. The response is only
 //! collected here; [`Response::to_bytes`] turns it into HTTP/1.1 for the server to write.
 
-use crate::handshake::{header_value, json_error, RequestHead};
 use mlua::{Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
 use std::net::SocketAddr;
+use ws_proto::handshake::{header_value, json_error, RequestHead};
 
 /// Name under which the shared metatable of header tables is kept in the registry.
 const HEADER_MT: &str = "service_utils.WS.header_mt";
@@ -49,7 +49,7 @@ pub struct Request {
     pub allowed_origins: Option<Vec<String>>,
     /// The server's `compression` option, read by `ws.accept` (`request.compression`:
     /// `false` or the configuration).
-    pub compression: Option<crate::deflate::Config>,
+    pub compression: Option<ws_proto::deflate::Config>,
 }
 
 impl UserData for Request {
@@ -60,7 +60,7 @@ impl UserData for Request {
             Ok(this.allowed_origins.clone())
         });
         fields.add_field_method_get("compression", |lua, this| match this.compression {
-            Some(cfg) => lua.create_userdata(cfg).map(mlua::Value::UserData),
+            Some(cfg) => lua.create_any_userdata(cfg).map(mlua::Value::UserData),
             None => Ok(mlua::Value::Boolean(false)),
         });
     }

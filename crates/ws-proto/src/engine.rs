@@ -171,6 +171,47 @@ impl fmt::Display for SendError {
     }
 }
 
+/// A close this end decides — every one, with its code and reason in one place. (The
+/// peer's protocol errors are [`ProtocolError`]s, which carry their own codes.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalClose {
+    /// A handler raised an error (1011).
+    HandlerError,
+    /// No pong came within `pong_timeout` of a keepalive ping (1011).
+    KeepaliveTimeout,
+    /// Nothing came within `idle_timeout` (1000).
+    IdleTimeout,
+    /// The peer did not read what we sent within `send_timeout` (1008, RFC 6455 §7.4.1).
+    SendTimeout,
+    /// A subscriber's queue was full at a publish, with `slow_subscriber = "close"` (1008).
+    SlowSubscriber,
+    /// The server is stopping (1001).
+    GoingAway,
+}
+
+impl LocalClose {
+    pub fn code(self) -> u16 {
+        match self {
+            LocalClose::HandlerError | LocalClose::KeepaliveTimeout => close_code::INTERNAL_ERROR,
+            LocalClose::IdleTimeout => close_code::NORMAL,
+            LocalClose::SendTimeout | LocalClose::SlowSubscriber => close_code::POLICY,
+            LocalClose::GoingAway => close_code::GOING_AWAY,
+        }
+    }
+
+    /// The close frame's reason, also what `handle_timeout`'s `msg.reason` says.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LocalClose::HandlerError => "handler error",
+            LocalClose::KeepaliveTimeout => "keepalive timeout",
+            LocalClose::IdleTimeout => "idle timeout",
+            LocalClose::SendTimeout => "send timeout",
+            LocalClose::SlowSubscriber => "slow subscriber",
+            LocalClose::GoingAway => "server shutting down",
+        }
+    }
+}
+
 /// Why a close was not started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseError {
@@ -254,9 +295,9 @@ pub struct Engine {
     pending_pong: Option<Bytes>,
     timers: Timers,
     /// A timeout found by `handle_timeout`, reported by the next `poll_event`...
-    timed_out: Option<(u16, &'static str)>,
+    timed_out: Option<LocalClose>,
     /// ... whose close the `poll_event` after it queues.
-    close_due: Option<(u16, &'static str)>,
+    close_due: Option<LocalClose>,
     /// The ending has not been reported as [`Event::Closed`] yet.
     unreported: bool,
     /// Our permessage-deflate compressor, when the extension was agreed.
@@ -350,10 +391,10 @@ impl Engine {
     pub fn poll_event(&mut self, input: &mut BytesMut, now: impl Fn() -> Instant) -> Option<Event> {
         if let Some(due) = self.timed_out.take() {
             self.close_due = Some(due);
-            return Some(Event::TimedOut(due.1));
+            return Some(Event::TimedOut(due.reason()));
         }
-        if let Some((code, reason)) = self.close_due.take() {
-            let _ = self.close(code, reason, now());
+        if let Some(why) = self.close_due.take() {
+            self.fail(why, now());
         }
         loop {
             if let Some(ending) = self.take_report() {
@@ -605,6 +646,12 @@ impl Engine {
         self.timers.next()
     }
 
+    /// Starts the closing handshake for a reason of ours (nothing if it is already
+    /// closing).
+    pub fn fail(&mut self, why: LocalClose, now: Instant) {
+        let _ = self.close(why.code(), why.reason(), now);
+    }
+
     /// Acts on the deadlines that have passed at `now`: a keepalive ping, the keepalive
     /// or idle timeout (reported, then closed by the next `poll_event`), or giving up on
     /// the peer's answer to our close (the connection ends).
@@ -618,10 +665,10 @@ impl Engine {
         }
         if self.timers.expired(Timer::Pong, now) {
             self.timers.clear();
-            self.timed_out = Some((close_code::INTERNAL_ERROR, "keepalive timeout"));
+            self.timed_out = Some(LocalClose::KeepaliveTimeout);
         } else if self.timers.expired(Timer::Idle, now) {
             self.timers.clear();
-            self.timed_out = Some((close_code::NORMAL, "idle timeout"));
+            self.timed_out = Some(LocalClose::IdleTimeout);
         } else if self.timers.expired(Timer::Ping, now) {
             let every = self.settings.ping_interval.unwrap_or_default();
             self.timers.set(Timer::Ping, now + every);

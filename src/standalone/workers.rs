@@ -109,11 +109,12 @@ impl Mesh {
         for (peer, end) in forked.peers.into_iter().enumerate() {
             let Some(end) = end else { continue };
             end.set_nonblocking(true)?;
-            let stream = crate::runtime::enter(|| tokio::net::UnixStream::from_std(end))?;
+            let stream =
+                crate::standalone::runtime::enter(|| tokio::net::UnixStream::from_std(end))?;
             let (mut reader, mut writer) = stream.into_split();
             let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
             senders.push(tx);
-            crate::runtime::spawn(async move {
+            crate::standalone::runtime::spawn(async move {
                 while let Some(m) = rx.recv().await {
                     if writer.write_all(&m).await.is_err() {
                         return;
@@ -121,7 +122,7 @@ impl Mesh {
                 }
             });
             let to = to.clone();
-            crate::runtime::spawn(async move {
+            crate::standalone::runtime::spawn(async move {
                 let mut head = [0u8; 5];
                 loop {
                     if reader.read_exact(&mut head).await.is_err() {

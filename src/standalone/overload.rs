@@ -8,7 +8,7 @@
 //! client with 503 through a descriptor kept in reserve for exactly that — instead of
 //! leaving clients hanging in the backlog and logging ten times a second.
 
-use crate::http::Response;
+use crate::standalone::http::Response;
 use std::fs::File;
 use std::time::Duration;
 use tokio::net::TcpListener;
