@@ -244,12 +244,12 @@ function conn_methods:close(code, reason)
 	end
 	flush(self)
 	if self._role == "client" and self.handler == nil then
-		local kind
+		local event
 		-- evluaserver waits whole seconds
 		local wait = math.tointeger(math.max(1, math.ceil(self._close_timeout)))
 		repeat
-			kind = next_event(self, wait)
-		until kind == "closed" or kind == nil
+			event = next_event(self, wait)
+		until event == "closed" or event == nil
 		end_client(self)
 	end
 	return true

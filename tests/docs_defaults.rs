@@ -1,5 +1,6 @@
-//! The README's option tables (`ws.server{...}`, `ws.connect{...}`, `compression`) state the defaults
-//! the code has: a default changed in one place and not the other fails here.
+//! The docs' option tables (`ws.server{...}` in docs/server.md, `ws.connect{...}` in
+//! docs/client.md, `compression` in docs/compression.md) state the defaults the code has: a
+//! default changed in one place and not the other fails here.
 
 use service_utils_ws::standalone::server_options::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
@@ -20,7 +21,7 @@ fn secs(d: Option<Duration>) -> String {
     }
 }
 
-/// `12345` as the README writes it: `12,345`.
+/// `12345` as the docs write it: `12,345`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -34,9 +35,14 @@ fn grouped(n: u64) -> String {
 }
 
 #[test]
-fn the_readme_option_tables_state_the_defaults_of_the_code() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+fn the_option_tables_of_the_docs_state_the_defaults_of_the_code() {
+    let docs = ["server.md", "client.md", "compression.md"]
+        .iter()
+        .map(|page| {
+            let path = format!("{}/docs/{page}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read_to_string(&path).expect(&path)
+        })
+        .collect::<String>();
     let d = Settings::default();
     let both = [
         ("max_message_size", size(d.limits.max_message_size)),
@@ -70,7 +76,7 @@ fn the_readme_option_tables_state_the_defaults_of_the_code() {
     assert_eq!(
         Config::client_default().server_max_window_bits,
         15,
-        "the README says a client does not ask the server's window to shrink"
+        "the docs say a client does not ask the server's window to shrink"
     );
     let compression = [
         (
@@ -103,10 +109,10 @@ fn the_readme_option_tables_state_the_defaults_of_the_code() {
         .chain(&compression)
     {
         let row = format!("| `{name}` | {default} |");
-        assert!(readme.contains(&row), "README.md has no row starting {row}");
+        assert!(docs.contains(&row), "docs/ have no row starting {row}");
     }
     for (name, _) in &both {
-        let rows = readme.matches(&format!("| `{name}` | ")).count();
+        let rows = docs.matches(&format!("| `{name}` | ")).count();
         assert_eq!(rows, 2, "`{name}` should have a row in both tables");
     }
 }
