@@ -98,7 +98,7 @@ return function(inputs)
 	if user == nil then
 		return nil, ("connect: msg_handler module '%s' failed to load: %s"):format(inputs.msg_handler, err), "handler"
 	end
-	local self = setmetatable({ _closed = false, delays = {} }, mt)
+	local self = setmetatable({ _closed = false, delays = {}, retrying = false }, mt)
 	serial = serial + 1
 	local name = "service_utils.WS.reconnecting." .. serial
 	local each = {}
@@ -134,7 +134,9 @@ return function(inputs)
 			user.handle_close(msg)
 		end
 		-- Reconnect from this handler's coroutine: it sleeps without stopping anything.
+		-- `retrying` says whether this loop runs (after close() it ends, for good).
 		local attempt = 0
+		self.retrying = not self._closed
 		while not self._closed do
 			local delay
 			if attempt == 0 then
@@ -146,9 +148,10 @@ return function(inputs)
 			self.delays[#self.delays + 1] = delay
 			sleep(delay)
 			if self._closed or connect(each) then
-				return
+				break
 			end
 		end
+		self.retrying = false
 	end
 	package.loaded[name] = h
 

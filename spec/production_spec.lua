@@ -162,9 +162,24 @@ describe("liveness", function()
 		server.stop()
 	end)
 
-	it("keeps a quiet peer that answers pings", function()
-		local server = helper.start_server({ ping_interval = 0.2, pong_timeout = 0.5 })
-		helper.all_ok(helper.python("idle", server.port, 1.5), 1)
+	it("keeps a quiet peer that answers pings: five keepalive rounds, then it still echoes", function()
+		local server = helper.start_server({ ping_interval = 0.2, pong_timeout = 0.3 })
+		local sock = helper.open(server.port, "/echo")
+		-- Five pings answered span 1 s, over three pong_timeouts: a server that did not
+		-- count the pongs would have closed by then (the next frame would be its close).
+		for round = 1, 5 do
+			local f = assert(helper.read_frame(sock))
+			assert.are.equal(OP.PING, f.opcode, "round " .. round)
+			assert(sock:send(helper.frame(OP.PONG, f.payload)))
+		end
+		assert(sock:send(helper.frame(OP.TEXT, "still here")))
+		local f = assert(helper.read_frame(sock))
+		while f.opcode == OP.PING do
+			assert(sock:send(helper.frame(OP.PONG, f.payload)))
+			f = assert(helper.read_frame(sock))
+		end
+		assert.are.same({ OP.TEXT, "still here" }, { f.opcode, f.payload })
+		sock:close()
 		server.stop()
 	end)
 

@@ -58,7 +58,10 @@ describe("a reconnecting client connection", function()
 		assert.is_true(eventually(function() return count(probe.events, "close:1000") == 1 end, 5))
 		local attempts = #conn.delays
 		server.stop()
-		ws.sleep(1)
+		-- its last connection has ended (handle_close ran) and no retry loop runs: nothing
+		-- is left that could try again
+		assert.is_true(eventually(function() return ws.open_connections() == 0 end, 5))
+		assert.is_false(conn.retrying)
 		assert.are.equal(attempts, #conn.delays)
 		assert.are.same({ nil, "send: connection is closed", "closed" }, { conn:send("gone") })
 	end)

@@ -34,7 +34,10 @@ local running = {}
 function M.start_process(command, name)
 	server_count = server_count + 1
 	local log = ("%s/%s-%d-%d.log"):format(M.ARTIFACTS, name, os.time(), server_count)
-	local out = assert(io.popen(("sh -c 'echo $$; %s 2>%s'"):format(command, log), "r"))
+	-- The shell io.popen starts waits for the command (and so reaps it: a stopped process
+	-- does not linger as a zombie that `kill -0` still finds); its own stderr goes nowhere,
+	-- so that it does not report "Terminated" / "Killed" into the test output.
+	local out = assert(io.popen(("exec 2>/dev/null; sh -c 'echo $$; %s 2>%s'"):format(command, log), "r"))
 	local pid = assert(tonumber(out:read("*l")), "no pid from " .. name)
 	local line = out:read("*l")
 	local port = line and tonumber(line:match("listening on wss?://[%w%.]+:(%d+)"))

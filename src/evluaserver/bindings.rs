@@ -86,6 +86,16 @@ fn info_table(lua: &Lua, id: u64, role: Role, info: LinkInfo) -> mlua::Result<Ta
 /// The `core.links` table of the glue.
 pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
+    add_lifecycle(lua, &t)?;
+    add_ending(lua, &t)?;
+    add_input_output(lua, &t)?;
+    add_sending(lua, &t)?;
+    add_topics(lua, &t)?;
+    Ok(t)
+}
+
+/// A connection's life: opened, looked up, upgraded.
+fn add_lifecycle(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // open(fd, "server"|"client", {handler=, path=, host=, port=, is_TLS=, subprotocol=,
     //      max_message_size=}) -> id
     t.set(
@@ -137,6 +147,31 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             Ok(Value::Table(t))
         })?,
     )?;
+    // is_open(fd, id) -> whether connection id is open (no close frame sent or received)
+    t.set(
+        "is_open",
+        lua.create_function(|_, (fd, id): (i64, u64)| {
+            Ok(with_id(fd, id, |l| l.engine.is_open()).unwrap_or(false))
+        })?,
+    )?;
+    // upgraded(fd): evluaserver has dispatched the socket, so the 101 is out
+    t.set(
+        "upgraded",
+        lua.create_function(|_, fd: i64| {
+            registry::upgraded(fd);
+            Ok(())
+        })?,
+    )?;
+    // upgrading(fd) -> whether fd's 101 is not out yet (its output is held)
+    t.set(
+        "upgrading",
+        lua.create_function(|_, fd: i64| Ok(upgrading(fd)))?,
+    )?;
+    Ok(())
+}
+
+/// The end of a connection: a failed transport, the ones that ended unseen, removal.
+fn add_ending(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // gone() -> {{fd=, id=, role=, handler=, path=, host=, port=, is_TLS=, subprotocol=,
     //           code=, reason=}, ...} | nil: connections that ended unseen, for handle_close
     t.set(
@@ -157,13 +192,25 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             Ok(Some(list))
         })?,
     )?;
-    // is_open(fd, id) -> whether connection id is open (no close frame sent or received)
+    // transport_closed(fd): a read or write failed; the connection ends (1006)
     t.set(
-        "is_open",
-        lua.create_function(|_, (fd, id): (i64, u64)| {
-            Ok(with_id(fd, id, |l| l.engine.is_open()).unwrap_or(false))
+        "transport_closed",
+        lua.create_function(|_, fd: i64| {
+            with(fd, |l| l.engine.transport_closed());
+            Ok(())
         })?,
     )?;
+    // remove(fd, id): the connection's end has been handled
+    t.set(
+        "remove",
+        lua.create_function(|_, (fd, id): (i64, u64)| Ok(remove(fd, id)))?,
+    )?;
+    t.set("count", lua.create_function(|_, ()| Ok(count()))?)?;
+    Ok(())
+}
+
+/// Bytes in (read sizes, feeding, events out) and queued output to send.
+fn add_input_output(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // read_size(fd) -> bytes to ask the socket for: what the frame in progress still
     // needs, at least 16 KiB, at most 256 KiB per read.
     t.set(
@@ -200,6 +247,25 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             event_for_lua(lua, event)
         })?,
     )?;
+    // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
+    t.set(
+        "take_output",
+        lua.create_function(|lua, fd: i64| {
+            take_output(fd).map(|b| lua.create_string(&b)).transpose()
+        })?,
+    )?;
+    t.set(
+        "sent",
+        lua.create_function(|_, (fd, ok): (i64, bool)| {
+            sent(fd, ok);
+            Ok(())
+        })?,
+    )?;
+    Ok(())
+}
+
+/// What the glue sends on a connection: messages, pings, closes.
+fn add_sending(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // send(fd, id, opcode, data, compress) -> true | nil, message, kind (compress: unless
     // false, compressed when permessage-deflate was agreed and the message is not small)
     t.set(
@@ -241,47 +307,11 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
-    // upgraded(fd): evluaserver has dispatched the socket, so the 101 is out
-    t.set(
-        "upgraded",
-        lua.create_function(|_, fd: i64| {
-            registry::upgraded(fd);
-            Ok(())
-        })?,
-    )?;
-    // upgrading(fd) -> whether fd's 101 is not out yet (its output is held)
-    t.set(
-        "upgrading",
-        lua.create_function(|_, fd: i64| Ok(upgrading(fd)))?,
-    )?;
-    // take_output(fd) -> bytes to send (then sent(fd, ok) must follow) | nil
-    t.set(
-        "take_output",
-        lua.create_function(|lua, fd: i64| {
-            take_output(fd).map(|b| lua.create_string(&b)).transpose()
-        })?,
-    )?;
-    t.set(
-        "sent",
-        lua.create_function(|_, (fd, ok): (i64, bool)| {
-            sent(fd, ok);
-            Ok(())
-        })?,
-    )?;
-    // transport_closed(fd): a read or write failed; the connection ends (1006)
-    t.set(
-        "transport_closed",
-        lua.create_function(|_, fd: i64| {
-            with(fd, |l| l.engine.transport_closed());
-            Ok(())
-        })?,
-    )?;
-    // remove(fd, id): the connection's end has been handled
-    t.set(
-        "remove",
-        lua.create_function(|_, (fd, id): (i64, u64)| Ok(remove(fd, id)))?,
-    )?;
-    t.set("count", lua.create_function(|_, ()| Ok(count()))?)?;
+    Ok(())
+}
+
+/// Topics: subscriptions by (descriptor, id), and publishing.
+fn add_topics(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // subscribe(fd, id, topic) -> true, first | nil, message, kind (first: the
     // connection's first topic, so the glue makes its socket findable by descriptor)
     t.set(
@@ -342,7 +372,7 @@ pub fn lua_table(lua: &Lua) -> mlua::Result<Table> {
         "publish_stats",
         lua.create_function(|_, ()| Ok(registry::publish_stats()))?,
     )?;
-    Ok(t)
+    Ok(())
 }
 
 /// Adds what the glue needs to `core`: `links` (the registry), `buffer(n)`,

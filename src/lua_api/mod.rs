@@ -14,7 +14,7 @@ pub mod log;
 pub mod options;
 
 use crate::evluaserver;
-use crate::standalone::{client, lua_connection, runtime, server, session, topics};
+use crate::standalone::{client, frame_loop, lua_connection, runtime, server, topics};
 use connect_inputs::{ConnectInputs, Runtime};
 use mlua::{Lua, Table, Value};
 use ws_proto::{deflate, handshake, routing};
@@ -22,6 +22,20 @@ use ws_proto::{deflate, handshake, routing};
 /// The Rust functions the embedded Lua files are built on.
 pub fn core_table(lua: &Lua) -> mlua::Result<Table> {
     let core = lua.create_table()?;
+    add_runtime_entries(lua, &core)?;
+    add_handshake(lua, &core)?;
+    add_deflate(lua, &core)?;
+    evluaserver::register(lua, &core)?;
+    core.set("platform_source", include_str!("../../lua/platform.lua"))?;
+    core.set("reconnect_source", include_str!("../../lua/reconnect.lua"))?;
+    core.set("GUID", handshake::WEBSOCKET_GUID)?;
+    core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
+    core.set("MODULE_VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(core)
+}
+
+/// The entry points that run on a runtime: servers, clients, log, sleep, publish, counts.
+fn add_runtime_entries(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "server",
         lua.create_function(|lua, opts: Option<Table>| server::Server::bind(opts, lua))?,
@@ -35,6 +49,39 @@ pub fn core_table(lua: &Lua) -> mlua::Result<Table> {
             ConnectInputs::from_lua(&inputs, Runtime::Evluaserver)?.for_glue(lua)
         })?,
     )?;
+    core.set(
+        "log",
+        lua.create_function(|_, msg: String| {
+            eprintln!("service_utils.WS: {msg}");
+            Ok(())
+        })?,
+    )?;
+    core.set(
+        "sleep",
+        lua.create_async_function(|_, secs: f64| async move {
+            let d = duration(secs)?;
+            // Timers must be created inside the runtime: build the sleep in the future.
+            runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
+        })?,
+    )?;
+    // publish(topic, data [, opts]) -> recipients: on every server of this Lua state
+    core.set(
+        "publish",
+        lua.create_function(
+            |_, (topic, data, opts): (mlua::String, mlua::String, Option<Table>)| {
+                lua_connection::publish_from_lua(&topics::everywhere(), &topic, &data, opts)
+            },
+        )?,
+    )?;
+    core.set(
+        "open_connections",
+        lua.create_function(|_, ()| Ok(frame_loop::running()))?,
+    )?;
+    Ok(())
+}
+
+/// The opening handshake's rules, for `ws.accept` and the glue's client.
+fn add_handshake(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "check_upgrade",
         lua.create_function(|_, (method, hdrs): (String, Table)| {
@@ -66,6 +113,30 @@ pub fn core_table(lua: &Lua) -> mlua::Result<Table> {
             })
         })?,
     )?;
+    core.set(
+        "accept_key",
+        lua.create_function(|_, key: String| Ok(handshake::accept_key(&key)))?,
+    )?;
+    core.set(
+        "handler_module",
+        lua.create_function(|_, (uri, base): (String, Option<String>)| {
+            Ok(
+                match routing::handler_module(&uri, base.as_deref().unwrap_or("")) {
+                    Ok(name) => (Some(name), None),
+                    Err(e) => (None, Some(e)),
+                },
+            )
+        })?,
+    )?;
+    core.set(
+        "json_error",
+        lua.create_function(|_, msg: String| Ok(handshake::json_error(&msg)))?,
+    )?;
+    Ok(())
+}
+
+/// permessage-deflate: the server's answer, the client's offer and its check.
+fn add_deflate(lua: &Lua, core: &Table) -> mlua::Result<()> {
     // negotiate_deflate(offers, handler_choice, server_choice) -> answer, agreement | nil:
     // the server's permessage-deflate answer to the request's offers. The handler class's
     // `compression` wins over the server's; neither given: the defaults.
@@ -114,60 +185,7 @@ pub fn core_table(lua: &Lua) -> mlua::Result<Table> {
             )
         })?,
     )?;
-    core.set(
-        "accept_key",
-        lua.create_function(|_, key: String| Ok(handshake::accept_key(&key)))?,
-    )?;
-    core.set(
-        "handler_module",
-        lua.create_function(|_, (uri, base): (String, Option<String>)| {
-            Ok(
-                match routing::handler_module(&uri, base.as_deref().unwrap_or("")) {
-                    Ok(name) => (Some(name), None),
-                    Err(e) => (None, Some(e)),
-                },
-            )
-        })?,
-    )?;
-    core.set(
-        "json_error",
-        lua.create_function(|_, msg: String| Ok(handshake::json_error(&msg)))?,
-    )?;
-    core.set(
-        "log",
-        lua.create_function(|_, msg: String| {
-            eprintln!("service_utils.WS: {msg}");
-            Ok(())
-        })?,
-    )?;
-    core.set(
-        "sleep",
-        lua.create_async_function(|_, secs: f64| async move {
-            let d = duration(secs)?;
-            // Timers must be created inside the runtime: build the sleep in the future.
-            runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
-        })?,
-    )?;
-    // publish(topic, data [, opts]) -> recipients: on every server of this Lua state
-    core.set(
-        "publish",
-        lua.create_function(
-            |_, (topic, data, opts): (mlua::String, mlua::String, Option<Table>)| {
-                lua_connection::publish_from_lua(&topics::everywhere(), &topic, &data, opts)
-            },
-        )?,
-    )?;
-    core.set(
-        "open_connections",
-        lua.create_function(|_, ()| Ok(session::running()))?,
-    )?;
-    evluaserver::register(lua, &core)?;
-    core.set("platform_source", include_str!("../../lua/platform.lua"))?;
-    core.set("reconnect_source", include_str!("../../lua/reconnect.lua"))?;
-    core.set("GUID", handshake::WEBSOCKET_GUID)?;
-    core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
-    core.set("MODULE_VERSION", env!("CARGO_PKG_VERSION"))?;
-    Ok(core)
+    Ok(())
 }
 
 /// The name/value pairs of a Lua table of headers (names in any case: evluaserver's

@@ -191,13 +191,24 @@ thread_local! {
     static NEXT_CLIENT_ID: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The whole of `ws.connect` after its inputs were checked: network, handshake, and the
-/// frame loop started. `Err` is the message returned to Lua with `nil`.
-async fn open(
-    lua: &Lua,
-    inputs: ConnectInputs,
-    handler: Option<Rc<Handler>>,
-) -> Result<(AnyUserData, u16, Table), Failure> {
+/// An opened client stream after its handshake: the read and write halves, the
+/// server's answer, the bytes read after it, and the server's address.
+struct Reached {
+    reader: Box<dyn AsyncRead + Unpin>,
+    writer: WriteSide,
+    head: ResponseHead,
+    rest: BytesMut,
+    peer: std::net::SocketAddr,
+}
+
+/// Reaches the server (directly or through the proxy the inputs or the environment
+/// name), over TLS for a secure URL, and sends the Upgrade request with `key` and
+/// `headers`.
+async fn reach(
+    inputs: &ConnectInputs,
+    key: &str,
+    headers: &[(String, String)],
+) -> Result<Reached, Failure> {
     let url = &inputs.url;
     let proxy = match &inputs.proxy {
         Some(choice) => choice.clone(),
@@ -214,6 +225,43 @@ async fn open(
     let peer = tcp
         .peer_addr()
         .map_err(|e| fail("io", format!("connect: {e}")))?;
+    let (reader, writer, head, rest): (Box<dyn AsyncRead + Unpin>, _, _, _) = if url.secure {
+        let connector = tls_connector(inputs)?;
+        let mut tls = connector.connect(&url.host, tcp).await.map_err(|e| {
+            fail(
+                "tls",
+                format!(
+                    "connect: TLS handshake with {}:{} failed: {e}",
+                    url.host, url.port
+                ),
+            )
+        })?;
+        let (head, rest) = handshake(&mut tls, url, key, headers).await?;
+        let (r, w) = tokio::io::split(tls);
+        (Box::new(r), WriteSide::Stream(Box::new(w)), head, rest)
+    } else {
+        let mut tcp = tcp;
+        let (head, rest) = handshake(&mut tcp, url, key, headers).await?;
+        let (r, w) = tcp.into_split();
+        (Box::new(r), WriteSide::Plain(Rc::new(w)), head, rest)
+    };
+    Ok(Reached {
+        reader,
+        writer,
+        head,
+        rest,
+        peer,
+    })
+}
+
+/// The whole of `ws.connect` after its inputs were checked: network, handshake, and the
+/// frame loop started. `Err` is the message returned to Lua with `nil`.
+async fn open(
+    lua: &Lua,
+    inputs: ConnectInputs,
+    handler: Option<Rc<Handler>>,
+) -> Result<(AnyUserData, u16, Table), Failure> {
+    let url = &inputs.url;
     let mut random = [0u8; 16];
     random::fill(&mut random);
     let key = handshake::client_key(random);
@@ -224,31 +272,13 @@ async fn open(
             deflate::client_offer(cfg),
         ));
     }
-    let (reader, writer, head, rest): (
-        Box<dyn AsyncRead + Unpin>,
-        WriteSide,
-        ResponseHead,
-        BytesMut,
-    ) = if url.secure {
-        let connector = tls_connector(&inputs)?;
-        let mut tls = connector.connect(&url.host, tcp).await.map_err(|e| {
-            fail(
-                "tls",
-                format!(
-                    "connect: TLS handshake with {}:{} failed: {e}",
-                    url.host, url.port
-                ),
-            )
-        })?;
-        let (head, rest) = handshake(&mut tls, url, &key, &headers).await?;
-        let (r, w) = tokio::io::split(tls);
-        (Box::new(r), WriteSide::Tls(w), head, rest)
-    } else {
-        let mut tcp = tcp;
-        let (head, rest) = handshake(&mut tcp, url, &key, &headers).await?;
-        let (r, w) = tcp.into_split();
-        (Box::new(r), WriteSide::Plain(Rc::new(w)), head, rest)
-    };
+    let Reached {
+        reader,
+        writer,
+        head,
+        rest,
+        peer,
+    } = reach(&inputs, &key, &headers).await?;
     if head.status != 101 {
         return Err(refusal(&head));
     }

@@ -10,6 +10,7 @@
 //! engine's `send_buffer` a sender waits (`wait_writable`) until the writer drained it.
 
 use crate::standalone::inbox::Inbox;
+use crate::standalone::runtime;
 use crate::standalone::stats::{bump, Stats};
 use crate::standalone::transport::{send_vectored, WriteSide};
 use bytes::{Bytes, BytesMut};
@@ -17,7 +18,6 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use ws_proto::codec::Role;
@@ -95,7 +95,7 @@ impl Connection {
             _ => None,
         };
         Rc::new(Connection {
-            engine: RefCell::new(Engine::new(role, settings, Instant::now())),
+            engine: RefCell::new(Engine::new(role, settings, runtime::now())),
             wake_writer: Notify::new(),
             drained: Notify::new(),
             finished: Cell::new(false),
@@ -131,7 +131,7 @@ impl Connection {
                     && !self.writing.get()
                     && !engine.compresses(payload.len(), compress) =>
             {
-                let (header, header_len) = engine.send_direct(op, payload, Instant::now)?;
+                let (header, header_len) = engine.send_direct(op, payload, runtime::now)?;
                 let written = send_vectored(
                     socket,
                     &[IoSlice::new(&header[..header_len]), IoSlice::new(payload)],
@@ -144,7 +144,7 @@ impl Connection {
                     engine.queue_raw(&payload[written - header_len..]);
                 }
             }
-            _ => engine.send(op, payload, compress, Instant::now)?,
+            _ => engine.send(op, payload, compress, runtime::now)?,
         }
         drop(engine);
         if let Some(stats) = &self.info.stats {
@@ -160,7 +160,7 @@ impl Connection {
         &self,
         frame: &Bytes,
         payload_len: usize,
-        now: Instant,
+        now: std::time::Instant,
     ) -> Result<(), SendError> {
         self.engine().send_shared(frame, || now)?;
         if let Some(stats) = &self.info.stats {
@@ -179,10 +179,27 @@ impl Connection {
 
     /// Starts the closing handshake.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), CloseError> {
-        self.engine().close(code, reason, Instant::now())?;
+        self.engine().close(code, reason, runtime::now())?;
         self.flush();
         self.kick.notify_one();
         Ok(())
+    }
+
+    /// Waits for room in the send queue; whether it came. A peer that has not read for
+    /// `send_timeout` is given up on (RFC 6455 §7.4.1: 1008 "send timeout").
+    pub async fn wait_room(&self) -> bool {
+        let limit = self.engine().settings().send_timeout;
+        let room = match limit {
+            Some(d) => tokio::time::timeout(d, self.wait_writable()).await.is_ok(),
+            None => {
+                self.wait_writable().await;
+                true
+            }
+        };
+        if !room {
+            self.fail(LocalClose::SendTimeout);
+        }
+        room
     }
 
     /// Closes for a reason of ours (a handler error, a send timeout...), unless a close is

@@ -117,3 +117,55 @@ pub async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, response: &Response) 
     let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_sent_a_byte_at_a_time_past_the_deadline_is_dropped_at_the_deadline() {
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        let start = Instant::now();
+        let slow = async move {
+            for b in b"GET /echo HTTP/1.1\r\nHost: x\r\n" {
+                theirs.write_all(&[*b]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            theirs
+        };
+        let mut buf = BytesMut::new();
+        let judge = judge_request(
+            &mut ours,
+            &mut buf,
+            64,
+            8192,
+            start + Duration::from_secs(10),
+            false,
+        );
+        let (verdict, _) = tokio::join!(judge, slow);
+        assert!(matches!(verdict, Verdict::TimedOut));
+        assert!(start.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_complete_before_the_deadline_is_judged() {
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        let start = Instant::now();
+        theirs
+            .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let verdict = judge_request(
+            &mut ours,
+            &mut BytesMut::new(),
+            64,
+            8192,
+            start + Duration::from_secs(10),
+            false,
+        )
+        .await;
+        assert!(matches!(verdict, Verdict::Refuse { ref response, .. } if response.status == 426));
+    }
+}

@@ -16,7 +16,7 @@ use mlua::{
 use std::rc::Rc;
 use std::time::Duration;
 use ws_proto::codec::{close_code, opcode, Role};
-use ws_proto::engine::{LocalClose, State};
+use ws_proto::engine::State;
 
 /// The message `recv` and `ws_util.recv_frame` raise on a connection with a handler.
 pub const RECV_WITH_HANDLER: &str =
@@ -177,6 +177,33 @@ fn server_topics<'a>(conn: &'a LuaConnection, what: &str) -> mlua::Result<&'a Rc
     })
 }
 
+/// The waiting half of `send`: true once the queue has room, or — the peer has not read
+/// for `send_timeout`, and the connection is closed (1008) — `nil, "send timeout",
+/// "timeout"`.
+async fn wait_room(conn: Rc<Connection>) -> mlua::Result<Answer> {
+    if runtime::wait("send", async move { conn.wait_room().await }).await? {
+        Ok(done(true))
+    } else {
+        Ok(failed("send timeout".to_owned(), "timeout"))
+    }
+}
+
+/// `close(code, reason)`: starts the closing handshake; from the main chunk it also waits
+/// (bounded by twice `close_timeout`) for the peer's answer and the TCP close.
+async fn close(conn: Rc<Connection>, code: u16, reason: String) -> mlua::Result<Answer> {
+    let answer = answers::closed(conn.close(code, &reason))?;
+    if answer.0.is_none() {
+        return Ok(answer);
+    }
+    if !runtime::is_driving() {
+        let limit = conn.engine().settings().close_timeout * 2;
+        let _ = runtime::block_on("close", async {
+            tokio::time::timeout(limit, conn.wait_ended()).await
+        })?;
+    }
+    Ok(done(true))
+}
+
 /// The `ws_connection` object handed to Lua: the connection, and the topics of its server
 /// (`None` for a client's).
 #[derive(Clone)]
@@ -211,22 +238,7 @@ impl UserData for LuaConnection {
         methods.add_async_method("_wait_room", |_, this: UserDataRef<Self>, ()| async move {
             let conn = Rc::clone(&this.0);
             drop(this);
-            let limit = conn.engine().settings().send_timeout;
-            let room = runtime::wait("send", async {
-                match limit {
-                    Some(d) => tokio::time::timeout(d, conn.wait_writable()).await.is_ok(),
-                    None => {
-                        conn.wait_writable().await;
-                        true
-                    }
-                }
-            });
-            if !room.await? {
-                // The peer has not read for send_timeout: give up on it (RFC 6455 §7.4.1: 1008).
-                conn.fail(LocalClose::SendTimeout);
-                return Ok(failed("send timeout".to_owned(), "timeout"));
-            }
-            Ok(done(true))
+            wait_room(conn).await
         });
         // recv([timeout]) -> msg | nil, "timeout" | nil, "closed", code, reason
         methods.add_async_function(
@@ -263,19 +275,12 @@ impl UserData for LuaConnection {
             |_, this: UserDataRef<Self>, (code, reason): (Option<u16>, Option<String>)| async move {
                 let conn = Rc::clone(&this.0);
                 drop(this);
-                let code = code.unwrap_or(close_code::NORMAL);
-                let answer =
-                    answers::closed(conn.close(code, reason.as_deref().unwrap_or_default()))?;
-                if answer.0.is_none() {
-                    return Ok(answer);
-                }
-                if !runtime::is_driving() {
-                    let limit = conn.engine().settings().close_timeout * 2;
-                    let _ = runtime::block_on("close", async {
-                        tokio::time::timeout(limit, conn.wait_ended()).await
-                    })?;
-                }
-                Ok(done(true))
+                close(
+                    conn,
+                    code.unwrap_or(close_code::NORMAL),
+                    reason.unwrap_or_default(),
+                )
+                .await
             },
         );
         // subscribe(topic) -> true | nil, err, kind: messages published to `topic` on this

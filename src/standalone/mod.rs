@@ -2,12 +2,13 @@
 //! loop per Lua state (`runtime`), the server (`server`, `server_options`, `front`,
 //! `static_files`, `overload`, `workers`, `stats`), the client (`client`, `proxy`), one
 //! open connection (`connection` around a `ws_proto::engine::Engine`, written by
-//! `transport`, driven by `session`, seen from Lua as `lua_connection`, with an `inbox`
+//! `transport`, driven by `frame_loop`, delivering to Lua through `session`, seen from Lua as `lua_connection`, with an `inbox`
 //! when it has no handler), the handshake's `request`/`response` objects (`http`), and
 //! publish/subscribe (`topics`, across processes `pubsub`).
 
 pub mod client;
 pub mod connection;
+pub mod frame_loop;
 pub mod front;
 pub mod http;
 pub mod inbox;

@@ -236,124 +236,173 @@ pub async fn tunnel(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, T
             )
         })?;
     let _ = s.set_nodelay(true);
-    let io = |e: std::io::Error| err("proxy", format!("connect: proxy {proxy}: {e}"));
     match proxy.kind {
-        Kind::Http => {
-            s.write_all(connect_request(host, port, proxy.auth.as_ref()).as_bytes())
-                .await
-                .map_err(io)?;
-            // Read the answer's head a byte at a time: nothing of the tunnel may be eaten.
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                if head.len() > 16 << 10 {
-                    return Err(err(
-                        "proxy",
-                        format!("connect: proxy {proxy} sent an endless answer to CONNECT"),
-                    ));
-                }
-                let mut b = [0u8; 1];
-                if s.read(&mut b).await.map_err(io)? == 0 {
-                    return Err(err(
-                        "proxy",
-                        format!("connect: proxy {proxy} closed the connection during CONNECT"),
-                    ));
-                }
-                head.push(b[0]);
-            }
-            let head = String::from_utf8_lossy(&head);
-            let status_line = head.lines().next().unwrap_or_default();
-            let mut parts = status_line.splitn(3, ' ');
-            let (_, code, reason) = (
-                parts.next(),
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-            );
-            if !code.starts_with('2') {
-                return Err(err(
-                    "proxy",
-                    format!("connect: proxy {proxy} refused CONNECT: {code} {reason}")
-                        .trim_end()
-                        .to_owned(),
-                ));
-            }
-        }
+        Kind::Http => http_connect(&mut s, proxy, host, port).await?,
         Kind::Socks5 { remote_dns } => {
-            let methods: &[u8] = if proxy.auth.is_some() { &[0, 2] } else { &[0] };
-            let mut hello = vec![5, methods.len() as u8];
-            hello.extend_from_slice(methods);
-            s.write_all(&hello).await.map_err(io)?;
-            let mut choice = [0u8; 2];
-            s.read_exact(&mut choice).await.map_err(io)?;
-            match (choice, &proxy.auth) {
-                ([5, 0], _) => {}
-                ([5, 2], Some((user, pass))) => {
-                    let mut a = vec![1, user.len().min(255) as u8];
-                    a.extend_from_slice(&user.as_bytes()[..user.len().min(255)]);
-                    a.push(pass.len().min(255) as u8);
-                    a.extend_from_slice(&pass.as_bytes()[..pass.len().min(255)]);
-                    s.write_all(&a).await.map_err(io)?;
-                    let mut r = [0u8; 2];
-                    s.read_exact(&mut r).await.map_err(io)?;
-                    if r[1] != 0 {
-                        return Err(err("proxy", format!("connect: SOCKS5 proxy {proxy} refused the user name and password")));
-                    }
-                }
-                ([5, 0xff], _) | ([5, 2], None) => {
-                    return Err(err("proxy", format!(
-                        "connect: SOCKS5 proxy {proxy} accepts none of our authentication methods{}",
-                        if proxy.auth.is_some() { "" } else { " (it may want a user name and password)" }
-                    )))
-                }
-                _ => return Err(err("proxy", format!("connect: {proxy} is not a SOCKS5 proxy"))),
-            }
-            let ip = match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) if remote_dns => None,
-                Err(_) => Some(
-                    tokio::net::lookup_host((host, port))
-                        .await
-                        .ok()
-                        .and_then(|mut a| a.next())
-                        .map(|a| a.ip())
-                        .ok_or_else(|| {
-                            err("dns", format!("connect: cannot resolve host '{host}'"))
-                        })?,
-                ),
-            };
-            s.write_all(&socks_connect_request(host, ip, port))
-                .await
-                .map_err(io)?;
-            let mut r = [0u8; 4];
+            socks_authenticate(&mut s, proxy).await?;
+            socks_connect(&mut s, proxy, host, port, remote_dns).await?;
+        }
+    }
+    Ok(s)
+}
+
+/// An I/O error on the way to `proxy`.
+fn io_error(proxy: &Proxy) -> impl Fn(std::io::Error) -> TunnelError + Copy + '_ {
+    move |e| err("proxy", format!("connect: proxy {proxy}: {e}"))
+}
+
+/// HTTP CONNECT: the request, then the answer's head (read a byte at a time: nothing of
+/// the tunnel may be eaten); a status other than 2xx is a refusal.
+async fn http_connect(
+    s: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+) -> Result<(), TunnelError> {
+    let io = io_error(proxy);
+    s.write_all(connect_request(host, port, proxy.auth.as_ref()).as_bytes())
+        .await
+        .map_err(io)?;
+    // Read the answer's head a byte at a time: nothing of the tunnel may be eaten.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 << 10 {
+            return Err(err(
+                "proxy",
+                format!("connect: proxy {proxy} sent an endless answer to CONNECT"),
+            ));
+        }
+        let mut b = [0u8; 1];
+        if s.read(&mut b).await.map_err(io)? == 0 {
+            return Err(err(
+                "proxy",
+                format!("connect: proxy {proxy} closed the connection during CONNECT"),
+            ));
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status_line = head.lines().next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (_, code, reason) = (
+        parts.next(),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    if !code.starts_with('2') {
+        return Err(err(
+            "proxy",
+            format!("connect: proxy {proxy} refused CONNECT: {code} {reason}")
+                .trim_end()
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// SOCKS5's greeting: the methods we offer (none, or user/password when the proxy URL has
+/// them) and, if chosen, the user/password exchange (RFC 1929).
+async fn socks_authenticate(s: &mut TcpStream, proxy: &Proxy) -> Result<(), TunnelError> {
+    let io = io_error(proxy);
+    let methods: &[u8] = if proxy.auth.is_some() { &[0, 2] } else { &[0] };
+    let mut hello = vec![5, methods.len() as u8];
+    hello.extend_from_slice(methods);
+    s.write_all(&hello).await.map_err(io)?;
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).await.map_err(io)?;
+    match (choice, &proxy.auth) {
+        ([5, 0], _) => {}
+        ([5, 2], Some((user, pass))) => {
+            let mut a = vec![1, user.len().min(255) as u8];
+            a.extend_from_slice(&user.as_bytes()[..user.len().min(255)]);
+            a.push(pass.len().min(255) as u8);
+            a.extend_from_slice(&pass.as_bytes()[..pass.len().min(255)]);
+            s.write_all(&a).await.map_err(io)?;
+            let mut r = [0u8; 2];
             s.read_exact(&mut r).await.map_err(io)?;
             if r[1] != 0 {
                 return Err(err(
                     "proxy",
-                    format!(
-                        "connect: SOCKS5 proxy {proxy} refused CONNECT to {host}:{port}: {}",
-                        socks_reply(r[1])
-                    ),
+                    format!("connect: SOCKS5 proxy {proxy} refused the user name and password"),
                 ));
             }
-            let rest = match r[3] {
-                1 => 4 + 2,
-                4 => 16 + 2,
-                3 => {
-                    let mut n = [0u8; 1];
-                    s.read_exact(&mut n).await.map_err(io)?;
-                    n[0] as usize + 2
-                }
-                _ => {
-                    return Err(err(
-                        "proxy",
-                        format!("connect: SOCKS5 proxy {proxy} sent a bad reply"),
-                    ))
-                }
-            };
-            let mut skip = vec![0u8; rest];
-            s.read_exact(&mut skip).await.map_err(io)?;
+        }
+        ([5, 0xff], _) | ([5, 2], None) => {
+            return Err(err(
+                "proxy",
+                format!(
+                    "connect: SOCKS5 proxy {proxy} accepts none of our authentication methods{}",
+                    if proxy.auth.is_some() {
+                        ""
+                    } else {
+                        " (it may want a user name and password)"
+                    }
+                ),
+            ))
+        }
+        _ => {
+            return Err(err(
+                "proxy",
+                format!("connect: {proxy} is not a SOCKS5 proxy"),
+            ))
         }
     }
-    Ok(s)
+    Ok(())
+}
+
+/// SOCKS5's CONNECT to `host:port` (resolved here unless `remote_dns`), and its reply.
+async fn socks_connect(
+    s: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+    remote_dns: bool,
+) -> Result<(), TunnelError> {
+    let io = io_error(proxy);
+    let ip = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) if remote_dns => None,
+        Err(_) => Some(
+            tokio::net::lookup_host((host, port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(|a| a.ip())
+                .ok_or_else(|| err("dns", format!("connect: cannot resolve host '{host}'")))?,
+        ),
+    };
+    s.write_all(&socks_connect_request(host, ip, port))
+        .await
+        .map_err(io)?;
+    let mut r = [0u8; 4];
+    s.read_exact(&mut r).await.map_err(io)?;
+    if r[1] != 0 {
+        return Err(err(
+            "proxy",
+            format!(
+                "connect: SOCKS5 proxy {proxy} refused CONNECT to {host}:{port}: {}",
+                socks_reply(r[1])
+            ),
+        ));
+    }
+    let rest = match r[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n).await.map_err(io)?;
+            n[0] as usize + 2
+        }
+        _ => {
+            return Err(err(
+                "proxy",
+                format!("connect: SOCKS5 proxy {proxy} sent a bad reply"),
+            ))
+        }
+    };
+    let mut skip = vec![0u8; rest];
+    s.read_exact(&mut skip).await.map_err(io)?;
+    Ok(())
 }
 
 #[cfg(test)]

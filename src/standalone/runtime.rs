@@ -12,6 +12,12 @@ use std::future::Future;
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 
+/// The loop's clock as the engine takes it: tokio's (paused and advanced by hand in the
+/// tests; the system's monotonic clock otherwise).
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 struct Reactor {
     runtime: Runtime,
     /// Replaced by a fresh one when the Lua state closes (see [`LoopGuard`]).

@@ -446,7 +446,7 @@ impl Upgraded for TcpStream {
 impl Upgraded for TlsStream<TcpStream> {
     fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide) {
         let (reader, writer) = tokio::io::split(self);
-        (Box::new(reader), WriteSide::Tls(writer))
+        (Box::new(reader), WriteSide::Stream(Box::new(writer)))
     }
 }
 
@@ -543,6 +543,43 @@ async fn serve_stream<S: Upgraded>(
         let _ = stream.shutdown().await;
         return;
     };
+    let opened = Opened {
+        path,
+        query,
+        subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
+        handler,
+        deflate,
+    };
+    serve_connection(lua, server, stream, buf, peer, opened).await;
+}
+
+/// What the handshake of an accepted connection settled.
+struct Opened {
+    path: String,
+    query: Option<String>,
+    subprotocol: Option<String>,
+    handler: Rc<Handler>,
+    deflate: Option<Agreement>,
+}
+
+/// Serves an open connection (its 101 written; `buf`: bytes read after the request)
+/// until it ends: counted, logged, its topics left.
+async fn serve_connection<S: Upgraded>(
+    lua: Lua,
+    server: &Rc<Shared>,
+    stream: S,
+    buf: BytesMut,
+    peer: SocketAddr,
+    opened: Opened,
+) {
+    let Opened {
+        path,
+        query,
+        subprotocol,
+        handler,
+        deflate,
+    } = opened;
+    let opts = &server.options;
     let id = server.next_id.get() + 1;
     server.next_id.set(id);
     bump(&server.stats.handshakes_accepted, 1);
@@ -563,7 +600,7 @@ async fn serve_stream<S: Upgraded>(
         handler_name: Some(handler.name.clone()),
         is_tls,
         inbox_bytes: 0,
-        subprotocol: response.header("Sec-WebSocket-Protocol").map(str::to_owned),
+        subprotocol,
         stats: Some(Rc::clone(&server.stats)),
     };
     let conn = Connection::new(info, Role::Server, opts.session, &writer);

@@ -15,7 +15,9 @@
 
 use crate::lua_api::log::{Level, Logger};
 use crate::standalone::connection::Connection;
+use crate::standalone::frame_loop::{self, Deliver, Frames};
 use crate::standalone::lua_connection::{handler_caller, message_runner, message_table};
+use crate::standalone::runtime;
 use crate::standalone::stats::{bump, Stats};
 use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
@@ -25,9 +27,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::rc::Rc;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout, Instant};
+
 use ws_proto::codec::opcode;
 use ws_proto::engine::{Ending, Event, LocalClose};
 
@@ -124,11 +126,11 @@ struct Session<'a> {
     runner: RefCell<Option<Runner>>,
     /// The message the runner takes next (its `next_msg()`).
     next_msg: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
-    /// Bytes received and not yet decoded. The runner decodes the messages that follow the
-    /// one it was resumed for itself (`next_msg()`), so that one resume handles every
-    /// message a read brought; what is not a message waits in `stash` for the loop.
-    input: Rc<RefCell<BytesMut>>,
-    stash: Rc<RefCell<Option<Event>>>,
+    /// Bytes received and not yet decoded, shared with the frame loop. The runner decodes
+    /// the messages that follow the one it was resumed for itself (`next_msg()`), so that
+    /// one resume handles every message a read brought; what is not a message waits in
+    /// the stash for the loop.
+    frames: Frames,
 }
 
 /// Counts a message received in the server's stats (clients have none).
@@ -153,7 +155,6 @@ struct Runner {
 }
 
 impl Session<'_> {
-    /// The connection's Lua object.
     fn conn_ud(&self) -> mlua::Result<AnyUserData> {
         self.lua.registry_value(&self.conn_ud)
     }
@@ -163,8 +164,8 @@ impl Session<'_> {
         let next = Rc::clone(&self.next_msg);
         let (conn, input, stash) = (
             Rc::clone(self.conn),
-            Rc::clone(&self.input),
-            Rc::clone(&self.stash),
+            Rc::clone(&self.frames.input),
+            Rc::clone(&self.frames.stash),
         );
         let stats = self.cfg.stats.clone();
         let next_msg = self.lua.create_function(move |lua, ()| {
@@ -176,7 +177,7 @@ impl Session<'_> {
             }
             let event = conn
                 .engine()
-                .poll_event(&mut input.borrow_mut(), std::time::Instant::now);
+                .poll_event(&mut input.borrow_mut(), runtime::now);
             match event {
                 Some(Event::Message {
                     op,
@@ -369,49 +370,44 @@ impl Session<'_> {
     }
 }
 
-thread_local! {
-    /// Connections of this thread's Lua state whose frame loop is running (`ws.open_connections()`).
-    static RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
+impl Deliver for Session<'_> {
+    async fn opened(&self) {
+        if let Delivery::Handler(h) = self.delivery {
+            if let Some(f) = &h.on_open {
+                match self.conn_ud() {
+                    Ok(ud) => self.call(&h.name, f, "handle_open", ud).await,
+                    Err(e) => self.failed(&h.name, "handle_open", e),
+                }
+            }
+        }
+    }
 
-/// How many connections (server and client) this Lua state's runtime is running.
-pub fn running() -> usize {
-    RUNNING.with(|r| r.get())
-}
+    async fn event(&self, event: Event) -> mlua::Result<()> {
+        self.dispatch(event).await
+    }
 
-/// Counts one running frame loop for as long as it lives (cancelled or not).
-struct Running;
-
-impl Running {
-    fn start() -> Self {
-        RUNNING.with(|r| r.set(r.get() + 1));
-        Running
+    async fn ended(&self, ending: &Ending) -> mlua::Result<()> {
+        Session::ended(self, ending).await
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.with(|r| r.set(r.get() - 1));
-    }
-}
-
-/// The frame loop of an open connection, then its closing. `conn_ud` is the Lua object
-/// of `conn` that handlers see as `msg.conn`; `stop` (the server's stop signal) starts
-/// the closing handshake with 1001. `rbuf` holds bytes read past the handshake.
+/// The frame loop of an open connection delivering to Lua, then its closing. `conn_ud` is
+/// the Lua object of `conn` that handlers see as `msg.conn`; `stop` (the server's stop
+/// signal) starts the closing handshake with 1001. `rbuf` holds bytes read past the
+/// handshake.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<R: AsyncRead + Unpin>(
     lua: &Lua,
     cfg: &LoopConfig,
-    mut reader: R,
+    reader: R,
     writer: WriteSide,
     rbuf: BytesMut,
     conn: Rc<Connection>,
     conn_ud: AnyUserData,
     delivery: Delivery,
-    mut stop: Option<watch::Receiver<bool>>,
+    stop: Option<watch::Receiver<bool>>,
 ) -> mlua::Result<()> {
-    let _running = Running::start();
-    let mut writer_task = tokio::task::spawn_local(Rc::clone(&conn).write_loop(writer));
+    let frames = Frames::new(rbuf);
     let session = Session {
         lua,
         cfg,
@@ -421,131 +417,7 @@ pub async fn run<R: AsyncRead + Unpin>(
         caller: Rc::clone(&shared(lua)?.caller),
         runner: RefCell::new(None),
         next_msg: Rc::new(RefCell::new(None)),
-        input: Rc::new(RefCell::new(rbuf)),
-        stash: Rc::new(RefCell::new(None)),
+        frames: frames.clone(),
     };
-    if let Delivery::Handler(h) = &delivery {
-        if let Some(f) = &h.on_open {
-            session
-                .call(&h.name, f, "handle_open", session.conn_ud()?)
-                .await;
-        }
-    }
-    let mut read_sizer = ReadSizer::new();
-    // One timer for every deadline of the engine, kept across reads.
-    let mut alarm = Box::pin(sleep_until(Instant::now()));
-    let mut alarm_at: Option<Instant> = None;
-    let ending = 'session: loop {
-        loop {
-            let stashed = session.stash.borrow_mut().take();
-            let event = stashed.or_else(|| {
-                conn.engine()
-                    .poll_event(&mut session.input.borrow_mut(), std::time::Instant::now)
-            });
-            match event {
-                None => break,
-                Some(Event::Closed(ending)) => break 'session ending,
-                Some(event) => session.dispatch(event).await?,
-            }
-            conn.flush();
-        }
-        conn.flush();
-        if let Some(t) = conn.engine().poll_timeout().map(Instant::from_std) {
-            // Only an earlier deadline re-arms: a later one lets the alarm ring early and
-            // be re-armed then, so busy connections do not churn the timer wheel.
-            if alarm_at.is_none_or(|armed| t < armed) {
-                alarm.as_mut().reset(t);
-                alarm_at = Some(t);
-            }
-        }
-        // The read buffer is taken out for the read: the runner only decodes from it while
-        // the loop is not reading.
-        let mut rbuf = std::mem::take(&mut *session.input.borrow_mut());
-        let offered = read_sizer.prepare(&mut rbuf, conn.engine().bytes_wanted());
-        let stopping = async {
-            match stop.as_mut() {
-                Some(rx) => drop(rx.wait_for(|stopped| *stopped).await),
-                None => std::future::pending().await,
-            }
-        };
-        let open = conn.engine().is_open();
-        // While more than send_buffer bytes wait for the peer (of anything: data, pongs,
-        // a close), the peer is not read: TCP flow control pushes back on it, so no peer
-        // can grow the queue past send_buffer and one frame.
-        let backed_up = conn.engine().is_full();
-        tokio::select! {
-            read = reader.read_buf(&mut rbuf), if !backed_up => match read {
-                Ok(0) | Err(_) => conn.engine().transport_closed(),
-                Ok(n) => read_sizer.after_read(n, offered),
-            },
-            _ = conn.wait_writable(), if backed_up => {}
-            _ = stopping, if open => conn.fail(LocalClose::GoingAway),
-            _ = conn.kicked() => {}
-            _ = &mut alarm, if alarm_at.is_some() => {
-                alarm_at = None;
-                conn.engine().handle_timeout(std::time::Instant::now());
-            }
-        }
-        *session.input.borrow_mut() = rbuf;
-    };
-    session.ended(&ending).await?;
-    // Flush what is queued (our close frame) and send FIN: the server closes the TCP
-    // connection first (RFC 6455 §7.1.1). When the handshake did not complete, unread
-    // bytes may still arrive; read them until the peer closes too, so that our close
-    // frame is not lost to a reset.
-    conn.finish();
-    let close_timeout = conn.engine().settings().close_timeout;
-    if timeout(close_timeout, &mut writer_task).await.is_err() {
-        writer_task.abort();
-    }
-    if !ending.clean {
-        let _ = timeout(close_timeout, drain(&mut reader)).await;
-    }
-    conn.mark_ended();
-    Ok(())
-}
-
-/// How much room each read offers. At least what the frame in progress still needs (its
-/// size was checked against the limits from its header), reserved at once; beyond that
-/// 4 KiB, doubling up to 256 KiB while reads fill what was offered, so that a busy
-/// connection takes many frames per syscall and a quiet one holds little. A large buffer
-/// is released once it is empty and traffic has slowed down again.
-struct ReadSizer {
-    hint: usize,
-}
-
-impl ReadSizer {
-    const MIN: usize = 4 << 10;
-    const MAX: usize = 256 << 10;
-
-    fn new() -> Self {
-        ReadSizer { hint: Self::MIN }
-    }
-
-    /// Makes room in `buf` for the next read; returns the room offered.
-    fn prepare(&self, buf: &mut BytesMut, frame_needs: usize) -> usize {
-        if buf.is_empty() && self.hint == Self::MIN && buf.capacity() > Self::MAX {
-            *buf = BytesMut::new();
-        }
-        buf.reserve(frame_needs.saturating_sub(buf.len()).max(self.hint));
-        buf.capacity() - buf.len()
-    }
-
-    fn after_read(&mut self, n: usize, offered: usize) {
-        if n >= offered {
-            self.hint = (self.hint * 2).min(Self::MAX);
-        } else if n < self.hint / 4 {
-            self.hint = (self.hint / 2).max(Self::MIN);
-        }
-    }
-}
-
-/// Reads and discards until end of stream.
-async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut scratch = [0u8; 4096];
-    while let Ok(n) = reader.read(&mut scratch).await {
-        if n == 0 {
-            break;
-        }
-    }
+    frame_loop::drive(&conn, reader, writer, &frames, &session, stop).await
 }

@@ -6,11 +6,11 @@
 
 use crate::standalone::connection::Connection;
 use crate::standalone::pubsub::{self, Bridge, Deliver};
+use crate::standalone::runtime;
 use crate::standalone::workers::Mesh;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
 use ws_proto::engine::LocalClose;
 use ws_proto::subscriptions::{published_frame, SubscribeError, Subscriptions};
 
@@ -152,7 +152,7 @@ impl Topics {
             return 0;
         }
         let frame = published_frame(op, data);
-        let now = Instant::now();
+        let now = runtime::now();
         let mut delivered = 0;
         for conn in recipients {
             if conn.engine().is_full() {

@@ -1,13 +1,13 @@
-//! transport: the write side of a WebSocket's stream (plain TCP or TLS) — writing all of
-//! a buffer, FIN at the end, and the one vectored write, which must not raise SIGPIPE.
+//! transport: the write side of a WebSocket's stream — plain TCP (with direct and
+//! vectored writes, which must not raise SIGPIPE) or any other stream (TLS; an in-memory
+//! duplex in the tests) — writing all of a buffer, and FIN at the end.
 
 use std::io::{ErrorKind, IoSlice};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use tokio::io::{AsyncWriteExt, Interest, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio_native_tls::TlsStream;
 
 /// Writes `bufs` with one `sendmsg(MSG_NOSIGNAL)`, without waiting. Not `writev`
 /// (`try_write_vectored`): that raises SIGPIPE, which kills the process, when the peer
@@ -37,7 +37,8 @@ const MAX_IOV: usize = 64;
 pub enum WriteSide {
     /// Plain TCP: shared with the connection for direct writes.
     Plain(Rc<OwnedWriteHalf>),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
+    /// Any other stream: TLS, or `tokio::io::duplex` in the tests.
+    Stream(Box<dyn AsyncWrite + Unpin>),
 }
 
 impl WriteSide {
@@ -58,7 +59,7 @@ impl WriteSide {
                 }
                 true
             }
-            WriteSide::Tls(w) => w.write_all(buf).await.is_ok(),
+            WriteSide::Stream(w) => w.write_all(buf).await.is_ok(),
         }
     }
 
@@ -116,7 +117,7 @@ impl WriteSide {
                 // SAFETY: shutdown(2) of the write direction of a descriptor we own.
                 unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
             }
-            WriteSide::Tls(mut w) => {
+            WriteSide::Stream(mut w) => {
                 let _ = w.shutdown().await;
             }
         }

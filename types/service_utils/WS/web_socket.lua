@@ -101,6 +101,7 @@ local ws = {}
 ---@field ss ws.connection
 ---@field _ss ws.connection
 ---@field delays? number[] a reconnecting connection: the delays waited before reconnecting
+---@field retrying? boolean a reconnecting connection: whether it is down and trying again (false once closed)
 local connection = {}
 
 ---Sends a message; waits (suspending only the caller) while the queue is full.

@@ -1,0 +1,505 @@
+//! frame_loop: the tokio driver of one open connection, apart from Lua. It reads bytes
+//! into the read buffer, lets the engine turn them into events and hands those to a
+//! [`Deliver`] (the Lua side: `session`; a recorder in the tests below), keeps one timer
+//! armed at the engine's next deadline, stops reading while the send queue is over
+//! `send_buffer`, starts the closing handshake when the server stops, and after the ending
+//! flushes, sends FIN and waits (bounded) for the peer. The protocol decisions (pongs,
+//! close answers, timeouts, endings) are the engine's.
+//!
+//! The stream is any `AsyncRead` plus a [`WriteSide`], so the whole loop runs over
+//! `tokio::io::duplex` in the tests, with tokio's clock paused: every deadline (keepalive,
+//! idle, close, send) is checked there without waiting for it.
+
+use crate::standalone::connection::Connection;
+use crate::standalone::runtime;
+use crate::standalone::transport::WriteSide;
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+use ws_proto::engine::{Ending, Event, LocalClose};
+
+/// Where the events of a connection go.
+pub(crate) trait Deliver {
+    /// The connection is open; nothing has been read yet.
+    async fn opened(&self);
+    /// One event (a message, a ping, a pong, a timeout about to close the connection).
+    async fn event(&self, event: Event) -> mlua::Result<()>;
+    /// The connection has ended (after this the loop only flushes and closes).
+    async fn ended(&self, ending: &Ending) -> mlua::Result<()>;
+}
+
+/// The bytes received and not yet decoded, and an event taken out of them by the
+/// deliverer and left for the loop. Shared with the deliverer, which may decode the
+/// messages that follow the one it was given itself (one resume of a Lua coroutine for
+/// every message a read brought) while the loop is not reading.
+#[derive(Clone, Default)]
+pub struct Frames {
+    pub input: Rc<RefCell<BytesMut>>,
+    pub stash: Rc<RefCell<Option<Event>>>,
+}
+
+impl Frames {
+    pub fn new(input: BytesMut) -> Self {
+        Frames {
+            input: Rc::new(RefCell::new(input)),
+            stash: Rc::default(),
+        }
+    }
+
+    /// The next event: a stashed one, else one decoded from the input or reported by
+    /// the engine.
+    pub fn next_event(&self, conn: &Connection) -> Option<Event> {
+        let stashed = self.stash.borrow_mut().take();
+        stashed.or_else(|| {
+            conn.engine()
+                .poll_event(&mut self.input.borrow_mut(), runtime::now)
+        })
+    }
+}
+
+thread_local! {
+    /// Connections of this thread's Lua state whose frame loop is running (`ws.open_connections()`).
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many connections (server and client) this Lua state's runtime is running.
+pub fn running() -> usize {
+    RUNNING.with(|r| r.get())
+}
+
+/// Counts one running frame loop for as long as it lives (cancelled or not).
+struct Running;
+
+impl Running {
+    fn start() -> Self {
+        RUNNING.with(|r| r.set(r.get() + 1));
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|r| r.set(r.get() - 1));
+    }
+}
+
+/// Hands `deliver` every event ready now, flushing after each; the ending once the
+/// connection has ended.
+async fn handle_ready<D: Deliver>(
+    conn: &Connection,
+    frames: &Frames,
+    deliver: &D,
+) -> mlua::Result<Option<Ending>> {
+    loop {
+        match frames.next_event(conn) {
+            None => return Ok(None),
+            Some(Event::Closed(ending)) => return Ok(Some(ending)),
+            Some(event) => deliver.event(event).await?,
+        }
+        conn.flush();
+    }
+}
+
+/// Runs an open connection until it has ended and been closed down. `stop` (the server's
+/// stop signal) starts the closing handshake with 1001.
+pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
+    conn: &Rc<Connection>,
+    mut reader: R,
+    writer: WriteSide,
+    frames: &Frames,
+    deliver: &D,
+    mut stop: Option<watch::Receiver<bool>>,
+) -> mlua::Result<()> {
+    let _running = Running::start();
+    let writer_task = tokio::task::spawn_local(Rc::clone(conn).write_loop(writer));
+    deliver.opened().await;
+    let mut read_sizer = ReadSizer::new();
+    // One timer for every deadline of the engine, kept across reads.
+    let mut alarm = Box::pin(sleep_until(Instant::now()));
+    let mut alarm_at: Option<Instant> = None;
+    let ending = loop {
+        if let Some(ending) = handle_ready(conn, frames, deliver).await? {
+            break ending;
+        }
+        conn.flush();
+        if let Some(t) = conn.engine().poll_timeout().map(Instant::from_std) {
+            // Only an earlier deadline re-arms: a later one lets the alarm ring early and
+            // be re-armed then, so busy connections do not churn the timer wheel.
+            if alarm_at.is_none_or(|armed| t < armed) {
+                alarm.as_mut().reset(t);
+                alarm_at = Some(t);
+            }
+        }
+        // The read buffer is taken out for the read: the deliverer only decodes from it
+        // while the loop is not reading.
+        let mut rbuf = std::mem::take(&mut *frames.input.borrow_mut());
+        let offered = read_sizer.prepare(&mut rbuf, conn.engine().bytes_wanted());
+        let stopping = async {
+            match stop.as_mut() {
+                Some(rx) => drop(rx.wait_for(|stopped| *stopped).await),
+                None => std::future::pending().await,
+            }
+        };
+        let open = conn.engine().is_open();
+        // While more than send_buffer bytes wait for the peer (of anything: data, pongs,
+        // a close), the peer is not read: TCP flow control pushes back on it, so no peer
+        // can grow the queue past send_buffer and one frame.
+        let backed_up = conn.engine().is_full();
+        tokio::select! {
+            read = reader.read_buf(&mut rbuf), if !backed_up => match read {
+                Ok(0) | Err(_) => conn.engine().transport_closed(),
+                Ok(n) => read_sizer.after_read(n, offered),
+            },
+            _ = conn.wait_writable(), if backed_up => {}
+            _ = stopping, if open => conn.fail(LocalClose::GoingAway),
+            _ = conn.kicked() => {}
+            _ = &mut alarm, if alarm_at.is_some() => {
+                alarm_at = None;
+                conn.engine().handle_timeout(runtime::now());
+            }
+        }
+        *frames.input.borrow_mut() = rbuf;
+    };
+    deliver.ended(&ending).await?;
+    close_down(conn, writer_task, reader, &ending).await;
+    Ok(())
+}
+
+/// After the ending: flushes what is queued (our close frame) and sends FIN — the server
+/// closes the TCP connection first (RFC 6455 §7.1.1). When the closing handshake did not
+/// complete, unread bytes may still arrive; they are read until the peer closes too, so
+/// that our close frame is not lost to a reset.
+async fn close_down<R: AsyncRead + Unpin>(
+    conn: &Connection,
+    mut writer_task: tokio::task::JoinHandle<()>,
+    mut reader: R,
+    ending: &Ending,
+) {
+    conn.finish();
+    let close_timeout = conn.engine().settings().close_timeout;
+    if timeout(close_timeout, &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
+    if !ending.clean {
+        let _ = timeout(close_timeout, drain(&mut reader)).await;
+    }
+    conn.mark_ended();
+}
+
+/// How much room each read offers. At least what the frame in progress still needs (its
+/// size was checked against the limits from its header), reserved at once; beyond that
+/// 4 KiB, doubling up to 256 KiB while reads fill what was offered, so that a busy
+/// connection takes many frames per syscall and a quiet one holds little. A large buffer
+/// is released once it is empty and traffic has slowed down again.
+struct ReadSizer {
+    hint: usize,
+}
+
+impl ReadSizer {
+    const MIN: usize = 4 << 10;
+    const MAX: usize = 256 << 10;
+
+    fn new() -> Self {
+        ReadSizer { hint: Self::MIN }
+    }
+
+    /// Makes room in `buf` for the next read; returns the room offered.
+    fn prepare(&self, buf: &mut BytesMut, frame_needs: usize) -> usize {
+        if buf.is_empty() && self.hint == Self::MIN && buf.capacity() > Self::MAX {
+            *buf = BytesMut::new();
+        }
+        buf.reserve(frame_needs.saturating_sub(buf.len()).max(self.hint));
+        buf.capacity() - buf.len()
+    }
+
+    fn after_read(&mut self, n: usize, offered: usize) {
+        if n >= offered {
+            self.hint = (self.hint * 2).min(Self::MAX);
+        } else if n < self.hint / 4 {
+            self.hint = (self.hint / 2).max(Self::MIN);
+        }
+    }
+}
+
+/// Reads and discards until end of stream.
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut scratch = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut scratch).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop over `tokio::io::duplex` with tokio's clock paused: a test advances time
+    //! only by waiting on the peer's side, so a deadline is checked the instant it passes.
+    use super::*;
+    use crate::standalone::connection::ConnectionInfo;
+    use std::time::Duration;
+    use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+    use tokio::task::LocalSet;
+    use ws_proto::codec::{self, encode_frame, opcode, Decoder, Limits, Role};
+    use ws_proto::engine::Settings;
+
+    /// Records what the loop delivers.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<String>>);
+
+    impl Deliver for Recorder {
+        async fn opened(&self) {
+            self.0.borrow_mut().push("open".into());
+        }
+        async fn event(&self, event: Event) -> mlua::Result<()> {
+            self.0.borrow_mut().push(match event {
+                Event::Message { data, .. } => {
+                    format!("message {}", String::from_utf8_lossy(&data))
+                }
+                Event::TimedOut(why) => format!("timeout {why}"),
+                other => format!("{other:?}"),
+            });
+            Ok(())
+        }
+        async fn ended(&self, e: &Ending) -> mlua::Result<()> {
+            self.0
+                .borrow_mut()
+                .push(format!("ended {} {}", e.code, e.reason));
+            Ok(())
+        }
+    }
+
+    /// The client's end of the duplex: frames out (masked), frames in.
+    struct Peer {
+        read: ReadHalf<DuplexStream>,
+        write: WriteHalf<DuplexStream>,
+        decoder: Decoder,
+        input: BytesMut,
+    }
+
+    impl Peer {
+        async fn send(&mut self, op: u8, payload: &[u8]) {
+            let mut out = BytesMut::new();
+            encode_frame(&mut out, true, op, payload, Some([1, 2, 3, 4]));
+            self.write.write_all(&out).await.unwrap();
+        }
+
+        /// The server's next frame; `None` at end of stream.
+        async fn next(&mut self) -> Option<codec::Event> {
+            loop {
+                if let Some(e) = self.decoder.decode(&mut self.input).expect("a valid frame") {
+                    return Some(e);
+                }
+                if self.read.read_buf(&mut self.input).await.unwrap() == 0 {
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// A server connection on a duplex of `capacity` bytes, its loop started on the
+    /// LocalSet; the peer and what was delivered.
+    fn serve(settings: Settings, capacity: usize) -> (Rc<Connection>, Peer, Rc<Recorder>) {
+        let (ours, theirs) = tokio::io::duplex(capacity);
+        let (reader, writer) = tokio::io::split(ours);
+        let writer = WriteSide::Stream(Box::new(writer));
+        let info = ConnectionInfo {
+            id: 1,
+            peer: "127.0.0.1:1".parse().unwrap(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            path: "/".into(),
+            query: None,
+            handler_name: None,
+            is_tls: false,
+            inbox_bytes: 0,
+            subprotocol: None,
+            stats: None,
+        };
+        let conn = Connection::new(info, Role::Server, settings, &writer);
+        let recorder = Rc::new(Recorder::default());
+        let (c, r) = (Rc::clone(&conn), Rc::clone(&recorder));
+        tokio::task::spawn_local(async move {
+            let frames = Frames::new(BytesMut::new());
+            drive(&c, reader, writer, &frames, &*r, None).await.unwrap();
+        });
+        let (read, write) = tokio::io::split(theirs);
+        let decoder = Decoder::new(Role::Client, Limits::default());
+        let peer = Peer {
+            read,
+            write,
+            decoder,
+            input: BytesMut::new(),
+        };
+        (conn, peer, recorder)
+    }
+
+    fn events(r: &Recorder) -> Vec<String> {
+        r.0.borrow().clone()
+    }
+
+    async fn paused(test: impl std::future::Future<Output = ()>) {
+        LocalSet::new().run_until(test).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_is_delivered_and_a_ping_answered() {
+        paused(async {
+            let (_conn, mut peer, rec) = serve(Settings::default(), 1 << 16);
+            peer.send(opcode::TEXT, b"hello").await;
+            peer.send(opcode::PING, b"p").await;
+            assert_eq!(peer.next().await, Some(codec::Event::Pong("p".into())));
+            assert_eq!(events(&rec)[..2], ["open", "message hello"]);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_pings_after_ping_interval_and_closes_1011_without_a_pong() {
+        paused(async {
+            let settings = Settings {
+                ping_interval: Some(Duration::from_secs(30)),
+                pong_timeout: Duration::from_secs(10),
+                ..Settings::default()
+            };
+            let (_conn, mut peer, rec) = serve(settings, 1 << 16);
+            let start = Instant::now();
+            assert!(matches!(peer.next().await, Some(codec::Event::Ping(_))));
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_secs(30),
+                "the ping is due at 30 s"
+            );
+            let close = peer.next().await;
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_secs(40),
+                "the close at 30 + 10 s"
+            );
+            assert_eq!(
+                close,
+                Some(codec::Event::Close(Some((
+                    1011,
+                    "keepalive timeout".into()
+                ))))
+            );
+            assert!(events(&rec).contains(&"timeout keepalive timeout".to_string()));
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_is_kept_by_a_peer_that_answers_its_pings() {
+        paused(async {
+            let settings = Settings {
+                ping_interval: Some(Duration::from_secs(30)),
+                pong_timeout: Duration::from_secs(10),
+                ..Settings::default()
+            };
+            let (conn, mut peer, _rec) = serve(settings, 1 << 16);
+            for _ in 0..5 {
+                let Some(codec::Event::Ping(p)) = peer.next().await else {
+                    panic!("a keepalive ping")
+                };
+                peer.send(opcode::PONG, &p).await;
+            }
+            assert!(conn.engine().is_open(), "open after 5 pings, 150 s");
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_closes_1000_after_no_data_message_either_way() {
+        paused(async {
+            let settings = Settings {
+                idle_timeout: Some(Duration::from_secs(60)),
+                ..Settings::default()
+            };
+            let (_conn, mut peer, rec) = serve(settings, 1 << 16);
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            peer.send(opcode::TEXT, b"still here").await; // moves the deadline to 110 s
+            let start = Instant::now();
+            let close = peer.next().await;
+            assert_eq!(
+                close,
+                Some(codec::Event::Close(Some((1000, "idle timeout".into()))))
+            );
+            assert_eq!(start.elapsed(), Duration::from_secs(60));
+            assert!(events(&rec).contains(&"timeout idle timeout".to_string()));
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_unanswered_for_close_timeout_ends_the_connection_1006() {
+        paused(async {
+            let (conn, mut peer, rec) = serve(Settings::default(), 1 << 16);
+            let start = Instant::now();
+            conn.close(1000, "bye").unwrap();
+            assert_eq!(
+                peer.next().await,
+                Some(codec::Event::Close(Some((1000, "bye".into()))))
+            );
+            // the peer never answers: the server gives up after close_timeout (5 s) and
+            // sends FIN
+            assert_eq!(peer.next().await, None);
+            assert!(start.elapsed() >= Duration::from_secs(5));
+            assert_eq!(
+                events(&rec).last().unwrap(),
+                "ended 1006 no close frame in answer to ours"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_reads_is_given_up_after_send_timeout_with_1008() {
+        paused(async {
+            let settings = Settings {
+                send_buffer: 1024,
+                send_timeout: Some(Duration::from_secs(30)),
+                ..Settings::default()
+            };
+            // 4 KiB of duplex: the peer reads nothing, so the queue fills
+            let (conn, _peer, _rec) = serve(settings, 4096);
+            let block = vec![b'x'; 2048];
+            while !conn.engine().is_full() {
+                conn.send(opcode::BINARY, &block, false).unwrap();
+                tokio::task::yield_now().await;
+            }
+            let start = Instant::now();
+            assert!(!conn.wait_room().await, "no room ever comes");
+            assert_eq!(start.elapsed(), Duration::from_secs(30));
+            assert!(!conn.engine().is_open(), "closing with 1008 send timeout");
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_again_gets_room_before_send_timeout() {
+        paused(async {
+            let settings = Settings {
+                send_buffer: 1024,
+                send_timeout: Some(Duration::from_secs(30)),
+                ..Settings::default()
+            };
+            let (conn, mut peer, _rec) = serve(settings, 4096);
+            let block = vec![b'x'; 2048];
+            while !conn.engine().is_full() {
+                conn.send(opcode::BINARY, &block, false).unwrap();
+                tokio::task::yield_now().await;
+            }
+            let reader = tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_secs(29)).await;
+                while peer.next().await.is_some() {}
+            });
+            assert!(conn.wait_room().await, "room once the peer reads, at 29 s");
+            assert!(conn.engine().is_open());
+            reader.abort();
+        })
+        .await;
+    }
+}
