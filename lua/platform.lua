@@ -479,11 +479,7 @@ function evl.connect(inputs)
 		local message, kind = status, resp_hdrs -- http_upgrade's nil, message, kind
 		return nil, message, kind
 	end
-	if status ~= 101 then
-		local xmsg = resp_hdrs and (resp_hdrs["X-msg"] or resp_hdrs["x-msg"])
-		return nil, xmsg or ("connect: server answered " .. tostring(status)), "handshake"
-	end
-	local good, err = core.check_response(status, resp_hdrs, key)
+	local good, err = core.check_response(status, resp_hdrs or {}, key)
 	if not good then
 		return nil, err, "handshake"
 	end

@@ -97,7 +97,8 @@ fn add_handshake(lua: &Lua, core: &Table) -> mlua::Result<()> {
         })?,
     )?;
     // check_response(status, hdrs, key) -> true | nil, message: a client's judgement of
-    // the answer to its Upgrade request (the original's messages).
+    // the answer to its Upgrade request (the original's messages; for a status other than
+    // 101, the server's X-msg or the status, as the standalone client says).
     core.set(
         "check_response",
         lua.create_function(|_, (status, hdrs, key): (u16, Table, String)| {
@@ -107,9 +108,13 @@ fn add_handshake(lua: &Lua, core: &Table) -> mlua::Result<()> {
                 reason: String::new(),
                 headers,
             };
-            Ok(match handshake::check_response(&head, &key) {
-                Ok(()) => (Some(true), None),
-                Err(m) => (None, Some(m)),
+            Ok(if status != 101 {
+                (None, Some(handshake::refusal(&head)))
+            } else {
+                match handshake::check_response(&head, &key) {
+                    Ok(()) => (Some(true), None),
+                    Err(m) => (None, Some(m.to_owned())),
+                }
             })
         })?,
     )?;

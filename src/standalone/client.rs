@@ -121,9 +121,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 /// A server's answer other than 101: its `X-msg` (the original server's message) or its
 /// status line.
 fn refusal(head: &ResponseHead) -> Failure {
-    let message = header_value(&head.headers, "X-msg")
-        .unwrap_or_else(|| format!("connect: server answered {} {}", head.status, head.reason));
-    fail("handshake", message)
+    fail("handshake", handshake::refusal(head))
 }
 
 async fn tcp_connect(url: &Url) -> Result<TcpStream, Failure> {

@@ -108,6 +108,16 @@ pub fn parse_response(
     }
 }
 
+/// The message of a client whose Upgrade request was answered with anything but 101: the
+/// server's `X-msg` (the original's way of saying why), else the status line.
+pub fn refusal(head: &ResponseHead) -> String {
+    header_value(&head.headers, "X-msg").unwrap_or_else(|| {
+        format!("connect: server answered {} {}", head.status, head.reason)
+            .trim_end()
+            .to_owned()
+    })
+}
+
 /// Judges a 101 answer to our Upgrade request with the original client's messages.
 pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), &'static str> {
     if !has_token(&head.headers, "Connection", "upgrade") {
@@ -474,6 +484,25 @@ mod tests {
         assert_eq!(
             json_error("a\"b\\c\nd\u{1}"),
             r#"{"error_message":"a\"b\\c\nd\u0001"}"#
+        );
+    }
+
+    #[test]
+    fn a_refused_upgrade_says_the_servers_x_msg_else_its_status_line() {
+        let head = |status, reason: &str, headers: Vec<(String, String)>| ResponseHead {
+            status,
+            reason: reason.into(),
+            headers,
+        };
+        let why = vec![("x-msg".to_owned(), "no such room".to_owned())];
+        assert_eq!(refusal(&head(400, "Bad Request", why)), "no such room");
+        assert_eq!(
+            refusal(&head(404, "Not Found", vec![])),
+            "connect: server answered 404 Not Found"
+        );
+        assert_eq!(
+            refusal(&head(404, "", vec![])),
+            "connect: server answered 404"
         );
     }
 }
