@@ -31,7 +31,7 @@ end
 
 local evl = {}
 
-local RECV_WITH_HANDLER = "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket"
+local RECV_WITH_HANDLER = core.RECV_WITH_HANDLER
 
 local function log(what)
 	io.stderr:write("service_utils.WS: ", what, "\n")
@@ -144,38 +144,32 @@ local OP_OF = { TEXT = ws_const.FRAME_OP_TEXT, BINARY = ws_const.FRAME_OP_BINARY
 local OPCODE = { text = ws_const.FRAME_OP_TEXT, binary = ws_const.FRAME_OP_BINARY, ping = ws_const.FRAME_OP_PING,
 	pong = ws_const.FRAME_OP_PONG }
 
+-- What a send or ping answers: true once what links queued is sent; or what links refused
+-- (nil, message, kind: the same answers as the standalone runtime's, made in the .so).
+local function flushed(conn, ok, err, kind)
+	if not ok then
+		return nil, err, kind
+	end
+	flush(conn)
+	return true
+end
+
 -- send(data [, {msg_type = "TEXT"|"BINARY", compress = false}]) -> true | nil, err, kind
 -- (default TEXT; compressed when permessage-deflate was agreed, unless compress = false)
 function conn_methods:send(data, opts)
 	local msg_type = opts and opts.msg_type or "TEXT"
 	local op = OP_OF[msg_type]
 	if op == nil then
-		error(('send: msg_type must be "TEXT" or "BINARY", got "%s"'):format(tostring(msg_type)), 2)
+		error(core.MSG_TYPE_REFUSED:format("send", tostring(msg_type)), 2)
 	end
-	if self.id == nil then
-		return nil, "send: connection is closed", "closed"
-	end
-	local ok, err, kind = links.send(self._fd, self.id, op, data, not opts or opts.compress ~= false)
-	if not ok then
-		return nil, err, kind
-	end
-	flush(self)
-	return true
+	return flushed(self, links.send(self._fd, self.id, op, data, not opts or opts.compress ~= false))
 end
 
 -- Every send is flushed before it returns, so the queue is never full here.
 conn_methods.try_send = conn_methods.send
 
 function conn_methods:ping(payload)
-	if self.id == nil then
-		return nil, "ping: connection is closed", "closed"
-	end
-	local ok, err, kind = links.ping(self._fd, self.id, payload or "")
-	if not ok then
-		return nil, err, kind
-	end
-	flush(self)
-	return true
+	return flushed(self, links.ping(self._fd, self.id, payload or ""))
 end
 
 function conn_methods:is_open()
@@ -235,9 +229,6 @@ end
 -- peer's answer arrives with the next dispatch; a client read here waits for it (up to
 -- its close_timeout, 5 s by default, in whole seconds) and then shuts the socket down.
 function conn_methods:close(code, reason)
-	if self.id == nil then
-		return nil, "close: connection is already closing", "closing"
-	end
 	local ok, err, kind = links.close(self._fd, self.id, code or ws_const.WS_NORMAL_CLOSE, reason or "")
 	if not ok then
 		return nil, err, kind
@@ -558,9 +549,6 @@ end
 
 -- subscribe(topic) -> true | nil, err, kind
 function conn_methods:subscribe(topic)
-	if self.id == nil then
-		return nil, "subscribe: connection is closing", "closing"
-	end
 	local ok, first, err, kind = links.subscribe(self._fd, self.id, topic)
 	if not ok then
 		return nil, err, kind

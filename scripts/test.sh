@@ -31,6 +31,12 @@ check "luacheck lua/ examples/ spec/ benches/lua/ benches/peers/ (.luacheckrc)" 
 check "cargo clippy --workspace --all-targets -D warnings" \
   timeout 1200 cargo clippy --release --quiet --workspace --all-targets -- -D warnings
 
+check "README and docs/ link only to pages that exist" python3 -c '
+import glob, os, re, sys
+bad = [(f, l) for f in ["README.md"] + glob.glob("docs/*.md")
+       for l in re.findall(r"\]\(([^)#:]+\.md)", open(f).read())
+       if not os.path.exists(os.path.join(os.path.dirname(f), l))]
+print("\n".join(f"{f}: {l}" for f, l in bad)); sys.exit(1 if bad else 0)'
 check "crates/ws-proto depends on neither mlua nor tokio (cargo tree)" \
   bash -c '! cargo tree --quiet -p ws-proto --prefix none | grep -E "^(mlua|tokio) "'
 

@@ -6,7 +6,7 @@
 use super::buffers::ByteBuffer;
 use super::registry::{
     self, count, open, remove, sent, settings, take_gone, take_output, upgrading, with, with_id,
-    LinkInfo, Refusal,
+    Link, LinkInfo, Refusal,
 };
 use crate::lua_api::{answers, options};
 use mlua::{Lua, Table, UserDataRef, Value};
@@ -58,6 +58,12 @@ fn event_for_lua(lua: &Lua, event: Option<Event>) -> mlua::Result<LuaEvent> {
             None,
         ),
     })
+}
+
+/// `f` on connection `id` at `fd`; `None` when it is not there (an id of `nil`: the glue's
+/// object of a socket that is no open WebSocket).
+fn with_link<R>(fd: i64, id: Option<u64>, f: impl FnOnce(&mut Link) -> R) -> Option<R> {
+    id.and_then(|id| with_id(fd, id, f))
 }
 
 /// What the glue knows of a connection: `{id=, role=, handler=, path=, host=, port=,
@@ -266,13 +272,15 @@ fn add_input_output(lua: &Lua, t: &Table) -> mlua::Result<()> {
 
 /// What the glue sends on a connection: messages, pings, closes.
 fn add_sending(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    // In these, `id` may be nil (a socket that is no open WebSocket): the answers are those
+    // of a closed connection.
     // send(fd, id, opcode, data, compress) -> true | nil, message, kind (compress: unless
     // false, compressed when permessage-deflate was agreed and the message is not small)
     t.set(
         "send",
         lua.create_function(
-            |_, (fd, id, op, data, compress): (i64, u64, u8, mlua::String, Option<bool>)| {
-                let r = with_id(fd, id, |l| {
+            |_, (fd, id, op, data, compress): (i64, Option<u64>, u8, mlua::String, Option<bool>)| {
+                let r = with_link(fd, id, |l| {
                     let compress = compress != Some(false);
                     l.engine.send(op, &data.as_bytes(), compress, Instant::now)
                 });
@@ -283,8 +291,8 @@ fn add_sending(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // ping(fd, id, payload) -> true | nil, message, kind (raises over 125 bytes)
     t.set(
         "ping",
-        lua.create_function(|_, (fd, id, payload): (i64, u64, mlua::String)| {
-            let r = with_id(fd, id, |l| l.engine.ping(&payload.as_bytes()));
+        lua.create_function(|_, (fd, id, payload): (i64, Option<u64>, mlua::String)| {
+            let r = with_link(fd, id, |l| l.engine.ping(&payload.as_bytes()));
             answers::sent("ping", r.unwrap_or(Err(SendError::Closed)))
         })?,
     )?;
@@ -292,10 +300,12 @@ fn add_sending(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // for a code that may not be sent or a reason over 123 bytes)
     t.set(
         "close",
-        lua.create_function(|_, (fd, id, code, reason): (i64, u64, u16, String)| {
-            let r = with_id(fd, id, |l| l.engine.close(code, &reason, Instant::now()));
-            answers::closed(r.unwrap_or(Err(CloseError::AlreadyClosing)))
-        })?,
+        lua.create_function(
+            |_, (fd, id, code, reason): (i64, Option<u64>, u16, String)| {
+                let r = with_link(fd, id, |l| l.engine.close(code, &reason, Instant::now()));
+                answers::closed(r.unwrap_or(Err(CloseError::AlreadyClosing)))
+            },
+        )?,
     )?;
     // handler_failed(fd, id): a handler raised (or could not be loaded): close with 1011
     t.set(
@@ -316,9 +326,12 @@ fn add_topics(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // connection's first topic, so the glue makes its socket findable by descriptor)
     t.set(
         "subscribe",
-        lua.create_function(|_, (fd, id, topic): (i64, u64, mlua::String)| {
+        lua.create_function(|_, (fd, id, topic): (i64, Option<u64>, mlua::String)| {
             let topic = topic.to_str()?;
-            Ok(match registry::subscribe(fd, id, &topic) {
+            let subscribed = id.map_or(Err(Refusal::Closing), |id| {
+                registry::subscribe(fd, id, &topic)
+            });
+            Ok(match subscribed {
                 Ok(first) => (Some(true), Some(first), None, None),
                 Err(Refusal::Closing) => {
                     let (_, message, kind) = answers::closing("subscribe");

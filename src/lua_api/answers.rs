@@ -4,7 +4,11 @@
 //! may not be sent, a bad topic name or `msg_type`) raises instead.
 
 use ws_proto::engine::{CloseError, SendError};
-use ws_proto::subscriptions::{self, SubscribeError, MAX_TOPIC_BYTES};
+use ws_proto::subscriptions::{self, PublishError, SubscribeError, MAX_TOPIC_BYTES};
+
+/// The message `recv` and `ws_util.recv_frame` raise on a connection with a handler.
+pub const RECV_WITH_HANDLER: &str =
+    "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
 
 /// `ok` | `nil, message, kind`.
 pub type Answer = (Option<bool>, Option<String>, Option<&'static str>);
@@ -58,7 +62,30 @@ pub fn subscribe_refused(e: SubscribeError, topic: &str) -> mlua::Result<Answer>
     }
 }
 
+/// The error of `<what>` (`send`, `publish`...) given a `msg_type` other than TEXT or
+/// BINARY, as a Lua format string (`what`, the value given), so that the Lua parts of both
+/// runtimes (`core.MSG_TYPE_REFUSED`) raise it in the same words.
+pub const MSG_TYPE_REFUSED: &str = r#"%s: msg_type must be "TEXT" or "BINARY", got "%s""#;
+
+/// [`MSG_TYPE_REFUSED`] for `what` and `got`.
+pub fn msg_type_refused(what: &str, got: &str) -> String {
+    MSG_TYPE_REFUSED
+        .replacen("%s", what, 1)
+        .replacen("%s", got, 1)
+}
+
 /// The opcode of a `publish(topic, data, {msg_type = ...})`; misuse raises.
 pub fn publish_opcode(topic: &str, msg_type: Option<&str>, data: &[u8]) -> mlua::Result<u8> {
-    subscriptions::check_publish(topic, msg_type, data).map_err(mlua::Error::runtime)
+    subscriptions::check_publish(topic, msg_type, data).map_err(|e| {
+        mlua::Error::runtime(match e {
+            PublishError::BadTopic(len) => {
+                format!("publish: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {len}")
+            }
+            PublishError::BadMsgType(got) => msg_type_refused("publish", &got),
+            PublishError::NotUtf8 => {
+                "publish: a TEXT message must be UTF-8 (send binary with msg_type = \"BINARY\")"
+                    .to_owned()
+            }
+        })
+    })
 }

@@ -28,6 +28,8 @@ pub fn core_table(lua: &Lua) -> mlua::Result<Table> {
     evluaserver::register(lua, &core)?;
     core.set("platform_source", include_str!("../../lua/platform.lua"))?;
     core.set("reconnect_source", include_str!("../../lua/reconnect.lua"))?;
+    core.set("MSG_TYPE_REFUSED", answers::MSG_TYPE_REFUSED)?;
+    core.set("RECV_WITH_HANDLER", answers::RECV_WITH_HANDLER)?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
     core.set("VERSION", handshake::WEBSOCKET_VERSION)?;
     core.set("MODULE_VERSION", env!("CARGO_PKG_VERSION"))?;

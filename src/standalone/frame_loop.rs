@@ -337,6 +337,23 @@ mod tests {
         (conn, peer, recorder)
     }
 
+    /// A server connection (send_buffer 1 KiB, send_timeout 30 s) on 4 KiB of duplex whose
+    /// peer has read nothing: its queue is full.
+    async fn backed_up() -> (Rc<Connection>, Peer) {
+        let settings = Settings {
+            send_buffer: 1024,
+            send_timeout: Some(Duration::from_secs(30)),
+            ..Settings::default()
+        };
+        let (conn, peer, _rec) = serve(settings, 4096);
+        let block = vec![b'x'; 2048];
+        while !conn.engine().is_full() {
+            conn.send(opcode::BINARY, &block, false).unwrap();
+            tokio::task::yield_now().await;
+        }
+        (conn, peer)
+    }
+
     fn events(r: &Recorder) -> Vec<String> {
         r.0.borrow().clone()
     }
@@ -458,18 +475,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_never_reads_is_given_up_after_send_timeout_with_1008() {
         paused(async {
-            let settings = Settings {
-                send_buffer: 1024,
-                send_timeout: Some(Duration::from_secs(30)),
-                ..Settings::default()
-            };
-            // 4 KiB of duplex: the peer reads nothing, so the queue fills
-            let (conn, _peer, _rec) = serve(settings, 4096);
-            let block = vec![b'x'; 2048];
-            while !conn.engine().is_full() {
-                conn.send(opcode::BINARY, &block, false).unwrap();
-                tokio::task::yield_now().await;
-            }
+            let (conn, _peer) = backed_up().await;
             let start = Instant::now();
             assert!(!conn.wait_room().await, "no room ever comes");
             assert_eq!(start.elapsed(), Duration::from_secs(30));
@@ -481,17 +487,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_reads_again_gets_room_before_send_timeout() {
         paused(async {
-            let settings = Settings {
-                send_buffer: 1024,
-                send_timeout: Some(Duration::from_secs(30)),
-                ..Settings::default()
-            };
-            let (conn, mut peer, _rec) = serve(settings, 4096);
-            let block = vec![b'x'; 2048];
-            while !conn.engine().is_full() {
-                conn.send(opcode::BINARY, &block, false).unwrap();
-                tokio::task::yield_now().await;
-            }
+            let (conn, mut peer) = backed_up().await;
             let reader = tokio::task::spawn_local(async move {
                 tokio::time::sleep(Duration::from_secs(29)).await;
                 while peer.next().await.is_some() {}

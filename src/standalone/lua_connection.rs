@@ -18,10 +18,6 @@ use std::time::Duration;
 use ws_proto::codec::{close_code, opcode, Role};
 use ws_proto::engine::State;
 
-/// The message `recv` and `ws_util.recv_frame` raise on a connection with a handler.
-pub const RECV_WITH_HANDLER: &str =
-    "Cannot invoke ws_util.recv_frame when message_handler is set for the websocket";
-
 fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
     s.map(|s| crate::lua_api::options::seconds_value(what, "timeout", s))
         .transpose()
@@ -32,6 +28,7 @@ fn seconds_arg(what: &str, s: Option<f64>) -> mlua::Result<Option<Duration>> {
 /// fields from Rust; `send` and `try_send` read `opts.msg_type` in Lua and call a
 /// synchronous method, so a send that finds room never goes through an async callback.
 const LUA_PARTS: &str = r#"
+local MSG_TYPE_REFUSED = ...
 local msg_of = function(op, data, conn, compressed)
 	return { op_code = op, flags = 128 + op, payload_len = #data, buf = data, data = data, _ss = conn, conn = conn, compressed = compressed }
 end
@@ -41,7 +38,7 @@ local function opcode(what, opts)
 	if kind == nil then
 		return 1
 	end
-	return OPCODE[kind] or error(('%s: msg_type must be "TEXT" or "BINARY", got "%s"'):format(what, tostring(kind)), 3)
+	return OPCODE[kind] or error(MSG_TYPE_REFUSED:format(what, tostring(kind)), 3)
 end
 -- Each connection's queue(data, opcode, for_send, compress) function, by connection (connection_userdata
 -- puts it here): a closure over the connection, cheaper to call than a method.
@@ -93,7 +90,7 @@ fn lua_parts(lua: &Lua) -> mlua::Result<Table> {
     let t: Table = lua
         .load(LUA_PARTS)
         .set_name("=service_utils.WS.connection")
-        .eval()?;
+        .call(answers::MSG_TYPE_REFUSED)?;
     lua.set_named_registry_value(LUA_PARTS_KEY, &t)?;
     Ok(t)
 }
@@ -247,7 +244,7 @@ impl UserData for LuaConnection {
                 let limit = seconds_arg("recv", limit)?;
                 let conn = Rc::clone(&ud.borrow::<Self>()?.0);
                 let Some(inbox) = conn.inbox() else {
-                    return Err(mlua::Error::runtime(RECV_WITH_HANDLER));
+                    return Err(mlua::Error::runtime(answers::RECV_WITH_HANDLER));
                 };
                 Ok(match runtime::wait("recv", inbox.next(limit)).await? {
                     Ok((op, data, compressed)) => (

@@ -206,6 +206,53 @@ fn server_frame(buf: &[u8], size: usize) -> Option<(usize, bool)> {
     (buf.len() >= total).then_some((total, b0 & 0x0f == 2 && len == size))
 }
 
+/// The writing half of [`ws_echo`]: sends `frame` once per credit (pipelined: all it has
+/// in one write), noting when; gives the write half back at the end.
+#[allow(clippy::too_many_arguments)]
+async fn echo_writer(
+    mut tx: tokio::net::tcp::OwnedWriteHalf,
+    frame: Vec<u8>,
+    window: usize,
+    pipelined: bool,
+    sent_at: Rc<RefCell<VecDeque<Instant>>>,
+    credits: Rc<Cell<usize>>,
+    wake: Rc<tokio::sync::Notify>,
+    stop: Rc<Cell<bool>>,
+    stats: Rc<RefCell<EchoStats>>,
+) -> tokio::net::tcp::OwnedWriteHalf {
+    let mut batch = Vec::with_capacity(frame.len() * window);
+    loop {
+        let woken = wake.notified();
+        if stop.get() {
+            break;
+        }
+        let n = credits.replace(0);
+        if n == 0 {
+            woken.await;
+            continue;
+        }
+        let now = Instant::now();
+        for _ in 0..n {
+            sent_at.borrow_mut().push_back(now);
+            if pipelined {
+                batch.extend_from_slice(&frame);
+            } else if tx.write_all(&frame).await.is_err() {
+                stats.borrow_mut().errors += 1;
+                return tx;
+            }
+        }
+        if pipelined {
+            let written = tx.write_all(&batch).await;
+            batch.clear();
+            if written.is_err() {
+                stats.borrow_mut().errors += 1;
+                return tx;
+            }
+        }
+    }
+    tx
+}
+
 /// The echo load on one WebSocket, framed by hand so that the load generator costs little
 /// per message (tokio-tungstenite's framing was its bottleneck): a writer task sends a
 /// frame per credit — pipelined: all it has in one write; one: a write per frame — and this
@@ -222,54 +269,22 @@ async fn ws_echo(
         stats.borrow_mut().errors += 1;
         return;
     };
-    let (mut rx, mut tx) = tcp.into_split();
+    let (mut rx, tx) = tcp.into_split();
     let sent_at: Rc<RefCell<VecDeque<Instant>>> =
         Rc::new(RefCell::new(VecDeque::with_capacity(window)));
     let credits = Rc::new(Cell::new(window));
     let wake = Rc::new(tokio::sync::Notify::new());
-    let writer = {
-        let (sent_at, credits, wake, stop, stats) = (
-            Rc::clone(&sent_at),
-            Rc::clone(&credits),
-            Rc::clone(&wake),
-            Rc::clone(&stop),
-            Rc::clone(&stats),
-        );
-        let frame = client_frame(size);
-        tokio::task::spawn_local(async move {
-            let mut batch = Vec::with_capacity(frame.len() * window);
-            loop {
-                let woken = wake.notified();
-                if stop.get() {
-                    break;
-                }
-                let n = credits.replace(0);
-                if n == 0 {
-                    woken.await;
-                    continue;
-                }
-                let now = Instant::now();
-                for _ in 0..n {
-                    sent_at.borrow_mut().push_back(now);
-                    if pipelined {
-                        batch.extend_from_slice(&frame);
-                    } else if tx.write_all(&frame).await.is_err() {
-                        stats.borrow_mut().errors += 1;
-                        return tx;
-                    }
-                }
-                if pipelined {
-                    let written = tx.write_all(&batch).await;
-                    batch.clear();
-                    if written.is_err() {
-                        stats.borrow_mut().errors += 1;
-                        return tx;
-                    }
-                }
-            }
-            tx
-        })
-    };
+    let writer = tokio::task::spawn_local(echo_writer(
+        tx,
+        client_frame(size),
+        window,
+        pipelined,
+        Rc::clone(&sent_at),
+        Rc::clone(&credits),
+        Rc::clone(&wake),
+        Rc::clone(&stop),
+        Rc::clone(&stats),
+    ));
     let mut buf = vec![0u8; 256 * 1024];
     let (mut start, mut end) = (0usize, 0usize);
     'reading: loop {

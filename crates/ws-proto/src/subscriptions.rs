@@ -107,29 +107,29 @@ pub fn published_frame(op: u8, data: &[u8]) -> Bytes {
     frame.freeze()
 }
 
-/// Checks what `publish` was given, in either runtime; the message's opcode, or the
-/// message Lua raises for misuse (a bad `msg_type`, text that is not UTF-8, a topic name
-/// that is empty or too long).
-pub fn check_publish(topic: &str, msg_type: Option<&str>, data: &[u8]) -> Result<u8, String> {
+/// Why a publish was refused (misuse: each runtime raises it as an error).
+#[derive(Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The topic name is empty or longer than [`MAX_TOPIC_BYTES`] (its length).
+    BadTopic(usize),
+    /// `msg_type` is neither "TEXT" nor "BINARY".
+    BadMsgType(String),
+    /// A TEXT message that is not UTF-8.
+    NotUtf8,
+}
+
+/// Checks what `publish` was given, in either runtime; the message's opcode.
+pub fn check_publish(topic: &str, msg_type: Option<&str>, data: &[u8]) -> Result<u8, PublishError> {
     if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
-        return Err(format!(
-            "publish: a topic is 1 to {MAX_TOPIC_BYTES} bytes, got {}",
-            topic.len()
-        ));
+        return Err(PublishError::BadTopic(topic.len()));
     }
     let op = match msg_type {
         None | Some("TEXT") => opcode::TEXT,
         Some("BINARY") => opcode::BINARY,
-        Some(other) => {
-            return Err(format!(
-                "publish: msg_type must be \"TEXT\" or \"BINARY\", got \"{other}\""
-            ))
-        }
+        Some(other) => return Err(PublishError::BadMsgType(other.to_owned())),
     };
     if op == opcode::TEXT && std::str::from_utf8(data).is_err() {
-        return Err(
-            "publish: a TEXT message must be UTF-8 (send binary with msg_type = \"BINARY\")".into(),
-        );
+        return Err(PublishError::NotUtf8);
     }
     Ok(op)
 }
