@@ -42,6 +42,7 @@ stop_pid() {
 #   lua      this module on Lua 5.4, examples/server.lua (a Lua echo handler at /echo)
 #   lua-gen  the same with Lua 5.4's generational GC (collectgarbage("generational"))
 #   luajit   the same on LuaJIT
+#   lua-luv  the same handlers driven by ws.step from a luv loop     examples/hosts/luv.lua
 #   tt       pure-Rust tokio-tungstenite echo (the ceiling of this stack)  benches/src/bin/tt_echo.rs
 #   tcp      raw TCP echo (the floor of the machine)                       benches/src/bin/tcp_echo.rs
 #   node     Node's ws 8                                                    benches/peers/ws_echo.js
@@ -67,6 +68,7 @@ start_server() {
     lua) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 examples/server.lua 0 >"$log" 2>&1 & ;;
     lua-gen) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 -e 'collectgarbage("generational")' examples/server.lua 0 >"$log" 2>&1 & ;;
     luajit) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" luajit examples/server.lua 0 >"$log" 2>&1 & ;;
+    lua-luv) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 examples/hosts/luv.lua 0 >"$log" 2>&1 & ;;
     tt) "${ON_SERVER_CPU[@]}" target/release/tt_echo 0 >"$log" 2>&1 & ;;
     tcp) "${ON_SERVER_CPU[@]}" target/release/tcp_echo 0 >"$log" 2>&1 & ;;
     node) NODE_PATH=build/node/node_modules "${ON_SERVER_CPU[@]}" node benches/peers/ws_echo.js >"$log" 2>&1 & ;;

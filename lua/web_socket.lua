@@ -246,6 +246,18 @@ ws.publish = evl and evl.publish or core.publish
 -- keeps serving every server and connection while it waits.
 ws.sleep = core.sleep
 
+-- Running inside another program's event loop (lua/hosts.lua, docs/hosts.md):
+-- ws.step([timeout]) -> more: runs the module's loop for `timeout` seconds (default 0),
+-- then what is ready, and returns; ws.pollfd() -> a descriptor readable whenever there is
+-- work; ws.timeout() -> seconds until the module's next timer, or nil; ws.spawn(f, ...)
+-- runs f as a coroutine of the module's loop, where ws.connect, recv and ws.sleep wait
+-- without blocking the host.
+ws.step = core.step
+ws.pollfd = core.pollfd
+ws.timeout = core.timeout
+ws.spawn = core.spawn
+ws.hosts = assert((loadstring or load)(core.hosts_source, "@service_utils/WS/hosts.lua"))(ws)
+
 -- Under evluaserver a dispatch runs on one of its worker threads and must return: what
 -- would wait there or run a loop of its own is refused, never half-done.
 if evl then
@@ -256,6 +268,10 @@ if evl then
 	end
 	ws.sleep = not_under_evluaserver("ws.sleep", "it would hold one of evluaserver's worker threads")
 	ws.server = not_under_evluaserver("ws.server", "evluaserver is the server: route a path to a handler module")
+	for _, name in ipairs({ "step", "pollfd", "timeout", "spawn" }) do
+		ws[name] = not_under_evluaserver("ws." .. name, "evluaserver runs the event loop")
+	end
+	ws.hosts = nil
 end
 
 -- ws.open_connections() -> how many WebSocket connections (served and opened) the module

@@ -151,7 +151,7 @@ describe("under the evluaserver stand-in, a script as the client (ws.connect thr
 		local bad = helper.start_python("bad", "no-accept")
 		helper.all_ok(helper.lines_of(('LUA_CPATH="%s/?.so;;" timeout 60 %s spec/support/evl_server.lua client '
 			.. 'ws://127.0.0.1:%d ws://127.0.0.1:%d/x'):format(
-			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 31)
+			helper.CPATH_ROOT, helper.LUA, target.port, bad.port)), 35)
 		target.stop()
 		bad.stop()
 	end)

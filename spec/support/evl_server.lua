@@ -81,6 +81,11 @@ local function client(url, bad_url)
 	ok, err = pcall(ws.server, { port = 0, handler_base = "" })
 	check("ws.server is refused under evluaserver",
 		not ok and tostring(err):find("ws.server is not supported under evluaserver", 1, true), tostring(err))
+	for _, name in ipairs({ "step", "pollfd", "timeout", "spawn" }) do
+		ok, err = pcall(ws[name], 0)
+		check(("ws.%s is refused under evluaserver (it runs the event loop)"):format(name),
+			not ok and tostring(err):find(("ws.%s is not supported under evluaserver"):format(name), 1, true), tostring(err))
+	end
 end
 
 if arg[1] == "serve" then

@@ -7,6 +7,8 @@
     py_client.py idle PORT SECS  stays connected SECS seconds without sending (answering pings)
     py_client.py deflate PORT    permessage-deflate round trips against /echo: the default
                                  offer, no context takeover, 9-bit windows
+    py_client.py flow PORT N     N messages of 1 KiB to /echo, each echo awaited, then a
+                                 normal close
 Prints "ok <what>" or "FAIL <what>: <detail>"; the spec asserts on those lines.
 """
 import asyncio
@@ -97,9 +99,21 @@ async def deflate(port):
                 check(f"{name}-{type(payload).__name__}-{len(payload)}", got == payload, f"got {len(got)}")
 
 
+async def flow(port, n):
+    payload, echoed = "f" * 1024, 0
+    async with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+        for _ in range(int(n)):
+            await ws.send(payload)
+            echoed += await ws.recv() == payload
+        await ws.close()
+        check(f"flow-{n}-echoed", echoed == int(n), f"{echoed} echoed")
+        check("flow-closed-1000", ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000,
+              repr(ws.protocol.close_rcvd))
+
+
 async def main():
     cmd, port, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    await {"echo": echo, "chat": chat, "close": close, "tls": tls, "deflate": deflate}[cmd](port, *rest)
+    await {"echo": echo, "chat": chat, "close": close, "tls": tls, "deflate": deflate, "flow": flow}[cmd](port, *rest)
 
 
 asyncio.run(main())

@@ -14,7 +14,9 @@ pub mod log;
 pub mod options;
 
 use crate::evluaserver;
-use crate::standalone::{client, frame_loop, lua_connection, runtime, server, topics};
+use crate::standalone::{
+    client, frame_loop, host_loop, lua_connection, runtime, server, timers, topics,
+};
 use connect_inputs::{ConnectInputs, Runtime};
 use mlua::{Lua, Table, Value};
 use ws_proto::{deflate, handshake, routing};
@@ -28,6 +30,7 @@ pub fn core_table(lua: &Lua) -> mlua::Result<Table> {
     evluaserver::register(lua, &core)?;
     core.set("platform_source", include_str!("../../lua/platform.lua"))?;
     core.set("reconnect_source", include_str!("../../lua/reconnect.lua"))?;
+    core.set("hosts_source", include_str!("../../lua/hosts.lua"))?;
     core.set("MSG_TYPE_REFUSED", answers::MSG_TYPE_REFUSED)?;
     core.set("RECV_WITH_HANDLER", answers::RECV_WITH_HANDLER)?;
     core.set("GUID", handshake::WEBSOCKET_GUID)?;
@@ -63,9 +66,10 @@ fn add_runtime_entries(lua: &Lua, core: &Table) -> mlua::Result<()> {
         lua.create_async_function(|_, secs: f64| async move {
             let d = duration(secs)?;
             // Timers must be created inside the runtime: build the sleep in the future.
-            runtime::wait("ws.sleep", async move { tokio::time::sleep(d).await }).await
+            runtime::wait("ws.sleep", timers::sleep(d)).await
         })?,
     )?;
+    add_host_loop(lua, core)?;
     // publish(topic, data [, opts]) -> recipients: on every server of this Lua state
     core.set(
         "publish",
@@ -78,6 +82,39 @@ fn add_runtime_entries(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "open_connections",
         lua.create_function(|_, ()| Ok(frame_loop::running()))?,
+    )?;
+    Ok(())
+}
+
+/// What a host's event loop drives the module with (`host_loop`), and `spawn`, which
+/// runs Lua on the module's loop, where waiting calls suspend instead of blocking.
+fn add_host_loop(lua: &Lua, core: &Table) -> mlua::Result<()> {
+    core.set(
+        "step",
+        lua.create_function(|_, wait: Option<f64>| {
+            host_loop::step(match wait {
+                Some(secs) => options::seconds_value("ws.step", "timeout", secs)?,
+                None => std::time::Duration::ZERO,
+            })
+        })?,
+    )?;
+    core.set("pollfd", lua.create_function(|_, ()| host_loop::pollfd())?)?;
+    core.set(
+        "timeout",
+        lua.create_function(|_, ()| Ok(host_loop::timeout()))?,
+    )?;
+    // spawn(f, ...): runs f(...) as a coroutine of the loop; an error it raises is logged
+    core.set(
+        "spawn",
+        lua.create_function(|lua, (f, args): (mlua::Function, mlua::MultiValue)| {
+            let thread = lua.create_thread(f)?;
+            runtime::spawn(async move {
+                if let Err(e) = thread.into_async::<()>(args).await {
+                    eprintln!("service_utils.WS: error: ws.spawn: {e}");
+                }
+            });
+            Ok(())
+        })?,
     )?;
     Ok(())
 }

@@ -338,7 +338,7 @@ pub async fn connect(lua: Lua, inputs: Table) -> mlua::Result<(Value, Value, Val
         Err(failure) => Err(failure),
         Ok(handler) => {
             crate::standalone::runtime::wait("ws.connect", async {
-                match tokio::time::timeout(limit, open(&lua, inputs, handler)).await {
+                match crate::standalone::timers::timeout(limit, open(&lua, inputs, handler)).await {
                     Ok(r) => r,
                     Err(_) => Err(fail(
                         "timeout",

@@ -190,7 +190,9 @@ impl Connection {
     pub async fn wait_room(&self) -> bool {
         let limit = self.engine().settings().send_timeout;
         let room = match limit {
-            Some(d) => tokio::time::timeout(d, self.wait_writable()).await.is_ok(),
+            Some(d) => crate::standalone::timers::timeout(d, self.wait_writable())
+                .await
+                .is_ok(),
             None => {
                 self.wait_writable().await;
                 true

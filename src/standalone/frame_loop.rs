@@ -12,13 +12,14 @@
 
 use crate::standalone::connection::Connection;
 use crate::standalone::runtime;
+use crate::standalone::timers::{timeout, Alarm};
 use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::Instant;
 use ws_proto::engine::{Ending, Event, LocalClose};
 
 /// Where the events of a connection go.
@@ -114,12 +115,12 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
     mut stop: Option<watch::Receiver<bool>>,
 ) -> mlua::Result<()> {
     let _running = Running::start();
-    let writer_task = tokio::task::spawn_local(Rc::clone(conn).write_loop(writer));
+    let writer_task =
+        tokio::task::spawn_local(runtime::counted(Rc::clone(conn).write_loop(writer)));
     deliver.opened().await;
     let mut read_sizer = ReadSizer::new();
     // One timer for every deadline of the engine, kept across reads.
-    let mut alarm = Box::pin(sleep_until(Instant::now()));
-    let mut alarm_at: Option<Instant> = None;
+    let mut alarm = Alarm::unarmed();
     let ending = loop {
         if let Some(ending) = handle_ready(conn, frames, deliver).await? {
             break ending;
@@ -128,9 +129,8 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
         if let Some(t) = conn.engine().poll_timeout().map(Instant::from_std) {
             // Only an earlier deadline re-arms: a later one lets the alarm ring early and
             // be re-armed then, so busy connections do not churn the timer wheel.
-            if alarm_at.is_none_or(|armed| t < armed) {
-                alarm.as_mut().reset(t);
-                alarm_at = Some(t);
+            if alarm.armed().is_none_or(|armed| t < armed) {
+                alarm.arm(t);
             }
         }
         // The read buffer is taken out for the read: the deliverer only decodes from it
@@ -156,8 +156,7 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
             _ = conn.wait_writable(), if backed_up => {}
             _ = stopping, if open => conn.fail(LocalClose::GoingAway),
             _ = conn.kicked() => {}
-            _ = &mut alarm, if alarm_at.is_some() => {
-                alarm_at = None;
+            _ = alarm.ring() => {
                 conn.engine().handle_timeout(runtime::now());
             }
         }

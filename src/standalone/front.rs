@@ -5,9 +5,10 @@
 //! 426, an HTTP/1.0 Upgrade is 400. The server writes, counts and logs the verdict.
 
 use crate::standalone::http::Response;
+use crate::standalone::timers::timeout_at;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 use ws_proto::handshake::{parse_request, HeadError, RequestHead, NOT_HTTP_1_1};
 
 /// Why no head was read.

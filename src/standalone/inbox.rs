@@ -74,7 +74,10 @@ impl Inbox {
             }
             match deadline {
                 Some(d) => {
-                    if tokio::time::timeout_at(d, arrived).await.is_err() {
+                    if crate::standalone::timers::timeout_at(d, arrived)
+                        .await
+                        .is_err()
+                    {
                         return Err(RecvEnd::Timeout);
                     }
                 }

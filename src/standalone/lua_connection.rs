@@ -195,7 +195,7 @@ async fn close(conn: Rc<Connection>, code: u16, reason: String) -> mlua::Result<
     if !runtime::is_driving() {
         let limit = conn.engine().settings().close_timeout * 2;
         let _ = runtime::block_on("close", async {
-            tokio::time::timeout(limit, conn.wait_ended()).await
+            crate::standalone::timers::timeout(limit, conn.wait_ended()).await
         })?;
     }
     Ok(done(true))

@@ -4,12 +4,14 @@
 //! open connection (`connection` around a `ws_proto::engine::Engine`, written by
 //! `transport`, driven by `frame_loop`, delivering to Lua through `session`, seen from Lua as `lua_connection`, with an `inbox`
 //! when it has no handler), the handshake's `request`/`response` objects (`http`), and
-//! publish/subscribe (`topics`, across processes `pubsub`).
+//! publish/subscribe (`topics`, across processes `pubsub`); the loop's timers (`timers`)
+//! and its driving from a host's event loop (`host_loop`).
 
 pub mod client;
 pub mod connection;
 pub mod frame_loop;
 pub mod front;
+pub mod host_loop;
 pub mod http;
 pub mod inbox;
 pub mod lua_connection;
@@ -22,6 +24,7 @@ pub mod server_options;
 pub mod session;
 pub mod static_files;
 pub mod stats;
+pub mod timers;
 pub mod topics;
 pub mod transport;
 pub mod workers;

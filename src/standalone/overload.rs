@@ -9,10 +9,11 @@
 //! leaving clients hanging in the backlog and logging ten times a second.
 
 use crate::standalone::http::Response;
+use crate::standalone::timers::{sleep, timeout};
 use std::fs::File;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::Instant;
 
 /// Descriptors kept out of `max_connections`: stdio, the listener, the event loop's
 /// own, the reserve below, log files and what handlers open.

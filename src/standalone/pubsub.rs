@@ -168,7 +168,7 @@ fn bump(c: &Cell<u64>) {
 /// Waits `backoff` (or until stopped: false) and doubles it.
 async fn pause(backoff: &mut Duration, stop: &mut watch::Receiver<bool>) -> bool {
     let stopped = tokio::select! {
-        _ = tokio::time::sleep(*backoff) => false,
+        _ = crate::standalone::timers::sleep(*backoff) => false,
         _ = stop.wait_for(|s| *s) => true,
     };
     *backoff = (*backoff * 2).min(BACKOFF_MAX);

@@ -9,6 +9,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 
@@ -24,6 +27,8 @@ struct Reactor {
     local: RefCell<LocalSet>,
     /// True while a `block_on` is driving the loop on this thread.
     driving: Cell<bool>,
+    /// The runtime's epoll descriptor (readable while it has I/O to handle), if found.
+    epoll_fd: Option<RawFd>,
 }
 
 /// Set once an event loop exists in the process (workers cannot be forked after that).
@@ -32,15 +37,62 @@ static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 thread_local! {
     static REACTOR: Reactor = {
         STARTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        let before = epoll_descriptors();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cannot start the tokio runtime");
+        let epoll_fd = epoll_descriptors().into_iter().find(|fd| !before.contains(fd));
         Reactor {
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cannot start the tokio runtime"),
+            runtime,
             local: RefCell::new(LocalSet::new()),
             driving: Cell::new(false),
+            epoll_fd,
         }
     };
+    static POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The process's epoll descriptors (Linux: /proc/self/fd links to `anon_inode:[eventpoll]`).
+/// tokio does not say which descriptor its I/O driver waits on; the one that appears while
+/// the runtime is built is it.
+fn epoll_descriptors() -> Vec<RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let target = std::fs::read_link(entry.path()).ok()?;
+        (target.as_os_str() == "anon_inode:[eventpoll]")
+            .then(|| entry.file_name().to_str()?.parse().ok())?
+    })
+    .collect()
+}
+
+/// The descriptor of the runtime's I/O driver (see `host_loop`), made on first use.
+pub fn epoll_fd() -> Option<RawFd> {
+    REACTOR.with(|r| r.epoll_fd)
+}
+
+/// A task of the module, counting its polls so that a step can tell when nothing is
+/// left to run (`polls` did not move over a round of the loop).
+pub struct Counted<F>(Pin<Box<F>>);
+
+pub fn counted<F: Future>(fut: F) -> Counted<F> {
+    Counted(Box::pin(fut))
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        POLLS.with(|p| p.set(p.get() + 1));
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Polls of the module's tasks so far on this thread.
+pub fn polls() -> u64 {
+    POLLS.with(Cell::get)
 }
 
 /// Whether the event loop has been made in this process (by a server, a client, a sleep).
@@ -93,7 +145,7 @@ pub async fn wait<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
 /// Schedules a task on the loop (a client connection's frame loop); it runs whenever
 /// the loop is being driven.
 pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
-    REACTOR.with(|r| drop(r.local.borrow().spawn_local(fut)));
+    REACTOR.with(|r| drop(r.local.borrow().spawn_local(counted(fut))));
 }
 
 /// Runs `f` with the runtime entered, for creating tokio I/O objects outside `block_on`.

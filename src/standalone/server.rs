@@ -19,6 +19,7 @@ use crate::standalone::session::{self, handler_of, Delivery, Handler, LoopConfig
 use crate::standalone::static_files;
 use crate::standalone::stats;
 use crate::standalone::stats::{bump, Stats};
+use crate::standalone::timers::{self, timeout, timeout_at};
 use crate::standalone::topics::{self, Topics};
 use crate::standalone::transport::WriteSide;
 use crate::standalone::workers::{self, Forked, FromSiblings, Mesh};
@@ -36,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::Instant;
 use tokio_native_tls::TlsStream;
 use ws_proto::codec::Role;
 use ws_proto::deflate::Agreement;
@@ -114,7 +115,7 @@ fn start_mesh(shared: &Rc<Shared>, forked: Forked) -> mlua::Result<()> {
     runtime::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(workers::COUNTERS_EVERY) => {}
+                _ = timers::sleep(workers::COUNTERS_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
             let Some(shared) = weak.upgrade() else { return };
@@ -400,7 +401,7 @@ async fn serve(lua: Lua, shared: Rc<Shared>, listener: TcpListener) -> mlua::Res
                 Ok((stream, peer)) => {
                     accept_errors.succeeded();
                     let _ = stream.set_nodelay(true);
-                    tasks.spawn_local(handle_connection(lua.clone(), Rc::clone(&shared), stream, peer));
+                    tasks.spawn_local(runtime::counted(handle_connection(lua.clone(), Rc::clone(&shared), stream, peer)));
                 }
                 Err(e) => {
                     if let Some(line) = accept_errors.failed(e, &listener).await {

@@ -12,12 +12,12 @@
 //! [`StaticDir::answer`] decides (pure but for the file system); [`send`] writes.
 
 use crate::standalone::http::Response;
+use crate::standalone::timers::timeout;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::timeout;
 
 /// Bytes read from the file and written to the socket at a time.
 const CHUNK: usize = 16 << 10;
