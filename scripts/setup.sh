@@ -28,7 +28,8 @@ LUAJIT=luajit
 if installed luajit2 || installed libluajit2-5.1-2; then LUAJIT=luajit2; fi
 if [ "$WHAT" = test ]; then
   need+=(lua5.3 lua5.1 "$LUAJIT" lua-busted lua-socket luarocks liblua5.4-dev liblua5.3-dev liblua5.1-0-dev
-    redis-server lua-check tinyproxy dante-server)
+    redis-server lua-check tinyproxy dante-server
+    neovim lua-luv lua-cqueues lua-http lua-copas) # the hosts of spec/hosts_spec.lua
 fi
 missing=()
 for p in "${need[@]}"; do
