@@ -38,8 +38,8 @@ function hosts.luv(uv)
 	}
 end
 
--- An object cqueues can wait on (`cqueues.poll(ws.hosts.pollable())`): the module's
--- descriptor, read events, and its next timer.
+-- The module's descriptor as an object hosts wait on: cqueues (`cqueues.poll`: pollfd,
+-- events, timeout) and LuaSocket's `socket.select`, which copas uses (getfd, dirty).
 function hosts.pollable()
 	local fd = ws.pollfd()
 	return {
@@ -51,6 +51,12 @@ function hosts.pollable()
 		end,
 		timeout = function()
 			return ws.timeout()
+		end,
+		getfd = function()
+			return fd
+		end,
+		dirty = function()
+			return false
 		end,
 	}
 end
@@ -81,24 +87,15 @@ end
 -- socket-like object whose receive says "timeout" once per wait), and `loop`/`step` to
 -- use instead of copas's, so that the module's timers run too (copas 1.x has none).
 function hosts.copas(copas)
-	local fd = ws.pollfd()
-	local waited = false
-	local waker = {
-		getfd = function()
-			return fd
-		end,
-		dirty = function()
-			return false
-		end,
-		settimeout = function() end,
-		receive = function()
-			waited = not waited
-			if waited then
-				return nil, "timeout"
-			end
-			return ""
-		end,
-	}
+	local waker, waited = hosts.pollable(), false
+	function waker.settimeout() end
+	function waker.receive()
+		waited = not waited
+		if waited then
+			return nil, "timeout"
+		end
+		return ""
+	end
 	local running = true
 	copas.addthread(function()
 		while running do

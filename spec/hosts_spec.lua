@@ -27,20 +27,7 @@ package.loaded["hosts_spec.stepper"] = {
 	end,
 }
 
--- The module's descriptor as LuaSocket's select takes it.
-local function pollable()
-	local fd = ws.pollfd()
-	return {
-		getfd = function()
-			return fd
-		end,
-		dirty = function()
-			return false
-		end,
-	}
-end
-
--- Whether `obj` (a socket or pollable()) is readable within `seconds`.
+-- Whether `obj` (a socket or ws.hosts.pollable()) is readable within `seconds`.
 local function readable(obj, seconds)
 	local r = socket.select({ obj }, nil, seconds)
 	return #r == 1
@@ -97,7 +84,7 @@ describe("ws.step / ws.pollfd / ws.timeout: the module's loop run by the caller"
 	it("makes ws.pollfd() readable when a client knocks, and answers its upgrade in ws.step(0), without server:run()", function()
 		local sock = helper.tcp(server.port)
 		assert(sock:send(helper.upgrade_request("/echo")))
-		assert.is_true(readable(pollable(), 5))
+		assert.is_true(readable(ws.hosts.pollable(), 5))
 		assert(step_until(function()
 			return readable(sock, 0)
 		end))
@@ -125,9 +112,9 @@ describe("ws.step / ws.pollfd / ws.timeout: the module's loop run by the caller"
 	it("makes the descriptor readable when work is queued from outside the loop (a send from the main chunk)", function()
 		local conn = assert(helper.connect(("ws://127.0.0.1:%d/echo"):format(server.port)))
 		ws.step(0.05)
-		assert.is_false(readable(pollable(), 0))
+		assert.is_false(readable(ws.hosts.pollable(), 0))
 		assert(conn:send("from the main chunk"))
-		assert.is_true(readable(pollable(), 5))
+		assert.is_true(readable(ws.hosts.pollable(), 5))
 		assert.are.equal("from the main chunk", conn:recv(5).data)
 		conn:close()
 	end)
@@ -170,7 +157,7 @@ describe("ws.step / ws.pollfd / ws.timeout: the module's loop run by the caller"
 		assert.are.equal("once", next_frame(sock).payload)
 		ws.step(0.05)
 		assert.is_true(ws.timeout() > 1, tostring(ws.timeout()))
-		assert.is_false(readable(pollable(), 0))
+		assert.is_false(readable(ws.hosts.pollable(), 0))
 		sock:close()
 	end)
 end)

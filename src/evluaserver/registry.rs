@@ -408,16 +408,21 @@ mod tests {
     /// Held by the tests that end connections: `take_gone` hands out every test's.
     static GONE: Mutex<()> = Mutex::new(());
 
-    /// Opens a server connection on `fd` now, with the default settings.
-    fn open_server(fd: i64) -> u64 {
+    /// Opens a server connection on `fd` at `at`, with the default settings.
+    fn open_server_at(fd: i64, at: Instant) -> u64 {
         open(
             fd,
             Role::Server,
             LinkInfo::default(),
             settings(None, None),
             None,
-            Instant::now(),
+            at,
         )
+    }
+
+    /// Opens a server connection on `fd` now, with the default settings.
+    fn open_server(fd: i64) -> u64 {
+        open_server_at(fd, Instant::now())
     }
 
     fn client_frame(op: u8, payload: &[u8]) -> BytesMut {
@@ -459,14 +464,7 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&a) as i64;
         let t0 = Instant::now();
-        let id = open(
-            fd,
-            Role::Server,
-            LinkInfo::default(),
-            settings(None, None),
-            None,
-            t0,
-        );
+        let id = open_server_at(fd, t0);
         drop(a); // evluaserver closed it
         drop(b);
         let gone: Vec<u64> = take_gone(t0 + SWEEP_EVERY * 2)
@@ -487,22 +485,8 @@ mod tests {
         let _serial = GONE.lock().unwrap_or_else(|p| p.into_inner());
         let fd = 1_000_004;
         let t0 = Instant::now();
-        let old = open(
-            fd,
-            Role::Server,
-            LinkInfo::default(),
-            settings(None, None),
-            None,
-            t0,
-        );
-        let new = open(
-            fd,
-            Role::Server,
-            LinkInfo::default(),
-            settings(None, None),
-            None,
-            t0,
-        );
+        let old = open_server_at(fd, t0);
+        let new = open_server_at(fd, t0);
         let gone: Vec<u64> = take_gone(t0)
             .into_iter()
             .filter(|g| g.fd == fd)
