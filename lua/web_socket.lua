@@ -252,11 +252,13 @@ ws.sleep = core.sleep
 -- work; ws.timeout() -> seconds until the module's next timer, or nil; ws.spawn(f, ...)
 -- runs f as a coroutine of the module's loop, where ws.connect, recv and ws.sleep wait
 -- without blocking the host.
-ws.step = core.step
-ws.pollfd = core.pollfd
-ws.timeout = core.timeout
-ws.spawn = core.spawn
-ws.hosts = assert((loadstring or load)(core.hosts_source, "@service_utils/WS/hosts.lua"))(ws)
+if not evl then
+	ws.step = core.step
+	ws.pollfd = core.pollfd
+	ws.timeout = core.timeout
+	ws.spawn = core.spawn
+	ws.hosts = assert((loadstring or load)(core.hosts_source, "@service_utils/WS/hosts.lua"))(ws)
+end
 
 -- Under evluaserver a dispatch runs on one of its worker threads and must return: what
 -- would wait there or run a loop of its own is refused, never half-done.
@@ -271,7 +273,6 @@ if evl then
 	for _, name in ipairs({ "step", "pollfd", "timeout", "spawn" }) do
 		ws[name] = not_under_evluaserver("ws." .. name, "evluaserver runs the event loop")
 	end
-	ws.hosts = nil
 end
 
 -- ws.open_connections() -> how many WebSocket connections (served and opened) the module

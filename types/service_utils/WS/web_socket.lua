@@ -8,6 +8,7 @@
 ---@field WEBSOCKET_GUID string the GUID accept keys are derived from (RFC 6455 §1.3)
 ---@field WEBSOCKET_VERSION string "13"
 ---@field _VERSION string this module's version ("0.2.0")
+---@field hosts ws.hosts adapters that drive the module from a host's loop (docs/hosts.md)
 local ws = {}
 
 ---@alias ws.msg_type "TEXT"|"BINARY"
@@ -225,5 +226,30 @@ function ws.publish(topic, data, opts) end
 
 ---@return integer the connections the module holds
 function ws.open_connections() end
+
+---Runs the module's loop for `timeout` seconds (default 0), then what is ready; returns
+---whether work was left over (docs/hosts.md).
+---@param timeout? number
+---@return boolean more
+function ws.step(timeout) end
+
+---A descriptor readable whenever the module has work (Linux).
+---@return integer fd
+function ws.pollfd() end
+
+---Seconds until the module's next timer, or nil without one.
+---@return number?
+function ws.timeout() end
+
+---Runs `f(...)` as a coroutine of the module's loop (waiting calls suspend in it).
+---@param f fun(...)
+---@param ... any
+function ws.spawn(f, ...) end
+
+---@class ws.hosts
+---@field luv fun(uv: table): {stop: fun()}
+---@field cqueues fun(cq: table): {stop: fun()}
+---@field copas fun(copas: table): {step: fun(max_wait?: number), loop: fun(until_fn?: fun(): boolean, max_wait?: number), stop: fun()}
+---@field pollable fun(): table
 
 return ws
