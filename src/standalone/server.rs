@@ -81,6 +81,12 @@ impl FromSiblings for Shared {
         all[worker] = counters;
     }
 
+    fn gone(&self, worker: usize) {
+        if let Some(counters) = self.sibling_counters.borrow_mut().get_mut(worker) {
+            counters.clear();
+        }
+    }
+
     fn stop(&self) {
         self.stop.send_replace(true);
     }
@@ -99,9 +105,14 @@ fn fork_workers(options: &Options) -> mlua::Result<Option<Forked>> {
     }
     // What stdio holds would be written once per worker.
     unsafe { libc::fflush(std::ptr::null_mut()) };
-    workers::fork(options.workers)
+    workers::fork(options.workers, &options.logger, stop_limit(options))
         .map(Some)
         .map_err(|e| mlua::Error::runtime(format!("ws.server: cannot start the workers: {e}")))
+}
+
+/// How long a worker may take to stop: its connections' closing handshakes, and 5 s.
+fn stop_limit(options: &Options) -> Duration {
+    options.shutdown_timeout.get() + Duration::from_secs(5)
 }
 
 /// Joins this worker to the others: publishes and stop travel between them, and its
@@ -280,10 +291,13 @@ impl UserData for Server {
             } != Some(false);
             let shared = Rc::clone(&this.0);
             runtime::block_on("server:run", run_until_done(shared, signals))??;
-            // Worker 0 outlives the others: they are ended and waited for.
-            if let Some(mesh) = this.0.mesh.borrow().as_ref() {
-                let limit = this.0.options.shutdown_timeout.get() + Duration::from_secs(5);
-                workers::reap(&mesh.children, limit);
+            // Worker 0 outlives the others: the supervisor is stopped (it stops the
+            // workers it runs) and waited for.
+            if let Some(supervisor) = this.0.mesh.borrow().as_ref().and_then(|m| m.supervisor) {
+                workers::reap(
+                    &[supervisor],
+                    stop_limit(&this.0.options) + Duration::from_secs(5),
+                );
             }
             Ok(true)
         });

@@ -6,6 +6,8 @@
 --   stats                             "published=<n> dropped=<n> max_queued=<n>"
 --   worker                            "worker <this process's worker> of <workers>"
 --   accepted                          "accepted <stats().handshakes_accepted, all workers>"
+--   open                              "open <stats().open_connections, all workers>"
+--   pid                               "pid <this process's id>"
 --   init                              "init <whether handlers.worker_init was required here>"
 --   redis                             "sent=<n> received=<n> dropped=<n> connected=<bool>"
 local ws = require("service_utils.WS.web_socket")
@@ -43,6 +45,12 @@ function H.handle_message(msg)
 		conn:send(("worker %d of %d"):format(server().worker, server().workers))
 	elseif cmd == "init" then
 		conn:send("init " .. tostring(package.loaded["handlers.worker_init"] ~= nil))
+	elseif cmd == "open" then
+		conn:send("open " .. server():stats().open_connections)
+	elseif cmd == "pid" then
+		local stat = assert(io.open("/proc/self/stat"))
+		conn:send("pid " .. stat:read("*l"):match("^%d+"))
+		stat:close()
 	elseif cmd == "accepted" then
 		conn:send("accepted " .. server():stats().handshakes_accepted)
 	elseif cmd == "redis" then
