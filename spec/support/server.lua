@@ -9,8 +9,8 @@ local ws = require("service_utils.WS.web_socket")
 
 -- key=value arguments; "origins" is a comma-separated list; "routes" a comma-separated
 -- list of path@module; handler_base=none leaves it unset; tls_cert / tls_key make the
--- server a wss server; pubsub_redis=URL sets pubsub = {redis = URL}; signals=false is
--- server:run's option.
+-- server a wss server; pubsub_redis=URL sets pubsub = {redis = URL} and
+-- pubsub_max_queued_bytes=N its max_queued_bytes; signals=false is server:run's option.
 local options = { handler_base = "handlers" }
 local run_options = {}
 for _, a in ipairs(arg) do
@@ -30,8 +30,9 @@ for _, a in ipairs(arg) do
 		for o in v:gmatch("[^,]+") do
 			options.origins[#options.origins + 1] = o
 		end
-	elseif k == "pubsub_redis" then
-		options.pubsub = { redis = v }
+	elseif k == "pubsub_redis" or k == "pubsub_max_queued_bytes" then
+		options.pubsub = options.pubsub or {}
+		options.pubsub[k:sub(8)] = tonumber(v) or v
 	elseif k == "tls_cert" or k == "tls_key" then
 		options.tls = options.tls or {}
 		options.tls[k:sub(5)] = v

@@ -2,25 +2,36 @@
 //! to the local subscribers at once (`topics`) and to Redis on channel `prefix .. topic`;
 //! every node subscribes on Redis only to the topics it has local subscribers for, and
 //! delivers what other nodes publish (its own messages, recognised by its node id, are
-//! skipped). Redis down: local delivery goes on, publishes to Redis are dropped and
-//! counted, and both connections come back by themselves with backoff (100 ms doubling to
-//! 5 s), the subscriber resubscribing everything wanted. At most once; ordered per
-//! publisher and topic (one publishing connection per node, one Redis).
+//! skipped). At most once; ordered per publisher and topic (one publishing connection per
+//! node, one Redis).
+//!
+//! Memory is bounded (ws-proto's `relay`): messages wait for Redis in an outbox of at
+//! most `max_queued_bytes` (a publish that does not fit is dropped and counted), and
+//! subscription changes are kept as the wanted set, not as a queue. A round trip has no
+//! timeout of its own: a batch sent is answered or its connection fails, so a loop busy
+//! in Lua does not make Redis look down. Redis down (the connection refused or broken):
+//! local delivery goes on, what is queued and what is published meanwhile is dropped and
+//! counted, and both connections come back by themselves with backoff (100 ms doubling
+//! to 5 s), the subscriber telling the new connection the whole wanted set.
 //!
 //! On Redis each message is `node id (16 hex digits) · 't' | 'b' · payload`.
-
 use futures_core::Stream;
+use redis::AsyncConnectionConfig;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use ws_proto::codec::opcode;
+use ws_proto::relay::{Outbox, Outgoing, Wanted};
 
-/// Messages waiting for the Redis publisher; beyond, publishes to Redis are dropped.
-const PUBLISH_QUEUE: usize = 10_000;
-/// Messages sent to Redis in one round trip, at most.
-const PUBLISH_BATCH: usize = 64;
+/// Default of `pubsub.max_queued_bytes`.
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+/// One round trip to Redis carries at most this many messages...
+const BATCH_MESSAGES: usize = 64;
+/// ... and this many bytes (unless one message is larger).
+const BATCH_BYTES: usize = 1 << 20;
+/// Channels per SUBSCRIBE / UNSUBSCRIBE command.
+const CHANNELS_PER_COMMAND: usize = 1_000;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -31,30 +42,26 @@ pub struct PubsubOptions {
     pub url: String,
     /// Prepended to a topic to make its Redis channel. Default `"ws:"`.
     pub channel_prefix: String,
+    /// Bytes (channel names and payloads) waiting for Redis, at most.
+    pub max_queued_bytes: usize,
 }
 
 /// What a node counts about Redis (`server:stats().pubsub`).
 #[derive(Default)]
-pub struct Counters {
+struct Counters {
     /// Messages published to Redis.
-    pub sent: Cell<u64>,
+    sent: Cell<u64>,
     /// Messages from other nodes delivered here.
-    pub received: Cell<u64>,
-    /// Publishes to Redis dropped (Redis down or the queue full).
-    pub dropped: Cell<u64>,
+    received: Cell<u64>,
+    /// Publishes to Redis dropped (Redis down or the outbox full).
+    dropped: Cell<u64>,
     /// Whether the subscribing connection is up.
-    pub connected: Cell<bool>,
+    connected: Cell<bool>,
 }
 
 /// Where a message from another node goes: the local topics.
 pub trait Deliver {
     fn deliver_remote(&self, topic: &str, op: u8, data: &[u8]);
-}
-
-/// A changes of the topics this node wants from Redis.
-enum Want {
-    Subscribe(String),
-    Unsubscribe(String),
 }
 
 /// A fresh node id: 16 hex digits.
@@ -64,14 +71,25 @@ pub fn node_id() -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the bridge and its two tasks share.
+struct Link {
+    outbox: RefCell<Outbox>,
+    /// Something was queued for the publisher.
+    queued: Notify,
+    /// The publisher's last connection attempt failed: publishes are dropped at once.
+    publisher_down: Cell<bool>,
+    wanted: RefCell<Wanted>,
+    /// The wanted set changed.
+    changed: Notify,
+    counters: Rc<Counters>,
+}
+
 /// One server's link to Redis.
 pub struct Bridge {
     node_id: String,
     prefix: String,
-    wanted: Rc<RefCell<BTreeSet<String>>>,
-    wants: mpsc::UnboundedSender<Want>,
-    outgoing: mpsc::Sender<(String, Vec<u8>)>,
-    pub counters: Rc<Counters>,
+    link: Rc<Link>,
+    counters: Rc<Counters>,
 }
 
 impl Bridge {
@@ -97,31 +115,27 @@ impl Bridge {
         stop: watch::Receiver<bool>,
     ) -> Bridge {
         let counters = Rc::new(Counters::default());
-        let wanted = Rc::new(RefCell::new(BTreeSet::new()));
-        let (wants, wants_rx) = mpsc::unbounded_channel();
-        let (outgoing, outgoing_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let link = Rc::new(Link {
+            outbox: RefCell::new(Outbox::new(options.max_queued_bytes)),
+            queued: Notify::new(),
+            publisher_down: Cell::new(false),
+            wanted: RefCell::default(),
+            changed: Notify::new(),
+            counters: Rc::clone(&counters),
+        });
         crate::standalone::runtime::spawn(subscriber(
             client.clone(),
             options.channel_prefix.clone(),
             node_id.clone(),
-            Rc::clone(&wanted),
-            wants_rx,
+            Rc::clone(&link),
             deliver,
-            Rc::clone(&counters),
             stop.clone(),
         ));
-        crate::standalone::runtime::spawn(publisher(
-            client,
-            outgoing_rx,
-            Rc::clone(&counters),
-            stop,
-        ));
+        crate::standalone::runtime::spawn(publisher(client, Rc::clone(&link), stop));
         Bridge {
             node_id,
             prefix: options.channel_prefix.clone(),
-            wanted,
-            wants,
-            outgoing,
+            link,
             counters,
         }
     }
@@ -132,37 +146,64 @@ impl Bridge {
 
     /// `topic` has its first local subscriber: receive it from Redis.
     pub fn watch(&self, topic: &str) {
-        let channel = self.channel(topic);
-        self.wanted.borrow_mut().insert(channel.clone());
-        let _ = self.wants.send(Want::Subscribe(channel));
+        self.want(topic, true);
     }
 
     /// `topic` has no local subscriber left.
     pub fn unwatch(&self, topic: &str) {
-        let channel = self.channel(topic);
-        self.wanted.borrow_mut().remove(&channel);
-        let _ = self.wants.send(Want::Unsubscribe(channel));
+        self.want(topic, false);
     }
 
-    /// Sends a message published here to the other nodes (dropped and counted when the
-    /// queue to Redis is full).
+    fn want(&self, topic: &str, want: bool) {
+        self.link
+            .wanted
+            .borrow_mut()
+            .set(&self.channel(topic), want);
+        self.link.changed.notify_one();
+    }
+
+    /// Sends a message published here to the other nodes (dropped and counted when Redis
+    /// is down or the outbox has no room for it).
     pub fn publish(&self, topic: &str, op: u8, data: &[u8]) {
+        if self.link.publisher_down.get() {
+            bump(&self.counters.dropped, 1);
+            return;
+        }
         let mut payload = Vec::with_capacity(17 + data.len());
         payload.extend_from_slice(self.node_id.as_bytes());
         payload.push(if op == opcode::BINARY { b'b' } else { b't' });
         payload.extend_from_slice(data);
-        if self
-            .outgoing
-            .try_send((self.channel(topic), payload))
-            .is_err()
-        {
-            bump(&self.counters.dropped);
+        let message = Outgoing {
+            channel: self.channel(topic),
+            payload,
+        };
+        if self.link.outbox.borrow_mut().push(message).is_ok() {
+            self.link.queued.notify_one();
+        } else {
+            bump(&self.counters.dropped, 1);
         }
+    }
+
+    /// `server:stats().pubsub`: the counters, the bytes waiting for Redis (queued and in
+    /// flight), subscription changes not yet sent, and the channels Redis was told.
+    pub fn stats(&self, lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
+        let c = &self.counters;
+        let wanted = self.link.wanted.borrow();
+        let t = lua.create_table()?;
+        t.set("sent", c.sent.get())?;
+        t.set("received", c.received.get())?;
+        t.set("dropped", c.dropped.get())?;
+        t.set("connected", c.connected.get())?;
+        t.set("queued_bytes", self.link.outbox.borrow().bytes())?;
+        t.set("max_queued_bytes", self.link.outbox.borrow().limit())?;
+        t.set("pending_subscriptions", wanted.pending())?;
+        t.set("channels", wanted.told())?;
+        Ok(t)
     }
 }
 
-fn bump(c: &Cell<u64>) {
-    c.set(c.get() + 1);
+fn bump(c: &Cell<u64>, n: usize) {
+    c.set(c.get() + n as u64);
 }
 
 /// Waits `backoff` (or until stopped: false) and doubles it.
@@ -175,17 +216,14 @@ async fn pause(backoff: &mut Duration, stop: &mut watch::Receiver<bool>) -> bool
     !stopped
 }
 
-/// Keeps a subscribing connection to Redis for the wanted channels and delivers what
+/// Keeps a subscribing connection to Redis told the wanted channels and delivers what
 /// other nodes publish on them.
-#[allow(clippy::too_many_arguments)]
 async fn subscriber(
     client: redis::Client,
     prefix: String,
     node_id: String,
-    wanted: Rc<RefCell<BTreeSet<String>>>,
-    mut wants: mpsc::UnboundedReceiver<Want>,
+    link: Rc<Link>,
     deliver: Weak<dyn Deliver>,
-    counters: Rc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_FIRST;
@@ -193,13 +231,22 @@ async fn subscriber(
         if let Ok(pubsub) = client.get_async_pubsub().await {
             let (mut sink, stream) = pubsub.split();
             let mut stream = Box::pin(stream);
-            let all: Vec<String> = wanted.borrow().iter().cloned().collect();
-            let mut ok = all.is_empty() || sink.subscribe(&all).await.is_ok();
-            if ok {
-                counters.connected.set(true);
-                backoff = BACKOFF_FIRST;
-            }
+            link.wanted.borrow_mut().forget_told();
+            let mut ok = true;
             while ok {
+                let changes = link.wanted.borrow_mut().take_changes();
+                for channels in changes.subscribe.chunks(CHANNELS_PER_COMMAND) {
+                    ok = ok && sink.subscribe(channels).await.is_ok();
+                }
+                for channels in changes.unsubscribe.chunks(CHANNELS_PER_COMMAND) {
+                    ok = ok && sink.unsubscribe(channels).await.is_ok();
+                }
+                if !ok {
+                    break;
+                }
+                if !link.counters.connected.replace(true) {
+                    backoff = BACKOFF_FIRST;
+                }
                 tokio::select! {
                     msg = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)) => match msg {
                         Some(msg) => {
@@ -211,19 +258,15 @@ async fn subscriber(
                             let op = if payload[16] == b'b' { opcode::BINARY } else { opcode::TEXT };
                             let Some(target) = deliver.upgrade() else { return };
                             target.deliver_remote(topic, op, &payload[17..]);
-                            bump(&counters.received);
+                            bump(&link.counters.received, 1);
                         }
                         None => ok = false,
                     },
-                    want = wants.recv() => match want {
-                        Some(Want::Subscribe(c)) => ok = sink.subscribe(&c).await.is_ok(),
-                        Some(Want::Unsubscribe(c)) => ok = sink.unsubscribe(&c).await.is_ok(),
-                        None => return,
-                    },
+                    _ = link.changed.notified() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }
-            counters.connected.set(false);
+            link.counters.connected.set(false);
         }
         if !pause(&mut backoff, &mut stop).await {
             return;
@@ -231,53 +274,54 @@ async fn subscriber(
     }
 }
 
-/// Sends the queued messages to Redis, a batch per round trip; while Redis is down, what
-/// is queued is dropped and counted.
-async fn publisher(
-    client: redis::Client,
-    mut outgoing: mpsc::Receiver<(String, Vec<u8>)>,
-    counters: Rc<Counters>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Sends the outbox to Redis, a batch per round trip. A round trip waits as long as the
+/// connection stands (no response timeout: a paused Redis fills the outbox up to its
+/// bound, and the rest is dropped and counted); when the connection fails, the batch
+/// and the outbox are dropped and counted, and so is every publish until it is back.
+async fn publisher(client: redis::Client, link: Rc<Link>, mut stop: watch::Receiver<bool>) {
+    let config = AsyncConnectionConfig::new().set_response_timeout(None);
     let mut backoff = BACKOFF_FIRST;
     loop {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+        if let Ok(mut conn) = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            link.publisher_down.set(false);
             backoff = BACKOFF_FIRST;
             loop {
-                let first = tokio::select! {
-                    m = outgoing.recv() => match m { Some(m) => m, None => return },
-                    _ = stop.wait_for(|s| *s) => return,
-                };
-                let mut batch = vec![first];
-                while batch.len() < PUBLISH_BATCH {
-                    match outgoing.try_recv() {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
+                let batch = link
+                    .outbox
+                    .borrow_mut()
+                    .take_batch(BATCH_MESSAGES, BATCH_BYTES);
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = link.queued.notified() => continue,
+                        _ = stop.wait_for(|s| *s) => return,
                     }
                 }
+                let (count, bytes) = (batch.len(), batch.iter().map(Outgoing::size).sum());
                 let mut pipe = redis::pipe();
-                for (channel, payload) in &batch {
-                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                for m in batch {
+                    pipe.cmd("PUBLISH").arg(m.channel).arg(m.payload).ignore();
                 }
-                if pipe.query_async::<()>(&mut conn).await.is_ok() {
-                    counters.sent.set(counters.sent.get() + batch.len() as u64);
+                let answered = tokio::select! {
+                    r = pipe.query_async::<()>(&mut conn) => r.is_ok(),
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                link.outbox.borrow_mut().settle(bytes);
+                if answered {
+                    bump(&link.counters.sent, count);
                 } else {
-                    counters
-                        .dropped
-                        .set(counters.dropped.get() + batch.len() as u64);
+                    bump(&link.counters.dropped, count);
                     break;
                 }
             }
         }
-        // Down: what arrives meanwhile is dropped, not kept for later.
-        while outgoing.try_recv().is_ok() {
-            bump(&counters.dropped);
-        }
+        link.publisher_down.set(true);
+        let queued = link.outbox.borrow_mut().clear();
+        bump(&link.counters.dropped, queued);
         if !pause(&mut backoff, &mut stop).await {
             return;
-        }
-        while outgoing.try_recv().is_ok() {
-            bump(&counters.dropped);
         }
     }
 }
@@ -290,6 +334,7 @@ mod tests {
         PubsubOptions {
             url: url.into(),
             channel_prefix: "ws:".into(),
+            max_queued_bytes: MAX_QUEUED_BYTES,
         }
     }
 

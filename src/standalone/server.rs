@@ -322,12 +322,7 @@ impl UserData for Server {
                 "workers",
                 this.0.mesh.borrow().as_ref().map_or(1, |m| m.count),
             )?;
-            if let Some(c) = this.0.topics.bridge_counters() {
-                let p = lua.create_table()?;
-                p.set("sent", c.sent.get())?;
-                p.set("received", c.received.get())?;
-                p.set("dropped", c.dropped.get())?;
-                p.set("connected", c.connected.get())?;
+            if let Some(p) = this.0.topics.bridge_stats(lua)? {
                 t.set("pubsub", p)?;
             }
             Ok(t)

@@ -4,7 +4,7 @@
 
 use crate::lua_api::log::Logger;
 use crate::lua_api::options::{self, Reader};
-use crate::standalone::pubsub::{Bridge, PubsubOptions};
+use crate::standalone::pubsub::{self, Bridge, PubsubOptions};
 use crate::standalone::static_files;
 use crate::standalone::topics::SlowSubscriber;
 use mlua::{Table, Value};
@@ -72,7 +72,8 @@ pub struct Options {
     /// A module each worker `require`s once at start (`worker_init = "app.init"`).
     pub worker_init: Option<String>,
     /// Topics across server processes through Redis: `pubsub = {redis = "redis://host:port/db",
-    /// channel_prefix = "ws:"}` (see `pubsub`). Default none: topics are this server's only.
+    /// channel_prefix = "ws:", max_queued_bytes = 8 MiB}` (see `pubsub`). Default none: topics
+    /// are this server's only.
     pub pubsub: Option<(PubsubOptions, redis::Client)>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     pub tls: Option<tokio_native_tls::TlsAcceptor>,
@@ -122,7 +123,8 @@ fn routes(r: &Reader) -> mlua::Result<HashMap<String, String>> {
         .collect()
 }
 
-/// The `pubsub` option: `{redis = URL [, channel_prefix = "ws:"]}`, its URL checked.
+/// The `pubsub` option: `{redis = URL [, channel_prefix = "ws:"] [, max_queued_bytes = 8 MiB]}`,
+/// its URL checked.
 fn pubsub_option(r: &Reader) -> mlua::Result<Option<(PubsubOptions, redis::Client)>> {
     let Some(t) = r.table("pubsub")? else {
         return Ok(None);
@@ -131,6 +133,12 @@ fn pubsub_option(r: &Reader) -> mlua::Result<Option<(PubsubOptions, redis::Clien
     let options = PubsubOptions {
         url: p.required("redis", "a redis:// URL", p.text("redis")?)?,
         channel_prefix: p.text("channel_prefix")?.unwrap_or_else(|| "ws:".into()),
+        max_queued_bytes: p.count(
+            "max_queued_bytes",
+            1,
+            1 << 40,
+            pubsub::MAX_QUEUED_BYTES as u64,
+        )? as usize,
     };
     let client = Bridge::client(&options).map_err(mlua::Error::runtime)?;
     Ok(Some((options, client)))

@@ -5,7 +5,7 @@
 //! server's `slow_subscriber` option says. A connection leaves its topics when it ends.
 
 use crate::standalone::connection::Connection;
-use crate::standalone::pubsub::{self, Bridge, Deliver};
+use crate::standalone::pubsub::{Bridge, Deliver};
 use crate::standalone::runtime;
 use crate::standalone::workers::Mesh;
 use std::cell::{Cell, RefCell};
@@ -68,12 +68,13 @@ impl Topics {
         *self.bridge.borrow_mut() = Some(bridge);
     }
 
-    /// The Redis counters, when there is a bridge.
-    pub fn bridge_counters(&self) -> Option<Rc<pubsub::Counters>> {
+    /// `server:stats().pubsub`, when there is a bridge.
+    pub fn bridge_stats(&self, lua: &mlua::Lua) -> mlua::Result<Option<mlua::Table>> {
         self.bridge
             .borrow()
             .as_ref()
-            .map(|b| Rc::clone(&b.counters))
+            .map(|b| b.stats(lua))
+            .transpose()
     }
 
     fn has_subscribers(&self, topic: &str) -> bool {

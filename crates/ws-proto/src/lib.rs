@@ -13,12 +13,14 @@
 //! - `url`: `ws://` / `wss://` URLs as `ws.connect` takes them
 //! - `random`: masks and keys from getrandom(2)
 //! - `subscriptions`: who subscribes to which topic, and the check of a publish
+//! - `relay`: what a node owes Redis — messages bounded in bytes, the wanted channel set
 
 pub mod codec;
 pub mod deflate;
 pub mod engine;
 pub mod handshake;
 pub mod random;
+pub mod relay;
 pub mod routing;
 pub mod subscriptions;
 pub mod url;
