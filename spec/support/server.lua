@@ -10,7 +10,8 @@ local ws = require("service_utils.WS.web_socket")
 -- key=value arguments; "origins" is a comma-separated list; "routes" a comma-separated
 -- list of path@module; handler_base=none leaves it unset; tls_cert / tls_key make the
 -- server a wss server; pubsub_redis=URL sets pubsub = {redis = URL} and
--- pubsub_max_queued_bytes=N its max_queued_bytes; signals=false is server:run's option.
+-- pubsub_max_queued_bytes=N its max_queued_bytes; pubsub_redis_cluster=URL,URL,... sets
+-- pubsub = {redis_cluster = {URL, ...}}; signals=false is server:run's option.
 local options = { handler_base = "handlers" }
 local run_options = {}
 for _, a in ipairs(arg) do
@@ -33,6 +34,12 @@ for _, a in ipairs(arg) do
 	elseif k == "pubsub_redis" or k == "pubsub_max_queued_bytes" then
 		options.pubsub = options.pubsub or {}
 		options.pubsub[k:sub(8)] = tonumber(v) or v
+	elseif k == "pubsub_redis_cluster" then
+		options.pubsub = options.pubsub or {}
+		options.pubsub.redis_cluster = {}
+		for url in v:gmatch("[^,]+") do
+			table.insert(options.pubsub.redis_cluster, url)
+		end
 	elseif k == "tls_cert" or k == "tls_key" then
 		options.tls = options.tls or {}
 		options.tls[k:sub(5)] = v

@@ -231,10 +231,9 @@ impl Server {
             sibling_counters: RefCell::new(Vec::new()),
         });
         topics::register(&shared.topics);
-        if let Some((options, client)) = &shared.options.pubsub {
+        if let Some(options) = &shared.options.pubsub {
             let deliver: Rc<dyn Deliver> = shared.topics.clone();
             shared.topics.set_bridge(Bridge::start(
-                client.clone(),
                 options,
                 node_id,
                 Rc::downgrade(&deliver),

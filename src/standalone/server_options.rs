@@ -4,7 +4,7 @@
 
 use crate::lua_api::log::Logger;
 use crate::lua_api::options::{self, Reader};
-use crate::standalone::pubsub::{self, Bridge, PubsubOptions};
+use crate::standalone::pubsub::{self, PubsubOptions, Redis};
 use crate::standalone::static_files;
 use crate::standalone::topics::SlowSubscriber;
 use mlua::{Table, Value};
@@ -71,10 +71,10 @@ pub struct Options {
     pub workers: usize,
     /// A module each worker `require`s once at start (`worker_init = "app.init"`).
     pub worker_init: Option<String>,
-    /// Topics across server processes through Redis: `pubsub = {redis = "redis://host:port/db",
-    /// channel_prefix = "ws:", max_queued_bytes = 8 MiB}` (see `pubsub`). Default none: topics
-    /// are this server's only.
-    pub pubsub: Option<(PubsubOptions, redis::Client)>,
+    /// Topics across server processes through Redis: `pubsub = {redis = "redis://host:port/db"
+    /// (or redis_cluster = {URL, ...}), channel_prefix = "ws:", max_queued_bytes = 8 MiB}` (see
+    /// `pubsub`). Default none: topics are this server's only.
+    pub pubsub: Option<PubsubOptions>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
     pub tls: Option<tokio_native_tls::TlsAcceptor>,
     pub logger: Rc<Logger>,
@@ -123,15 +123,31 @@ fn routes(r: &Reader) -> mlua::Result<HashMap<String, String>> {
         .collect()
 }
 
-/// The `pubsub` option: `{redis = URL [, channel_prefix = "ws:"] [, max_queued_bytes = 8 MiB]}`,
-/// its URL checked.
-fn pubsub_option(r: &Reader) -> mlua::Result<Option<(PubsubOptions, redis::Client)>> {
+/// The `pubsub` option: `{redis = URL | redis_cluster = {URL, ...} [, channel_prefix = "ws:"]
+/// [, max_queued_bytes = 8 MiB]}`, its URLs checked.
+fn pubsub_option(r: &Reader) -> mlua::Result<Option<PubsubOptions>> {
     let Some(t) = r.table("pubsub")? else {
         return Ok(None);
     };
     let p = Reader::new(&t, "ws.server", "pubsub.");
+    let redis = match (p.text("redis")?, p.strings("redis_cluster")?) {
+        (Some(url), None) => Redis::One(url),
+        (None, Some(urls)) => Redis::Cluster(urls),
+        (Some(_), Some(_)) => {
+            return Err(mlua::Error::runtime(
+                "ws.server: pubsub takes redis (one Redis) or redis_cluster (a Redis Cluster), not both",
+            ))
+        }
+        (None, None) => {
+            return Err(p.refuse(
+                "redis",
+                "a redis:// URL (or redis_cluster a list of them)",
+                &mlua::Value::Nil,
+            ))
+        }
+    };
     let options = PubsubOptions {
-        url: p.required("redis", "a redis:// URL", p.text("redis")?)?,
+        redis,
         channel_prefix: p.text("channel_prefix")?.unwrap_or_else(|| "ws:".into()),
         max_queued_bytes: p.count(
             "max_queued_bytes",
@@ -140,8 +156,8 @@ fn pubsub_option(r: &Reader) -> mlua::Result<Option<(PubsubOptions, redis::Clien
             pubsub::MAX_QUEUED_BYTES as u64,
         )? as usize,
     };
-    let client = Bridge::client(&options).map_err(mlua::Error::runtime)?;
-    Ok(Some((options, client)))
+    options.check().map_err(mlua::Error::runtime)?;
+    Ok(Some(options))
 }
 
 impl Options {

@@ -137,6 +137,19 @@ impl Wanted {
         changes
     }
 
+    /// Redis did not take the change of `channel` last taken by [`Wanted::take_changes`]:
+    /// it has what it had before, and the change is pending again if still wanted.
+    pub fn failed(&mut self, channel: &str) {
+        if !self.told.remove(channel) {
+            self.told.insert(channel.to_owned());
+        }
+        if self.told.contains(channel) == self.wanted.contains(channel) {
+            self.changed.remove(channel);
+        } else {
+            self.changed.insert(channel.to_owned());
+        }
+    }
+
     /// A new connection to Redis: it has nothing, so everything wanted is to send.
     pub fn forget_told(&mut self) {
         self.told.clear();
@@ -250,6 +263,23 @@ mod tests {
             }
         );
         assert_eq!(wanted.told(), 1);
+    }
+
+    #[test]
+    fn a_change_redis_did_not_take_is_pending_again_unless_undone_meanwhile() {
+        let mut wanted = Wanted::default();
+        wanted.set("ws:a", true);
+        wanted.set("ws:b", true);
+        wanted.take_changes();
+        wanted.failed("ws:a");
+        assert_eq!(wanted.told(), 1);
+        assert_eq!(wanted.take_changes().subscribe, ["ws:a"]);
+        wanted.set("ws:b", false);
+        wanted.take_changes();
+        wanted.set("ws:b", true); // wanted again while the unsubscribe was under way
+        wanted.failed("ws:b"); // ... which failed: Redis still sends ws:b, as wanted
+        assert_eq!(wanted.pending(), 0);
+        assert_eq!(wanted.told(), 2);
     }
 
     #[test]

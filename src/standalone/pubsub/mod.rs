@@ -1,9 +1,10 @@
-//! pubsub: a server's topics across many server processes, through Redis. A publish goes
-//! to the local subscribers at once (`topics`) and to Redis on channel `prefix .. topic`;
-//! every node subscribes on Redis only to the topics it has local subscribers for, and
-//! delivers what other nodes publish (its own messages, recognised by its node id, are
-//! skipped). At most once; ordered per publisher and topic (one publishing connection per
-//! node, one Redis).
+//! pubsub: a server's topics across many server processes, through Redis — one instance
+//! (`single`) or a Redis Cluster with sharded pub/sub (`cluster`). A publish goes to the
+//! local subscribers at once (`topics`) and to Redis on channel `prefix .. topic`; every
+//! node subscribes on Redis only to the topics it has local subscribers for, and delivers
+//! what other nodes publish (its own messages, recognised by its node id, are skipped).
+//! At most once; ordered per publisher and topic on one Redis (one publishing connection
+//! per node).
 //!
 //! Memory is bounded (ws-proto's `relay`): messages wait for Redis in an outbox of at
 //! most `max_queued_bytes` (a publish that does not fit is dropped and counted), and
@@ -11,12 +12,15 @@
 //! timeout of its own: a batch sent is answered or its connection fails, so a loop busy
 //! in Lua does not make Redis look down. Redis down (the connection refused or broken):
 //! local delivery goes on, what is queued and what is published meanwhile is dropped and
-//! counted, and both connections come back by themselves with backoff (100 ms doubling
+//! counted, and the connections come back by themselves with backoff (100 ms doubling
 //! to 5 s), the subscriber telling the new connection the whole wanted set.
 //!
 //! On Redis each message is `node id (16 hex digits) · 't' | 'b' · payload`.
-use futures_core::Stream;
-use redis::AsyncConnectionConfig;
+
+mod cluster;
+mod single;
+
+use crate::standalone::runtime;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -30,20 +34,36 @@ pub const MAX_QUEUED_BYTES: usize = 8 << 20;
 const BATCH_MESSAGES: usize = 64;
 /// ... and this many bytes (unless one message is larger).
 const BATCH_BYTES: usize = 1 << 20;
-/// Channels per SUBSCRIBE / UNSUBSCRIBE command.
-const CHANNELS_PER_COMMAND: usize = 1_000;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where the Redis of the `pubsub` option is.
+#[derive(Clone, Debug)]
+pub enum Redis {
+    /// `redis = "redis://[user:pass@]host:port/db"` (or `rediss://` for TLS).
+    One(String),
+    /// `redis_cluster = {"redis://host:port", ...}`: some of the cluster's nodes.
+    Cluster(Vec<String>),
+}
 
 /// The `pubsub` option of `ws.server`.
 #[derive(Clone, Debug)]
 pub struct PubsubOptions {
-    /// `redis://[user:pass@]host:port/db` (or `rediss://` for TLS).
-    pub url: String,
+    pub redis: Redis,
     /// Prepended to a topic to make its Redis channel. Default `"ws:"`.
     pub channel_prefix: String,
     /// Bytes (channel names and payloads) waiting for Redis, at most.
     pub max_queued_bytes: usize,
+}
+
+impl PubsubOptions {
+    /// Refuses URLs the `redis` crate does not take, naming them.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.redis {
+            Redis::One(url) => single::check(url),
+            Redis::Cluster(urls) => cluster::check(urls),
+        }
+    }
 }
 
 /// What a node counts about Redis (`server:stats().pubsub`).
@@ -55,7 +75,7 @@ struct Counters {
     received: Cell<u64>,
     /// Publishes to Redis dropped (Redis down or the outbox full).
     dropped: Cell<u64>,
-    /// Whether the subscribing connection is up.
+    /// Whether the subscribing side is up (and, on a cluster, its last change went through).
     connected: Cell<bool>,
 }
 
@@ -73,6 +93,9 @@ pub fn node_id() -> String {
 
 /// What the bridge and its two tasks share.
 struct Link {
+    node_id: String,
+    prefix: String,
+    deliver: Weak<dyn Deliver>,
     outbox: RefCell<Outbox>,
     /// Something was queued for the publisher.
     queued: Notify,
@@ -81,67 +104,87 @@ struct Link {
     wanted: RefCell<Wanted>,
     /// The wanted set changed.
     changed: Notify,
-    counters: Rc<Counters>,
+    counters: Counters,
+}
+
+impl Link {
+    /// A message from Redis on `channel`: delivered to the local topics unless it is this
+    /// node's own. False when the topics are gone (the server ended).
+    fn arrived(&self, channel: &str, payload: &[u8]) -> bool {
+        let Some(topic) = channel.strip_prefix(self.prefix.as_str()) else {
+            return true;
+        };
+        if payload.len() < 17 || payload[..16] == *self.node_id.as_bytes() {
+            return true;
+        }
+        let op = if payload[16] == b'b' {
+            opcode::BINARY
+        } else {
+            opcode::TEXT
+        };
+        let Some(target) = self.deliver.upgrade() else {
+            return false;
+        };
+        target.deliver_remote(topic, op, &payload[17..]);
+        bump(&self.counters.received, 1);
+        true
+    }
 }
 
 /// One server's link to Redis.
 pub struct Bridge {
-    node_id: String,
-    prefix: String,
     link: Rc<Link>,
-    counters: Rc<Counters>,
 }
 
 impl Bridge {
-    /// Checks the options; the tasks start with [`Bridge::start`].
-    pub fn client(options: &PubsubOptions) -> Result<redis::Client, String> {
-        redis::Client::open(options.url.as_str()).map_err(|e| {
-            format!(
-                "ws.server: pubsub.redis '{}' is not a Redis URL: {e}",
-                options.url
-            )
-        })
-    }
-
     /// Starts the subscriber and publisher tasks on the Lua state's runtime; they end
     /// when `stop` turns true.
     /// `node_id`: 16 hex digits naming this server (its workers share it: they reach each
     /// other without Redis).
     pub fn start(
-        client: redis::Client,
         options: &PubsubOptions,
         node_id: String,
         deliver: Weak<dyn Deliver>,
         stop: watch::Receiver<bool>,
     ) -> Bridge {
-        let counters = Rc::new(Counters::default());
         let link = Rc::new(Link {
+            node_id,
+            prefix: options.channel_prefix.clone(),
+            deliver,
             outbox: RefCell::new(Outbox::new(options.max_queued_bytes)),
             queued: Notify::new(),
             publisher_down: Cell::new(false),
             wanted: RefCell::default(),
             changed: Notify::new(),
-            counters: Rc::clone(&counters),
+            counters: Counters::default(),
         });
-        crate::standalone::runtime::spawn(subscriber(
-            client.clone(),
-            options.channel_prefix.clone(),
-            node_id.clone(),
-            Rc::clone(&link),
-            deliver,
-            stop.clone(),
-        ));
-        crate::standalone::runtime::spawn(publisher(client, Rc::clone(&link), stop));
-        Bridge {
-            node_id,
-            prefix: options.channel_prefix.clone(),
-            link,
-            counters,
+        match &options.redis {
+            Redis::One(url) => {
+                runtime::spawn(single::subscriber(
+                    url.clone(),
+                    Rc::clone(&link),
+                    stop.clone(),
+                ));
+                runtime::spawn(publisher(Connect::One(url.clone()), Rc::clone(&link), stop));
+            }
+            Redis::Cluster(urls) => {
+                runtime::spawn(cluster::subscriber(
+                    urls.clone(),
+                    Rc::clone(&link),
+                    stop.clone(),
+                ));
+                runtime::spawn(publisher(
+                    Connect::Cluster(urls.clone()),
+                    Rc::clone(&link),
+                    stop,
+                ));
+            }
         }
+        Bridge { link }
     }
 
     fn channel(&self, topic: &str) -> String {
-        format!("{}{topic}", self.prefix)
+        format!("{}{topic}", self.link.prefix)
     }
 
     /// `topic` has its first local subscriber: receive it from Redis.
@@ -165,29 +208,29 @@ impl Bridge {
     /// Sends a message published here to the other nodes (dropped and counted when Redis
     /// is down or the outbox has no room for it).
     pub fn publish(&self, topic: &str, op: u8, data: &[u8]) {
-        if self.link.publisher_down.get() {
-            bump(&self.counters.dropped, 1);
+        let link = &self.link;
+        if link.publisher_down.get() {
+            bump(&link.counters.dropped, 1);
             return;
         }
         let mut payload = Vec::with_capacity(17 + data.len());
-        payload.extend_from_slice(self.node_id.as_bytes());
+        payload.extend_from_slice(link.node_id.as_bytes());
         payload.push(if op == opcode::BINARY { b'b' } else { b't' });
         payload.extend_from_slice(data);
         let message = Outgoing {
             channel: self.channel(topic),
             payload,
         };
-        if self.link.outbox.borrow_mut().push(message).is_ok() {
-            self.link.queued.notify_one();
+        if link.outbox.borrow_mut().push(message).is_ok() {
+            link.queued.notify_one();
         } else {
-            bump(&self.counters.dropped, 1);
+            bump(&link.counters.dropped, 1);
         }
     }
-
     /// `server:stats().pubsub`: the counters, the bytes waiting for Redis (queued and in
     /// flight), subscription changes not yet sent, and the channels Redis was told.
     pub fn stats(&self, lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
-        let c = &self.counters;
+        let c = &self.link.counters;
         let wanted = self.link.wanted.borrow();
         let t = lua.create_table()?;
         t.set("sent", c.sent.get())?;
@@ -216,60 +259,40 @@ async fn pause(backoff: &mut Duration, stop: &mut watch::Receiver<bool>) -> bool
     !stopped
 }
 
-/// Keeps a subscribing connection to Redis told the wanted channels and delivers what
-/// other nodes publish on them.
-async fn subscriber(
-    client: redis::Client,
-    prefix: String,
-    node_id: String,
-    link: Rc<Link>,
-    deliver: Weak<dyn Deliver>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut backoff = BACKOFF_FIRST;
-    loop {
-        if let Ok(pubsub) = client.get_async_pubsub().await {
-            let (mut sink, stream) = pubsub.split();
-            let mut stream = Box::pin(stream);
-            link.wanted.borrow_mut().forget_told();
-            let mut ok = true;
-            while ok {
-                let changes = link.wanted.borrow_mut().take_changes();
-                for channels in changes.subscribe.chunks(CHANNELS_PER_COMMAND) {
-                    ok = ok && sink.subscribe(channels).await.is_ok();
-                }
-                for channels in changes.unsubscribe.chunks(CHANNELS_PER_COMMAND) {
-                    ok = ok && sink.unsubscribe(channels).await.is_ok();
-                }
-                if !ok {
-                    break;
-                }
-                if !link.counters.connected.replace(true) {
-                    backoff = BACKOFF_FIRST;
-                }
-                tokio::select! {
-                    msg = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)) => match msg {
-                        Some(msg) => {
-                            let Some(topic) = msg.get_channel_name().strip_prefix(prefix.as_str()) else { continue };
-                            let payload = msg.get_payload_bytes();
-                            if payload.len() < 17 || payload[..16] == *node_id.as_bytes() {
-                                continue;
-                            }
-                            let op = if payload[16] == b'b' { opcode::BINARY } else { opcode::TEXT };
-                            let Some(target) = deliver.upgrade() else { return };
-                            target.deliver_remote(topic, op, &payload[17..]);
-                            bump(&link.counters.received, 1);
-                        }
-                        None => ok = false,
-                    },
-                    _ = link.changed.notified() => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-            link.counters.connected.set(false);
-        }
-        if !pause(&mut backoff, &mut stop).await {
-            return;
+/// How the publisher reaches Redis.
+enum Connect {
+    One(String),
+    Cluster(Vec<String>),
+}
+
+/// The publisher's connection.
+enum Publishing {
+    One(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// What became of a batch.
+struct Sent {
+    sent: usize,
+    dropped: usize,
+    /// The connection failed: make a new one.
+    broken: bool,
+}
+
+impl Connect {
+    async fn open(&self) -> redis::RedisResult<Publishing> {
+        Ok(match self {
+            Connect::One(url) => Publishing::One(single::publishing(url).await?),
+            Connect::Cluster(urls) => Publishing::Cluster(cluster::publishing(urls).await?),
+        })
+    }
+}
+
+impl Publishing {
+    async fn send(&mut self, batch: Vec<Outgoing>) -> Sent {
+        match self {
+            Publishing::One(conn) => single::send(conn, batch).await,
+            Publishing::Cluster(conn) => cluster::send(conn, batch).await,
         }
     }
 }
@@ -278,14 +301,10 @@ async fn subscriber(
 /// connection stands (no response timeout: a paused Redis fills the outbox up to its
 /// bound, and the rest is dropped and counted); when the connection fails, the batch
 /// and the outbox are dropped and counted, and so is every publish until it is back.
-async fn publisher(client: redis::Client, link: Rc<Link>, mut stop: watch::Receiver<bool>) {
-    let config = AsyncConnectionConfig::new().set_response_timeout(None);
+async fn publisher(connect: Connect, link: Rc<Link>, mut stop: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_FIRST;
     loop {
-        if let Ok(mut conn) = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        if let Ok(mut conn) = connect.open().await {
             link.publisher_down.set(false);
             backoff = BACKOFF_FIRST;
             loop {
@@ -299,20 +318,15 @@ async fn publisher(client: redis::Client, link: Rc<Link>, mut stop: watch::Recei
                         _ = stop.wait_for(|s| *s) => return,
                     }
                 }
-                let (count, bytes) = (batch.len(), batch.iter().map(Outgoing::size).sum());
-                let mut pipe = redis::pipe();
-                for m in batch {
-                    pipe.cmd("PUBLISH").arg(m.channel).arg(m.payload).ignore();
-                }
-                let answered = tokio::select! {
-                    r = pipe.query_async::<()>(&mut conn) => r.is_ok(),
+                let bytes = batch.iter().map(Outgoing::size).sum();
+                let result = tokio::select! {
+                    r = conn.send(batch) => r,
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 link.outbox.borrow_mut().settle(bytes);
-                if answered {
-                    bump(&link.counters.sent, count);
-                } else {
-                    bump(&link.counters.dropped, count);
+                bump(&link.counters.sent, result.sent);
+                bump(&link.counters.dropped, result.dropped);
+                if result.broken {
                     break;
                 }
             }
@@ -330,9 +344,9 @@ async fn publisher(client: redis::Client, link: Rc<Link>, mut stop: watch::Recei
 mod tests {
     use super::*;
 
-    fn options(url: &str) -> PubsubOptions {
+    fn options(redis: Redis) -> PubsubOptions {
         PubsubOptions {
-            url: url.into(),
+            redis,
             channel_prefix: "ws:".into(),
             max_queued_bytes: MAX_QUEUED_BYTES,
         }
@@ -345,13 +359,34 @@ mod tests {
             "redis://user:secret@127.0.0.1:6379/2",
             "rediss://cache.example:6380/0",
         ] {
-            assert!(Bridge::client(&options(ok)).is_ok(), "{ok}");
+            assert!(options(Redis::One(ok.into())).check().is_ok(), "{ok}");
         }
-        let err = Bridge::client(&options("http://127.0.0.1/")).unwrap_err();
+        let err = options(Redis::One("http://127.0.0.1/".into()))
+            .check()
+            .unwrap_err();
         assert!(
             err.contains("pubsub.redis 'http://127.0.0.1/' is not a Redis URL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cluster_node_urls_are_checked_one_by_one_and_an_empty_list_refused() {
+        let nodes = |urls: &[&str]| Redis::Cluster(urls.iter().map(|u| u.to_string()).collect());
+        assert!(
+            options(nodes(&["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]))
+                .check()
+                .is_ok()
+        );
+        let err = options(nodes(&["redis://127.0.0.1:7000", "http://x/"]))
+            .check()
+            .unwrap_err();
+        assert!(
+            err.contains("pubsub.redis_cluster[2] 'http://x/' is not a Redis URL"),
+            "{err}"
+        );
+        let err = options(nodes(&[])).check().unwrap_err();
+        assert!(err.contains("pubsub.redis_cluster"), "{err}");
     }
 
     #[test]
