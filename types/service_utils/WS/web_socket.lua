@@ -52,7 +52,7 @@ local ws = {}
 ---@field compression? boolean|ws.compression default on
 ---@field max_topics? integer default 64
 ---@field slow_subscriber? "drop"|"close" default "drop"
----@field pubsub? {redis: string, channel_prefix?: string, max_queued_bytes?: integer}
+---@field pubsub? {redis?: string, redis_cluster?: string[], channel_prefix?: string, max_queued_bytes?: integer}
 ---@field workers? integer|"auto" default 1
 ---@field worker_init? string a module each worker requires at start
 
