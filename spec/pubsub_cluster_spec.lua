@@ -50,13 +50,7 @@ local function topic_on(port, ranges, prefix)
 	error("no topic found for the master on " .. port)
 end
 
-local function redis_stats(conn)
-	local t = {}
-	for k, v in ask(conn, "redis"):gmatch("(%w+)=(%w+)") do
-		t[k] = tonumber(v) or v
-	end
-	return t
-end
+local redis_stats = helper.redis_stats
 
 describe("topics across servers through a Redis Cluster (sharded pub/sub)", function()
 	if missing then

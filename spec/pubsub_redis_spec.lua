@@ -30,14 +30,7 @@ end
 local ask = helper.ask
 local next_frame = helper.next_frame
 
--- A server's stats().pubsub as the pubsub handler reports it, numbers as numbers.
-local function redis_stats(conn)
-	local t = {}
-	for k, v in ask(conn, "redis"):gmatch("(%w+)=(%w+)") do
-		t[k] = tonumber(v) or v
-	end
-	return t
-end
+local redis_stats = helper.redis_stats
 
 -- Deliveries the server of `conn` skipped for slow subscribers (stats().publish_dropped).
 local function slow_drops(conn)

@@ -431,6 +431,16 @@ function M.ask(sock, command)
 	return assert(M.read_frame(sock)).payload
 end
 
+-- On a connection to spec/support/handlers/pubsub.lua: its server's stats().pubsub as
+-- the handler's "redis" command reports it (numbers as numbers, connected as a string).
+function M.redis_stats(sock)
+	local t = {}
+	for k, v in M.ask(sock, "redis"):gmatch("(%w+)=(%w+)") do
+		t[k] = tonumber(v) or v
+	end
+	return t
+end
+
 -- The next frame on `sock` within `seconds`, or nil.
 function M.next_frame(sock, seconds)
 	sock:settimeout(seconds)
