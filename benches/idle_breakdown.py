@@ -49,7 +49,7 @@ def main():
         per = (loaded[name] - base[name]) / n
         total += per
         print(f"  {name:<46} {per:9.0f} B")
-    print(f"  {"total heap":<46} {total:9.0f} B  ({total / 1024:.2f} KiB)")
+    print(f"  {'total heap':<46} {total:9.0f} B  ({total / 1024:.2f} KiB)")
     if len(sys.argv) > 4:  # the biggest stacks, innermost frames first, to place new markers
         stacks = sorted(((int(c), st) for st, _, c in (l.rstrip("\n").rpartition(" ") for l in open(sys.argv[2], errors="replace")) if c.isdigit()), reverse=True)
         for cost, st in stacks[:int(sys.argv[4])]:
