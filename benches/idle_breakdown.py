@@ -53,7 +53,8 @@ def main():
     if len(sys.argv) > 4:  # the biggest stacks, innermost frames first, to place new markers
         stacks = sorted(((int(c), st) for st, _, c in (l.rstrip("\n").rpartition(" ") for l in open(sys.argv[2], errors="replace")) if c.isdigit()), reverse=True)
         for cost, st in stacks[:int(sys.argv[4])]:
-            frames = [f for f in st.split(";") if f][::-1][:14]
+            frames = [f.split("::h")[0] for f in st.split(";")[::-1]
+                      if f and not f.startswith(("alloc::", "_RNv", "core::", "0x"))][:6]
             print(f"{cost / n:8.0f} B  " + " <- ".join(frames))
 
 

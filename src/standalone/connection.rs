@@ -284,11 +284,13 @@ impl Connection {
             let written = if shared.is_empty() {
                 socket.write_all(&spare).await
             } else {
-                let written = socket.write_all_chunks(&shared, &spare).await;
-                shared.clear();
-                written
+                socket.write_all_chunks(&shared, &spare).await
             };
             self.writing.set(false);
+            // Written: unless more is queued already, no write buffer is kept.
+            spare = BytesMut::new();
+            shared = Vec::new();
+            self.engine().shed_outbox();
             self.drained.notify_waiters();
             if !written {
                 self.engine().transport_closed();

@@ -1,5 +1,6 @@
 //! frame_loop: the tokio driver of one open connection, apart from Lua. It reads bytes
-//! into the read buffer, lets the engine turn them into events and hands those to a
+//! (through the thread's one read buffer: a connection keeps only the bytes not yet
+//! decoded, so an idle one holds none), lets the engine turn them into events and hands those to a
 //! [`Deliver`] (the Lua side: `session`; a recorder in the tests below), keeps one timer
 //! armed at the engine's next deadline, stops reading while the send queue is over
 //! `send_buffer`, starts the closing handshake when the server stops, and after the ending
@@ -16,8 +17,10 @@ use crate::standalone::timers::{timeout, Alarm};
 use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
+use std::pin::Pin;
 use std::rc::Rc;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::task::{ready, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use ws_proto::engine::{Ending, Event, LocalClose};
@@ -47,6 +50,20 @@ impl Frames {
         Frames {
             input: Rc::new(RefCell::new(input)),
             stash: Rc::default(),
+        }
+    }
+
+    /// Keeps only the memory the undecoded bytes need: an empty input gives its buffer
+    /// back, a mostly consumed one is copied into one its size. `frame_needs`: what the
+    /// frame in progress still wants (its room is kept).
+    pub fn shed(&self, frame_needs: usize) {
+        let mut input = self.input.borrow_mut();
+        if input.is_empty() {
+            if input.capacity() > 0 {
+                *input = BytesMut::new();
+            }
+        } else if input.capacity() > 2 * input.len().max(frame_needs) + SHED_SLACK {
+            *input = BytesMut::from(&input[..]);
         }
     }
 
@@ -117,15 +134,17 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
     let _running = Running::start();
     let writer_task =
         tokio::task::spawn_local(runtime::counted(Rc::clone(conn).write_loop(writer)));
-    deliver.opened().await;
-    let mut read_sizer = ReadSizer::new();
+    // The sub-futures that exist for a moment (a handler call, the ending) are boxed:
+    // inline, their state would be kept for the connection's whole life.
+    Box::pin(deliver.opened()).await;
     // One timer for every deadline of the engine, kept across reads.
     let mut alarm = Alarm::unarmed();
     let ending = loop {
-        if let Some(ending) = handle_ready(conn, frames, deliver).await? {
+        if let Some(ending) = Box::pin(handle_ready(conn, frames, deliver)).await? {
             break ending;
         }
         conn.flush();
+        frames.shed(conn.engine().bytes_wanted());
         if let Some(t) = conn.engine().poll_timeout().map(Instant::from_std) {
             // Only an earlier deadline re-arms: a later one lets the alarm ring early and
             // be re-armed then, so busy connections do not churn the timer wheel.
@@ -133,10 +152,7 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
                 alarm.arm(t);
             }
         }
-        // The read buffer is taken out for the read: the deliverer only decodes from it
-        // while the loop is not reading.
-        let mut rbuf = std::mem::take(&mut *frames.input.borrow_mut());
-        let offered = read_sizer.prepare(&mut rbuf, conn.engine().bytes_wanted());
+        let frame_needs = conn.engine().bytes_wanted();
         let stopping = async {
             match stop.as_mut() {
                 Some(rx) => drop(rx.wait_for(|stopped| *stopped).await),
@@ -149,10 +165,11 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
         // can grow the queue past send_buffer and one frame.
         let backed_up = conn.engine().is_full();
         tokio::select! {
-            read = reader.read_buf(&mut rbuf), if !backed_up => match read {
-                Ok(0) | Err(_) => conn.engine().transport_closed(),
-                Ok(n) => read_sizer.after_read(n, offered),
-            },
+            read = read(&mut reader, &frames.input, frame_needs), if !backed_up => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    conn.engine().transport_closed();
+                }
+            }
             _ = conn.wait_writable(), if backed_up => {}
             _ = stopping, if open => conn.fail(LocalClose::GoingAway),
             _ = conn.kicked() => {}
@@ -160,10 +177,9 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
                 conn.engine().handle_timeout(runtime::now());
             }
         }
-        *frames.input.borrow_mut() = rbuf;
     };
-    deliver.ended(&ending).await?;
-    close_down(conn, writer_task, reader, &ending).await;
+    Box::pin(deliver.ended(&ending)).await?;
+    Box::pin(close_down(conn, writer_task, reader, &ending)).await;
     Ok(())
 }
 
@@ -188,48 +204,51 @@ async fn close_down<R: AsyncRead + Unpin>(
     conn.mark_ended();
 }
 
-/// How much room each read offers. At least what the frame in progress still needs (its
-/// size was checked against the limits from its header), reserved at once; beyond that
-/// 4 KiB, doubling up to 256 KiB while reads fill what was offered, so that a busy
-/// connection takes many frames per syscall and a quiet one holds little. A large buffer
-/// is released once it is empty and traffic has slowed down again.
-struct ReadSizer {
-    hint: usize,
+/// Bytes a read takes at most (the size of the thread's read buffer).
+const READ_SIZE: usize = 256 << 10;
+/// Spare room an input may keep beyond twice what it holds before it is copied smaller.
+const SHED_SLACK: usize = 4 << 10;
+
+thread_local! {
+    /// The read buffer of this thread's connections. A read lands here and what it
+    /// brought is appended to the connection's input, so memory for reading exists once
+    /// per thread, not per connection (as in uWebSockets); the copy is cheap next to the
+    /// syscall. Borrowed only within one poll, never across an await.
+    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
 }
 
-impl ReadSizer {
-    const MIN: usize = 4 << 10;
-    const MAX: usize = 256 << 10;
-
-    fn new() -> Self {
-        ReadSizer { hint: Self::MIN }
-    }
-
-    /// Makes room in `buf` for the next read; returns the room offered.
-    fn prepare(&self, buf: &mut BytesMut, frame_needs: usize) -> usize {
-        if buf.is_empty() && self.hint == Self::MIN && buf.capacity() > Self::MAX {
-            *buf = BytesMut::new();
-        }
-        buf.reserve(frame_needs.saturating_sub(buf.len()).max(self.hint));
-        buf.capacity() - buf.len()
-    }
-
-    fn after_read(&mut self, n: usize, offered: usize) {
-        if n >= offered {
-            self.hint = (self.hint * 2).min(Self::MAX);
-        } else if n < self.hint / 4 {
-            self.hint = (self.hint / 2).max(Self::MIN);
-        }
-    }
+/// Reads what the stream has (at most [`READ_SIZE`]) and appends it to `input`, with
+/// room for the frame in progress (`frame_needs` more bytes) reserved at once; the
+/// number of bytes read, 0 at the end of the stream.
+async fn read<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    input: &RefCell<BytesMut>,
+    frame_needs: usize,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            let mut read = ReadBuf::new(&mut buffer);
+            ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
+            let got = read.filled();
+            let mut input = input.borrow_mut();
+            let room = frame_needs.saturating_sub(input.len()).max(got.len());
+            input.reserve(room);
+            input.extend_from_slice(got);
+            Poll::Ready(Ok(got.len()))
+        })
+    })
+    .await
 }
 
 /// Reads and discards until end of stream.
 async fn drain<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut scratch = [0u8; 4096];
-    while let Ok(n) = reader.read(&mut scratch).await {
+    let nothing = RefCell::new(BytesMut::new());
+    while let Ok(n) = read(reader, &nothing, 0).await {
         if n == 0 {
             break;
         }
+        nothing.borrow_mut().clear();
     }
 }
 
@@ -240,7 +259,7 @@ mod tests {
     use super::*;
     use crate::standalone::connection::ConnectionInfo;
     use std::time::Duration;
-    use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
     use tokio::task::LocalSet;
     use ws_proto::codec::{self, encode_frame, opcode, Decoder, Limits, Role};
     use ws_proto::engine::Settings;
@@ -302,6 +321,15 @@ mod tests {
     /// A server connection on a duplex of `capacity` bytes, its loop started on the
     /// LocalSet; the peer and what was delivered.
     fn serve(settings: Settings, capacity: usize) -> (Rc<Connection>, Peer, Rc<Recorder>) {
+        let (conn, peer, recorder, _frames) = serve_framed(settings, capacity);
+        (conn, peer, recorder)
+    }
+
+    /// [`serve`], with the connection's undecoded input to look at.
+    fn serve_framed(
+        settings: Settings,
+        capacity: usize,
+    ) -> (Rc<Connection>, Peer, Rc<Recorder>, Frames) {
         let (ours, theirs) = tokio::io::duplex(capacity);
         let (reader, writer) = tokio::io::split(ours);
         let writer = WriteSide::Stream(Box::new(writer));
@@ -321,9 +349,10 @@ mod tests {
         let conn = Connection::new(info, Role::Server, settings, &writer);
         let recorder = Rc::new(Recorder::default());
         let (c, r) = (Rc::clone(&conn), Rc::clone(&recorder));
+        let frames = Frames::new(BytesMut::new());
+        let f = frames.clone();
         tokio::task::spawn_local(async move {
-            let frames = Frames::new(BytesMut::new());
-            drive(&c, reader, writer, &frames, &*r, None).await.unwrap();
+            drive(&c, reader, writer, &f, &*r, None).await.unwrap();
         });
         let (read, write) = tokio::io::split(theirs);
         let decoder = Decoder::new(Role::Client, Limits::default());
@@ -333,7 +362,7 @@ mod tests {
             decoder,
             input: BytesMut::new(),
         };
-        (conn, peer, recorder)
+        (conn, peer, recorder, frames)
     }
 
     /// A server connection (send_buffer 1 KiB, send_timeout 30 s) on 4 KiB of duplex whose
@@ -369,6 +398,49 @@ mod tests {
             peer.send(opcode::PING, b"p").await;
             assert_eq!(peer.next().await, Some(codec::Event::Pong("p".into())));
             assert_eq!(events(&rec)[..2], ["open", "message hello"]);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_holds_no_read_or_write_buffer_after_traffic() {
+        paused(async {
+            let (conn, mut peer, rec, frames) = serve_framed(Settings::default(), 1 << 20);
+            peer.send(opcode::BINARY, &vec![b'x'; 100_000]).await;
+            conn.send(opcode::BINARY, &vec![b'y'; 100_000], false)
+                .unwrap();
+            assert!(
+                matches!(peer.next().await, Some(codec::Event::Binary(b)) if b.len() == 100_000)
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(events(&rec).len(), 2, "open, then the message");
+            assert_eq!(frames.input.borrow().capacity(), 0, "no read buffer kept");
+            assert_eq!(conn.engine().outbox_capacity(), 0, "no write buffer kept");
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_incomplete_frame_is_kept_in_a_buffer_of_about_its_size() {
+        paused(async {
+            let (_conn, mut peer, _rec, frames) = serve_framed(Settings::default(), 1 << 20);
+            let mut frame = BytesMut::new();
+            encode_frame(
+                &mut frame,
+                true,
+                opcode::TEXT,
+                &[b'z'; 300],
+                Some([1, 2, 3, 4]),
+            );
+            peer.write.write_all(&frame[..100]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let input = frames.input.borrow();
+            assert_eq!(input.len(), 100, "the bytes of the frame so far");
+            assert!(
+                input.capacity() <= 1024,
+                "not a read buffer: {}",
+                input.capacity()
+            );
         })
         .await;
     }

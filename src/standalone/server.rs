@@ -466,13 +466,15 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
     if server.active.get() > opts.max_connections {
         server.reject(peer, "503", "max_connections reached");
         let response = Response::error(503, "Server is at its connection limit; try again later");
-        return answer(&mut stream, &response).await;
+        return Box::pin(answer(&mut stream, &response)).await;
     }
     let deadline = Instant::now() + opts.handshake_timeout;
+    // Boxed, so that this task keeps only the state of the stream it serves (plain or
+    // TLS) and not that of the TLS handshake.
     match &opts.tls {
-        None => serve_stream(lua, &server, stream, peer, deadline).await,
-        Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => serve_stream(lua, &server, tls, peer, deadline).await,
+        None => Box::pin(serve_stream(lua, &server, stream, peer, deadline)).await,
+        Some(acceptor) => match timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
+            Ok(Ok(tls)) => Box::pin(serve_stream(lua, &server, tls, peer, deadline)).await,
             Ok(Err(e)) => {
                 server.stats.reject("tls");
                 server.log(
@@ -495,14 +497,16 @@ async fn serve_stream<S: Upgraded>(
 ) {
     let opts = &server.options;
     let mut buf = BytesMut::with_capacity(1024);
-    let verdict = front::judge_request(
+    // Each step of the handshake is boxed: this future lives as long as the connection
+    // and keeps only what they return.
+    let verdict = Box::pin(front::judge_request(
         &mut stream,
         &mut buf,
         opts.max_headers,
         opts.max_header_bytes,
         deadline,
         opts.static_dir.is_some(),
-    )
+    ))
     .await;
     let head = match verdict {
         Verdict::Upgrade(head) => head,
@@ -519,13 +523,15 @@ async fn serve_stream<S: Upgraded>(
         }
         Verdict::Refuse { response, why } => {
             server.reject(peer, &response.status.to_string(), why);
-            return answer(&mut stream, &response).await;
+            return Box::pin(answer(&mut stream, &response)).await;
         }
-        Verdict::Static(head) => return serve_static(server, &mut stream, peer, &head).await,
+        Verdict::Static(head) => {
+            return Box::pin(serve_static(server, &mut stream, peer, &head)).await
+        }
     };
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
     let query = head.uri.split_once('?').map(|(_, q)| q.to_owned());
-    let (response, handler, deflate) = match call_accept(&lua, server, head, peer).await {
+    let (response, handler, deflate) = match Box::pin(call_accept(&lua, server, head, peer)).await {
         Ok(result) => result,
         Err(e) => {
             server.stats.reject("500");
@@ -537,10 +543,13 @@ async fn serve_stream<S: Upgraded>(
                 500,
                 "Internal error while accepting the WebSocket handshake",
             );
-            return answer(&mut stream, &response).await;
+            return Box::pin(answer(&mut stream, &response)).await;
         }
     };
-    if stream.write_all(&response.to_bytes()).await.is_err() {
+    if Box::pin(stream.write_all(&response.to_bytes()))
+        .await
+        .is_err()
+    {
         return;
     }
     let Some(handler) = handler else {
@@ -559,7 +568,9 @@ async fn serve_stream<S: Upgraded>(
         handler,
         deflate,
     };
-    serve_connection(lua, server, stream, buf, peer, opened).await;
+    drop(response);
+    // Boxed: the handshake's state is not kept while the connection is open.
+    Box::pin(serve_connection(lua, server, stream, buf, peer, opened)).await;
 }
 
 /// What the handshake of an accepted connection settled.

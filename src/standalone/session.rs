@@ -419,5 +419,8 @@ pub async fn run<R: AsyncRead + Unpin>(
         next_msg: Rc::new(RefCell::new(None)),
         frames: frames.clone(),
     };
-    frame_loop::drive(&conn, reader, writer, &frames, &session, stop).await
+    Box::pin(frame_loop::drive(
+        &conn, reader, writer, &frames, &session, stop,
+    ))
+    .await
 }

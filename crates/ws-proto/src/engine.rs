@@ -641,6 +641,19 @@ impl Engine {
         true
     }
 
+    /// Bytes of memory the outbox holds (0 while nothing waits to be written).
+    pub fn outbox_capacity(&self) -> usize {
+        self.outbox.capacity()
+    }
+
+    /// Gives the outbox's buffer back when nothing is queued in it, so that a connection
+    /// holds a write buffer only while it has something to write.
+    pub fn shed_outbox(&mut self) {
+        if self.outbox.is_empty() && self.outbox.capacity() > 0 {
+            self.outbox = BytesMut::new();
+        }
+    }
+
     /// The next deadline, if any: when [`handle_timeout`](Self::handle_timeout) is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
