@@ -281,10 +281,11 @@ impl Connection {
                 continue;
             }
             self.writing.set(true);
+            // Boxed: inline, a write's state would be kept while the connection is idle.
             let written = if shared.is_empty() {
-                socket.write_all(&spare).await
+                Box::pin(socket.write_all(&spare)).await
             } else {
-                socket.write_all_chunks(&shared, &spare).await
+                Box::pin(socket.write_all_chunks(&shared, &spare)).await
             };
             self.writing.set(false);
             // Written: unless more is queued already, no write buffer is kept.

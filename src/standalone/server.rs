@@ -473,7 +473,7 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
     // TLS) and not that of the TLS handshake.
     match &opts.tls {
         None => Box::pin(serve_stream(lua, &server, stream, peer, deadline)).await,
-        Some(acceptor) => match timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
+        Some(acceptor) => match Box::pin(timeout_at(deadline, acceptor.accept(stream))).await {
             Ok(Ok(tls)) => Box::pin(serve_stream(lua, &server, tls, peer, deadline)).await,
             Ok(Err(e)) => {
                 server.stats.reject("tls");
@@ -488,50 +488,71 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
 }
 
 /// The opening handshake on `stream` (plain or TLS), then the WebSocket until it closes.
+/// The handshake's future is boxed and gone once it is over: the one that lives as long
+/// as the connection keeps only the connection's state.
 async fn serve_stream<S: Upgraded>(
     lua: Lua,
+    server: &Rc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    deadline: Instant,
+) {
+    let Some((stream, buf, opened)) =
+        Box::pin(handshake(&lua, server, stream, peer, deadline)).await
+    else {
+        return;
+    };
+    serve_connection(lua, server, stream, buf, peer, opened).await;
+}
+
+/// The opening handshake: the request judged, `ws.accept` called, the answer written.
+/// The stream, the bytes read past the request and what was settled when the connection
+/// opened; `None` when it did not (answered, refused or gone).
+async fn handshake<S: Upgraded>(
+    lua: &Lua,
     server: &Rc<Shared>,
     mut stream: S,
     peer: SocketAddr,
     deadline: Instant,
-) {
+) -> Option<(S, BytesMut, Opened)> {
     let opts = &server.options;
     let mut buf = BytesMut::with_capacity(1024);
-    // Each step of the handshake is boxed: this future lives as long as the connection
-    // and keeps only what they return.
-    let verdict = Box::pin(front::judge_request(
+    let verdict = front::judge_request(
         &mut stream,
         &mut buf,
         opts.max_headers,
         opts.max_header_bytes,
         deadline,
         opts.static_dir.is_some(),
-    ))
+    )
     .await;
     let head = match verdict {
         Verdict::Upgrade(head) => head,
-        Verdict::Gone => return,
+        Verdict::Gone => return None,
         Verdict::TimedOut => {
-            return server.reject(
+            server.reject(
                 peer,
                 "timeout",
                 format_args!(
                     "no complete Upgrade request within {:?}; dropped",
                     opts.handshake_timeout
                 ),
-            )
+            );
+            return None;
         }
         Verdict::Refuse { response, why } => {
             server.reject(peer, &response.status.to_string(), why);
-            return Box::pin(answer(&mut stream, &response)).await;
+            answer(&mut stream, &response).await;
+            return None;
         }
         Verdict::Static(head) => {
-            return Box::pin(serve_static(server, &mut stream, peer, &head)).await
+            serve_static(server, &mut stream, peer, &head).await;
+            return None;
         }
     };
     let path = head.uri.split('?').next().unwrap_or_default().to_owned();
     let query = head.uri.split_once('?').map(|(_, q)| q.to_owned());
-    let (response, handler, deflate) = match Box::pin(call_accept(&lua, server, head, peer)).await {
+    let (response, handler, deflate) = match call_accept(lua, server, head, peer).await {
         Ok(result) => result,
         Err(e) => {
             server.stats.reject("500");
@@ -543,15 +564,11 @@ async fn serve_stream<S: Upgraded>(
                 500,
                 "Internal error while accepting the WebSocket handshake",
             );
-            return Box::pin(answer(&mut stream, &response)).await;
+            answer(&mut stream, &response).await;
+            return None;
         }
     };
-    if Box::pin(stream.write_all(&response.to_bytes()))
-        .await
-        .is_err()
-    {
-        return;
-    }
+    stream.write_all(&response.to_bytes()).await.ok()?;
     let Some(handler) = handler else {
         server.reject(
             peer,
@@ -559,7 +576,7 @@ async fn serve_stream<S: Upgraded>(
             response.header("X-msg").unwrap_or(""),
         );
         let _ = stream.shutdown().await;
-        return;
+        return None;
     };
     let opened = Opened {
         path,
@@ -568,9 +585,7 @@ async fn serve_stream<S: Upgraded>(
         handler,
         deflate,
     };
-    drop(response);
-    // Boxed: the handshake's state is not kept while the connection is open.
-    Box::pin(serve_connection(lua, server, stream, buf, peer, opened)).await;
+    Some((stream, buf, opened))
 }
 
 /// What the handshake of an accepted connection settled.
