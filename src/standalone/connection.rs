@@ -66,8 +66,9 @@ pub struct Connection {
     /// True while the writer holds bytes taken from the outbox that are not yet written:
     /// a direct write then would overtake them.
     writing: Cell<bool>,
-    /// Messages for `recv`, when no handler takes them.
-    inbox: Option<Inbox>,
+    /// Messages for `recv`, when no handler takes them (boxed: most connections have a
+    /// handler, and an idle connection should not carry an empty inbox).
+    inbox: Option<Box<Inbox>>,
     /// Set once the frame loop has ended (socket closed).
     ended: Cell<bool>,
     ended_notify: Notify,
@@ -89,7 +90,7 @@ impl Connection {
         let inbox = info
             .handler_name
             .is_none()
-            .then(|| Inbox::new(info.inbox_bytes));
+            .then(|| Box::new(Inbox::new(info.inbox_bytes)));
         let direct = match writer {
             WriteSide::Plain(socket) if role == Role::Server => Some(Rc::clone(socket)),
             _ => None,
@@ -115,7 +116,7 @@ impl Connection {
     }
 
     pub fn inbox(&self) -> Option<&Inbox> {
-        self.inbox.as_ref()
+        self.inbox.as_deref()
     }
 
     /// Queues a text or binary message (counted in the server's stats), compressed if
