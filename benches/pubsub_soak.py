@@ -197,7 +197,7 @@ async def faults(run, servers, redis):
     return kills
 
 
-def explained(run, redis, publisher_server, subscriber_server, at):
+def explained(redis, publisher_server, subscriber_server, at):
     return publisher_server != subscriber_server and any(a <= at <= b + 6 for a, b in redis.down)
 
 
@@ -210,7 +210,7 @@ def account(run, redis):
                 expected += 1
                 if key in got:
                     delivered += 1
-                elif explained(run, redis, pserver, server, at):
+                elif explained(redis, pserver, server, at):
                     missed_explained += 1
                     missed_messages.add(key)
                 else:

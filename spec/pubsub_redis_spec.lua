@@ -47,6 +47,25 @@ local function drain(conn, quiet, max)
 end
 
 
+describe("the pubsub option", function()
+	it("is refused, naming what is wrong, when it cannot be honoured", function()
+		local ws = require("service_utils.WS.web_socket")
+		local url = "redis://127.0.0.1:6379/0"
+		for _, case in ipairs({
+			{ { redis = "http://x/" }, "ws.server: pubsub.redis 'http://x/' is not a Redis URL" },
+			{ { redis = url, redis_cluster = { url } }, "ws.server: pubsub takes redis (one Redis) or redis_cluster (a Redis Cluster), not both" },
+			{ {}, "ws.server: pubsub.redis must be a redis:// URL (or redis_cluster a list of them), got nil" },
+			{ { redis_cluster = {} }, "ws.server: pubsub.redis_cluster must list at least one node's redis:// URL" },
+			{ { redis_cluster = { url, "http://x/" } }, "ws.server: pubsub.redis_cluster[2] 'http://x/' is not a Redis URL" },
+			{ { redis = url, max_queued_bytes = 0 }, "ws.server: pubsub.max_queued_bytes must be a whole number from 1 to" },
+		}) do
+			local ok, err = pcall(ws.server, { handler_base = "handlers", pubsub = case[1] })
+			assert.is_false(ok)
+			assert.matches(case[2], tostring(err), 1, true)
+		end
+	end)
+end)
+
 describe("topics across servers through Redis", function()
 	if missing then
 		pending("skipped: " .. missing)

@@ -20,16 +20,12 @@ pub fn check(url: &str) -> Result<(), String> {
         .map_err(|e| format!("ws.server: pubsub.redis '{url}' is not a Redis URL: {e}"))
 }
 
-fn client(url: &str) -> redis::RedisResult<redis::Client> {
-    redis::Client::open(url)
-}
-
 /// Keeps a subscribing connection to Redis told the wanted channels and delivers what
 /// other nodes publish on them.
 pub async fn subscriber(url: String, link: Rc<Link>, mut stop: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_FIRST;
     loop {
-        let pubsub = match client(&url) {
+        let pubsub = match redis::Client::open(url.as_str()) {
             Ok(c) => c.get_async_pubsub().await,
             Err(e) => Err(e),
         };
@@ -76,7 +72,7 @@ pub async fn subscriber(url: String, link: Rc<Link>, mut stop: watch::Receiver<b
 /// The publisher's connection: multiplexed, with no response timeout (see `publisher`).
 pub async fn publishing(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let config = AsyncConnectionConfig::new().set_response_timeout(None);
-    client(url)?
+    redis::Client::open(url)?
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }
