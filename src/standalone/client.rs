@@ -301,7 +301,7 @@ async fn open(
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),
         stats: None,
     };
-    let conn = Connection::new(info, Role::Client, inputs.session, &writer);
+    let conn = Connection::new(info, Role::Client, inputs.session, writer);
     if let Some(agreement) = deflate {
         conn.engine().use_deflate(agreement);
     }
@@ -316,7 +316,7 @@ async fn open(
     let (lua2, ud2) = (lua.clone(), ud.clone());
     crate::standalone::runtime::spawn(async move {
         if let Err(e) =
-            session::run(&lua2, &cfg, reader, writer, rest, conn, ud2, delivery, None).await
+            session::run(&lua2, &cfg, reader, rest, conn, ud2, delivery, None).await
         {
             cfg.logger
                 .log(Level::Error, format_args!("client connection #{id}: {e}"));

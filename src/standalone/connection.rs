@@ -1,13 +1,16 @@
 //! connection: one open WebSocket of the standalone runtime, shared by its frame loop
-//! (`session`), its writer task and every Lua reference to it (`lua_connection`).
+//! (`session`), its bursts of writes and every Lua reference to it (`lua_connection`).
 //!
 //! The protocol state is the connection's [`Engine`]; this file adds what tokio needs
 //! around it. Sending never waits for the socket: a frame is encoded into the engine's
-//! outbox and the writer task flushes whatever has accumulated in one write, so several
-//! sends made by one handler call cost one syscall. On a plain server socket a large
-//! frame goes to the socket straight from the caller's bytes when nothing is queued (one
-//! copy fewer); what the socket does not take is queued. The outbox is bounded: above the
-//! engine's `send_buffer` a sender waits (`wait_writable`) until the writer drained it.
+//! outbox and a burst task, started when something is queued and none runs, writes
+//! whatever has accumulated, one write at a time, until the outbox is empty; then it gives
+//! the socket's write half back and ends. So several sends made by one handler call cost
+//! one syscall, and an idle connection has no writer task (nor any write buffer). On a
+//! plain server socket a large frame goes to the socket straight from the caller's bytes
+//! when nothing is queued (one copy fewer); what the socket does not take is queued. The
+//! outbox is bounded: above the engine's `send_buffer` a sender waits (`wait_writable`)
+//! until a burst drained it.
 
 use crate::standalone::inbox::Inbox;
 use crate::standalone::runtime;
@@ -17,9 +20,10 @@ use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use ws_proto::codec::Role;
 use ws_proto::engine::{CloseError, Engine, LocalClose, SendError, Settings};
 
@@ -54,17 +58,22 @@ pub struct ConnectionInfo {
 pub struct Connection {
     pub info: ConnectionInfo,
     engine: RefCell<Engine>,
-    /// Tells the writer there is something to write (or that it should finish).
-    wake_writer: Notify,
-    /// Tells waiting senders the writer has taken what was queued.
+    /// This connection, for the burst tasks it starts.
+    me: Weak<Connection>,
+    /// The write half of the transport while no burst runs; `None` while one does, and
+    /// once the transport failed or was shut.
+    writer: RefCell<Option<WriteSide>>,
+    /// The burst running (`writing`), to stop it when the close timeout has passed.
+    burst: RefCell<Option<AbortHandle>>,
+    /// Tells waiting senders (and the ending) that a burst wrote what it had taken.
     drained: Notify,
-    /// Set by the frame loop when the connection ends: the writer flushes and shuts down.
+    /// Set by the frame loop when the connection ends: the last burst shuts the socket.
     finished: Cell<bool>,
     /// Plain TCP server sockets: the write half for direct writes; `None` otherwise or
     /// once the transport failed.
     direct: RefCell<Option<Rc<OwnedWriteHalf>>>,
-    /// True while the writer holds bytes taken from the outbox that are not yet written:
-    /// a direct write then would overtake them.
+    /// True while a burst runs (it may hold bytes taken from the outbox and not yet
+    /// written: a direct write then would overtake them).
     writing: Cell<bool>,
     /// Messages for `recv`, when no handler takes them (boxed: most connections have a
     /// handler, and an idle connection should not carry an empty inbox).
@@ -78,26 +87,23 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection in `role` writing through `writer` (owned by its writer task). A
-    /// plain server socket is also kept for direct writes; clients mask every frame, so
-    /// never write straight from the caller's bytes.
-    pub fn new(
-        info: ConnectionInfo,
-        role: Role,
-        settings: Settings,
-        writer: &WriteSide,
-    ) -> Rc<Self> {
+    /// A connection in `role` writing through `writer`. A plain server socket is also
+    /// kept for direct writes; clients mask every frame, so never write straight from the
+    /// caller's bytes.
+    pub fn new(info: ConnectionInfo, role: Role, settings: Settings, writer: WriteSide) -> Rc<Self> {
         let inbox = info
             .handler_name
             .is_none()
             .then(|| Box::new(Inbox::new(info.inbox_bytes)));
-        let direct = match writer {
+        let direct = match &writer {
             WriteSide::Plain(socket) if role == Role::Server => Some(Rc::clone(socket)),
             _ => None,
         };
-        Rc::new(Connection {
+        Rc::new_cyclic(|me| Connection {
             engine: RefCell::new(Engine::new(role, settings, runtime::now())),
-            wake_writer: Notify::new(),
+            me: me.clone(),
+            writer: RefCell::new(Some(writer)),
+            burst: RefCell::new(None),
             drained: Notify::new(),
             finished: Cell::new(false),
             direct: RefCell::new(direct),
@@ -211,15 +217,29 @@ impl Connection {
         let _ = self.close(why.code(), why.reason());
     }
 
-    /// Wakes the writer when something is queued (and notes the queue's size).
+    /// Starts a burst when something is queued (and notes the queue's size).
     pub fn flush(&self) {
         let queued = self.engine().queued_bytes();
         if queued > 0 {
             if let Some(stats) = &self.info.stats {
                 stats.queued(queued);
             }
-            self.wake_writer.notify_one();
+            self.start_burst();
         }
+    }
+
+    /// Starts a burst task unless one runs (it takes what is queued meanwhile) or the
+    /// write half is gone (failed or shut).
+    fn start_burst(&self) {
+        if self.writing.get() {
+            return;
+        }
+        let (Some(me), Some(socket)) = (self.me.upgrade(), self.writer.borrow_mut().take())
+        else {
+            return;
+        };
+        self.writing.set(true);
+        *self.burst.borrow_mut() = Some(runtime::spawn(me.write_burst(socket)));
     }
 
     /// Resolves when the engine was changed outside the frame loop.
@@ -241,10 +261,34 @@ impl Connection {
         }
     }
 
-    /// Ends the connection: the writer flushes what is queued, then shuts the socket.
+    /// Ends the connection: a burst writes what is queued, then shuts the socket.
     pub fn finish(&self) {
         self.finished.set(true);
-        self.wake_writer.notify_one();
+        self.start_burst();
+    }
+
+    /// Waits until the last burst is over (see [`finish`](Self::finish)); `false` when
+    /// `limit` passed first, and then stops it (the peer does not read: its socket is
+    /// dropped with what was not written).
+    pub async fn wait_finished(&self, limit: std::time::Duration) -> bool {
+        let done = crate::standalone::timers::timeout(limit, async {
+            loop {
+                let drained = self.drained.notified();
+                if !self.writing.get() {
+                    return;
+                }
+                drained.await;
+            }
+        })
+        .await
+        .is_ok();
+        if !done {
+            if let Some(burst) = self.burst.borrow_mut().take() {
+                burst.abort();
+            }
+            self.writing.set(false);
+        }
+        done
     }
 
     /// Marks the frame loop as over (called last by the loop).
@@ -267,41 +311,39 @@ impl Connection {
         }
     }
 
-    /// The writer task: flushes the outbox whenever frames are queued, reusing two
-    /// buffers, until [`finish`](Self::finish) is called and everything is written; then
-    /// shuts the socket's write half. A failed write ends the transport for the engine.
-    pub async fn write_loop(self: Rc<Self>, mut socket: WriteSide) {
+    /// A burst: writes what is queued until the outbox is empty, then gives the write
+    /// half back — or, once the connection is [`finish`](Self::finish)ed, shuts it. A
+    /// failed write ends the transport for the engine.
+    async fn write_burst(self: Rc<Self>, mut socket: WriteSide) {
         let (mut shared, mut spare) = (Vec::new(), BytesMut::new());
-        loop {
-            let woken = self.wake_writer.notified();
-            if !self.engine().take_output(&mut shared, &mut spare) {
-                if self.finished.get() {
-                    break;
-                }
-                woken.await;
-                continue;
-            }
-            self.writing.set(true);
-            // Boxed: inline, a write's state would be kept while the connection is idle.
+        let mut failed = false;
+        while self.engine().take_output(&mut shared, &mut spare) {
             let written = if shared.is_empty() {
-                Box::pin(socket.write_all(&spare)).await
+                socket.write_all(&spare).await
             } else {
-                Box::pin(socket.write_all_chunks(&shared, &spare)).await
+                socket.write_all_chunks(&shared, &spare).await
             };
-            self.writing.set(false);
             // Written: unless more is queued already, no write buffer is kept.
             spare = BytesMut::new();
             shared = Vec::new();
             self.engine().shed_outbox();
             self.drained.notify_waiters();
             if !written {
-                self.engine().transport_closed();
-                self.direct.borrow_mut().take();
-                self.kick.notify_one();
+                failed = true;
                 break;
             }
         }
+        if failed {
+            self.engine().transport_closed();
+            self.direct.borrow_mut().take();
+            self.kick.notify_one();
+        } else if self.finished.get() {
+            socket.shutdown().await;
+        } else {
+            *self.writer.borrow_mut() = Some(socket);
+        }
+        self.burst.borrow_mut().take();
+        self.writing.set(false);
         self.drained.notify_waiters();
-        socket.shutdown().await;
     }
 }

@@ -7,14 +7,13 @@
 //! flushes, sends FIN and waits (bounded) for the peer. The protocol decisions (pongs,
 //! close answers, timeouts, endings) are the engine's.
 //!
-//! The stream is any `AsyncRead` plus a [`WriteSide`], so the whole loop runs over
+//! The stream is any `AsyncRead` (the connection owns the write side), so the whole loop runs over
 //! `tokio::io::duplex` in the tests, with tokio's clock paused: every deadline (keepalive,
 //! idle, close, send) is checked there without waiting for it.
 
 use crate::standalone::connection::Connection;
 use crate::standalone::runtime;
 use crate::standalone::timers::{timeout, Alarm};
-use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
@@ -126,14 +125,11 @@ async fn handle_ready<D: Deliver>(
 pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
     conn: &Rc<Connection>,
     mut reader: R,
-    writer: WriteSide,
     frames: &Frames,
     deliver: &D,
     mut stop: Option<watch::Receiver<bool>>,
 ) -> mlua::Result<()> {
     let _running = Running::start();
-    let writer_task =
-        tokio::task::spawn_local(runtime::counted(Rc::clone(conn).write_loop(writer)));
     // The sub-futures that exist for a moment (a handler call, the ending) are boxed:
     // inline, their state would be kept for the connection's whole life.
     Box::pin(deliver.opened()).await;
@@ -179,7 +175,7 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
         }
     };
     Box::pin(deliver.ended(&ending)).await?;
-    Box::pin(close_down(conn, writer_task, reader, &ending)).await;
+    Box::pin(close_down(conn, reader, &ending)).await;
     Ok(())
 }
 
@@ -189,15 +185,12 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
 /// that our close frame is not lost to a reset.
 async fn close_down<R: AsyncRead + Unpin>(
     conn: &Connection,
-    mut writer_task: tokio::task::JoinHandle<()>,
     mut reader: R,
     ending: &Ending,
 ) {
     conn.finish();
     let close_timeout = conn.engine().settings().close_timeout;
-    if timeout(close_timeout, &mut writer_task).await.is_err() {
-        writer_task.abort();
-    }
+    conn.wait_finished(close_timeout).await;
     if !ending.clean {
         let _ = timeout(close_timeout, drain(&mut reader)).await;
     }
@@ -258,9 +251,9 @@ mod tests {
     //! only by waiting on the peer's side, so a deadline is checked the instant it passes.
     use super::*;
     use crate::standalone::connection::ConnectionInfo;
+    use crate::standalone::transport::WriteSide;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
-    use tokio::task::LocalSet;
     use ws_proto::codec::{self, encode_frame, opcode, Decoder, Limits, Role};
     use ws_proto::engine::Settings;
 
@@ -346,13 +339,13 @@ mod tests {
             subprotocol: None,
             stats: None,
         };
-        let conn = Connection::new(info, Role::Server, settings, &writer);
+        let conn = Connection::new(info, Role::Server, settings, writer);
         let recorder = Rc::new(Recorder::default());
         let (c, r) = (Rc::clone(&conn), Rc::clone(&recorder));
         let frames = Frames::new(BytesMut::new());
         let f = frames.clone();
         tokio::task::spawn_local(async move {
-            drive(&c, reader, writer, &f, &*r, None).await.unwrap();
+            drive(&c, reader, &f, &*r, None).await.unwrap();
         });
         let (read, write) = tokio::io::split(theirs);
         let decoder = Decoder::new(Role::Client, Limits::default());
@@ -387,7 +380,7 @@ mod tests {
     }
 
     async fn paused(test: impl std::future::Future<Output = ()>) {
-        LocalSet::new().run_until(test).await;
+        runtime::run_local(test).await;
     }
 
     #[tokio::test(start_paused = true)]

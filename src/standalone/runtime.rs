@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::RawFd;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
@@ -23,8 +24,9 @@ pub fn now() -> std::time::Instant {
 
 struct Reactor {
     runtime: Runtime,
-    /// Replaced by a fresh one when the Lua state closes (see [`LoopGuard`]).
-    local: RefCell<LocalSet>,
+    /// Replaced by a fresh one when the Lua state closes (see [`LoopGuard`]). In an Rc so
+    /// that the tests can drive it on a runtime of their own (a paused clock).
+    local: RefCell<Rc<LocalSet>>,
     /// True while a `block_on` is driving the loop on this thread.
     driving: Cell<bool>,
     /// The runtime's epoll descriptor (readable while it has I/O to handle), if found.
@@ -45,7 +47,7 @@ thread_local! {
         let epoll_fd = epoll_descriptors().into_iter().find(|fd| !before.contains(fd));
         Reactor {
             runtime,
-            local: RefCell::new(LocalSet::new()),
+            local: RefCell::new(Rc::new(LocalSet::new())),
             driving: Cell::new(false),
             epoll_fd,
         }
@@ -142,10 +144,18 @@ pub async fn wait<F: Future>(what: &str, fut: F) -> mlua::Result<F::Output> {
     }
 }
 
-/// Schedules a task on the loop (a client connection's frame loop); it runs whenever
-/// the loop is being driven.
-pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
-    REACTOR.with(|r| drop(r.local.borrow().spawn_local(counted(fut))));
+/// Schedules a task on the loop (a client connection's frame loop, a burst of writes);
+/// it runs whenever the loop is being driven. Callable from anywhere on the thread.
+pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) -> tokio::task::AbortHandle {
+    REACTOR.with(|r| r.local.borrow().spawn_local(counted(fut)).abort_handle())
+}
+
+/// Runs `fut` on the loop's task set under the caller's runtime (the tests' paused clock),
+/// so that what it spawns runs too.
+#[cfg(test)]
+pub async fn run_local<F: Future>(fut: F) -> F::Output {
+    let local = REACTOR.with(|r| Rc::clone(&r.local.borrow()));
+    local.run_until(fut).await
 }
 
 /// Runs `f` with the runtime entered, for creating tokio I/O objects outside `block_on`.
@@ -168,7 +178,7 @@ impl Drop for LoopGuard {
         let _ = REACTOR.try_with(|r| {
             if let Ok(mut local) = r.local.try_borrow_mut() {
                 let _entered = r.runtime.enter();
-                drop(std::mem::replace(&mut *local, LocalSet::new()));
+                drop(std::mem::replace(&mut *local, Rc::new(LocalSet::new())));
             }
         });
     }

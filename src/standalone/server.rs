@@ -638,7 +638,7 @@ async fn serve_connection<S: Upgraded>(
         subprotocol,
         stats: Some(Rc::clone(&server.stats)),
     };
-    let conn = Connection::new(info, Role::Server, opts.session, &writer);
+    let conn = Connection::new(info, Role::Server, opts.session, writer);
     if let Some(agreement) = deflate {
         conn.engine().use_deflate(agreement);
     }
@@ -654,7 +654,6 @@ async fn serve_connection<S: Upgraded>(
                 &lua,
                 &cfg,
                 reader,
-                writer,
                 buf,
                 Rc::clone(&conn),
                 ud,

@@ -19,7 +19,6 @@ use crate::standalone::frame_loop::{self, Deliver, Frames};
 use crate::standalone::lua_connection::{handler_caller, message_runner, message_table};
 use crate::standalone::runtime;
 use crate::standalone::stats::{bump, Stats};
-use crate::standalone::transport::WriteSide;
 use bytes::BytesMut;
 use futures_core::Stream;
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, RegistryKey, Table, Thread};
@@ -400,7 +399,6 @@ pub async fn run<R: AsyncRead + Unpin>(
     lua: &Lua,
     cfg: &LoopConfig,
     reader: R,
-    writer: WriteSide,
     rbuf: BytesMut,
     conn: Rc<Connection>,
     conn_ud: AnyUserData,
@@ -419,8 +417,5 @@ pub async fn run<R: AsyncRead + Unpin>(
         next_msg: Rc::new(RefCell::new(None)),
         frames: frames.clone(),
     };
-    Box::pin(frame_loop::drive(
-        &conn, reader, writer, &frames, &session, stop,
-    ))
-    .await
+    Box::pin(frame_loop::drive(&conn, reader, &frames, &session, stop)).await
 }
