@@ -291,11 +291,11 @@ async fn open(
     let info = ConnectionInfo {
         id,
         peer,
-        host: url.host.clone(),
+        host: Some(url.host.clone()),
         port: url.port,
         path: url.target.clone(),
         query: None,
-        handler_name: handler.as_ref().map(|h| h.name.clone()),
+        handler_name: handler.as_ref().map(|h| Rc::clone(&h.name)),
         is_tls: url.secure,
         inbox_bytes: inputs.session.limits.max_message_size,
         subprotocol: header_value(&head.headers, "Sec-WebSocket-Protocol"),

@@ -21,6 +21,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -36,15 +37,16 @@ pub struct ConnectionInfo {
     /// Serial number (per server; per process for clients), for logs and `tostring`.
     pub id: u64,
     pub peer: SocketAddr,
-    /// The host as named by the URL (client) or the peer's address (server).
-    pub host: String,
+    /// The host as named by the URL (client); `None` on the server, where it is the
+    /// peer's address (see [`host`](Self::host): not kept as text per connection).
+    pub host: Option<String>,
     pub port: u16,
     /// The request path the connection was opened on (`/chat`).
     pub path: String,
     /// The query of the server connection's request (`room=1` of `/chat?room=1`).
     pub query: Option<String>,
     /// The handler module serving it (`handlers.chat`); `None` for a client read with `recv`.
-    pub handler_name: Option<String>,
+    pub handler_name: Option<Rc<str>>,
     pub is_tls: bool,
     /// Capacity of the inbox in bytes (connections without a handler).
     pub inbox_bytes: usize,
@@ -52,6 +54,15 @@ pub struct ConnectionInfo {
     pub subprotocol: Option<String>,
     /// The server's counters (`None` for clients).
     pub stats: Option<Rc<Stats>>,
+}
+
+impl ConnectionInfo {
+    /// The host as named by the URL (client) or the peer's address (server).
+    pub fn host(&self) -> String {
+        self.host
+            .clone()
+            .unwrap_or_else(|| self.peer.ip().to_string())
+    }
 }
 
 /// The shared state of one connection.
@@ -90,7 +101,12 @@ impl Connection {
     /// A connection in `role` writing through `writer`. A plain server socket is also
     /// kept for direct writes; clients mask every frame, so never write straight from the
     /// caller's bytes.
-    pub fn new(info: ConnectionInfo, role: Role, settings: Settings, writer: WriteSide) -> Rc<Self> {
+    pub fn new(
+        info: ConnectionInfo,
+        role: Role,
+        settings: impl Into<Arc<Settings>>,
+        writer: WriteSide,
+    ) -> Rc<Self> {
         let inbox = info
             .handler_name
             .is_none()

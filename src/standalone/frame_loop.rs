@@ -38,18 +38,29 @@ pub(crate) trait Deliver {
 /// deliverer and left for the loop. Shared with the deliverer, which may decode the
 /// messages that follow the one it was given itself (one resume of a Lua coroutine for
 /// every message a read brought) while the loop is not reading.
+/// (One allocation per connection: [`Undecoded`] behind one Rc.)
 #[derive(Clone, Default)]
-pub struct Frames {
-    pub input: Rc<RefCell<BytesMut>>,
-    pub stash: Rc<RefCell<Option<Event>>>,
+pub struct Frames(Rc<Undecoded>);
+
+#[derive(Default)]
+pub struct Undecoded {
+    pub input: RefCell<BytesMut>,
+    pub stash: RefCell<Option<Event>>,
+}
+
+impl std::ops::Deref for Frames {
+    type Target = Undecoded;
+    fn deref(&self) -> &Undecoded {
+        &self.0
+    }
 }
 
 impl Frames {
     pub fn new(input: BytesMut) -> Self {
-        Frames {
-            input: Rc::new(RefCell::new(input)),
-            stash: Rc::default(),
-        }
+        Frames(Rc::new(Undecoded {
+            input: RefCell::new(input),
+            stash: RefCell::default(),
+        }))
     }
 
     /// Keeps only the memory the undecoded bytes need: an empty input gives its buffer
@@ -329,7 +340,7 @@ mod tests {
         let info = ConnectionInfo {
             id: 1,
             peer: "127.0.0.1:1".parse().unwrap(),
-            host: "127.0.0.1".into(),
+            host: None,
             port: 1,
             path: "/".into(),
             query: None,

@@ -209,13 +209,13 @@ pub struct LuaConnection(pub Rc<Connection>, Option<Rc<Topics>>);
 impl UserData for LuaConnection {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("id", |_, this| Ok(this.0.info.id));
-        fields.add_field_method_get("host", |_, this| Ok(this.0.info.host.clone()));
+        fields.add_field_method_get("host", |_, this| Ok(this.0.info.host()));
         fields.add_field_method_get("port", |_, this| Ok(this.0.info.port));
         fields.add_field_method_get("path", |_, this| Ok(this.0.info.path.clone()));
         fields.add_field_method_get("query", |_, this| Ok(this.0.info.query.clone()));
-        fields.add_field_method_get("handler", |_, this| Ok(this.0.info.handler_name.clone()));
+        fields.add_field_method_get("handler", |_, this| Ok(this.0.info.handler_name.as_deref().map(str::to_owned)));
         fields.add_field_method_get("msg_handler", |_, this| {
-            Ok(this.0.info.handler_name.clone())
+            Ok(this.0.info.handler_name.as_deref().map(str::to_owned))
         });
         fields.add_field_method_get("is_TLS", |_, this| Ok(this.0.info.is_tls));
         fields.add_field_method_get("subprotocol", |_, this| Ok(this.0.info.subprotocol.clone()));

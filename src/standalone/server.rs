@@ -30,7 +30,7 @@ use mlua::{
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -460,13 +460,11 @@ impl Upgraded for TlsStream<TcpStream> {
 }
 
 /// One accepted TCP connection: the connection cap, TLS, then the WebSocket.
-async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _active = ActiveGuard::new(&server);
     let opts = &server.options;
     if server.active.get() > opts.max_connections {
-        server.reject(peer, "503", "max_connections reached");
-        let response = Response::error(503, "Server is at its connection limit; try again later");
-        return Box::pin(answer(&mut stream, &response)).await;
+        return Box::pin(refuse_busy(&server, stream, peer)).await;
     }
     let deadline = Instant::now() + opts.handshake_timeout;
     // Boxed, so that this task keeps only the state of the stream it serves (plain or
@@ -485,6 +483,14 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, mut stream: TcpStream, 
             Err(_) => server.reject(peer, "timeout", "no TLS handshake within handshake_timeout"),
         },
     }
+}
+
+/// Answers 503 to a connection over `max_connections` (boxed by the caller: the
+/// response's state is no part of an open connection's).
+async fn refuse_busy(server: &Shared, mut stream: TcpStream, peer: SocketAddr) {
+    server.reject(peer, "503", "max_connections reached");
+    let response = Response::error(503, "Server is at its connection limit; try again later");
+    answer(&mut stream, &response).await
 }
 
 /// The opening handshake on `stream` (plain or TLS), then the WebSocket until it closes.
@@ -628,17 +634,17 @@ async fn serve_connection<S: Upgraded>(
     let info = ConnectionInfo {
         id,
         peer,
-        host: peer.ip().to_string(),
+        host: None,
         port: peer.port(),
         path,
         query,
-        handler_name: Some(handler.name.clone()),
+        handler_name: Some(Rc::clone(&handler.name)),
         is_tls,
         inbox_bytes: 0,
         subprotocol,
         stats: Some(Rc::clone(&server.stats)),
     };
-    let conn = Connection::new(info, Role::Server, opts.session, writer);
+    let conn = Connection::new(info, Role::Server, Arc::clone(&opts.session), writer);
     if let Some(agreement) = deflate {
         conn.engine().use_deflate(agreement);
     }

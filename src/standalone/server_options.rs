@@ -11,6 +11,7 @@ use mlua::{Table, Value};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use ws_proto::deflate;
 use ws_proto::engine::{Settings, SERVER_PING_INTERVAL};
@@ -38,8 +39,9 @@ pub struct Options {
     /// checked by `ws.server` at start; tried before `handler_base`.
     pub routes: HashMap<String, String>,
     /// Each connection's settings (limits, timeouts, send buffer): see [`Settings`].
-    /// Keepalive is on by default here (`SERVER_PING_INTERVAL`).
-    pub session: Settings,
+    /// Keepalive is on by default here (`SERVER_PING_INTERVAL`). One allocation shared
+    /// by every connection's engine.
+    pub session: Arc<Settings>,
     /// Upgrade request head: most bytes (431 beyond). Default 8 KiB. Stops huge heads.
     pub max_header_bytes: usize,
     /// Upgrade request head: most header lines (431 beyond). Default 64.
@@ -194,7 +196,7 @@ impl Options {
             port: r.count("port", 0, 65535, 0)? as u16,
             handler_base,
             routes,
-            session,
+            session: Arc::new(session),
             max_header_bytes: r.count("max_header_bytes", 256, 1 << 20, DEFAULT_MAX_HEADER_BYTES)?
                 as usize,
             max_headers: r.count("max_headers", 1, 1024, DEFAULT_MAX_HEADERS)? as usize,

@@ -34,7 +34,8 @@ use ws_proto::engine::{Ending, Event, LocalClose};
 
 /// The handler class of one connection, its functions looked up once.
 pub struct Handler {
-    pub name: String,
+    /// Shared with each connection's `ConnectionInfo` (no copy per connection).
+    pub name: Rc<str>,
     on_open: Option<Function>,
     on_message: Function,
     on_ping: Option<Function>,
@@ -44,7 +45,7 @@ pub struct Handler {
 }
 
 impl Handler {
-    fn from_table(name: String, t: &Table) -> mlua::Result<Self> {
+    fn from_table(name: Rc<str>, t: &Table) -> mlua::Result<Self> {
         Ok(Handler {
             on_open: t.get("handle_open")?,
             on_message: t.get("handle_message").map_err(|_| {
@@ -87,7 +88,7 @@ pub fn handler_of(lua: &Lua, name: &str, class: &Table) -> mlua::Result<Rc<Handl
             return Ok(Rc::clone(h));
         }
     }
-    let h = Rc::new(Handler::from_table(name.to_owned(), class)?);
+    let h = Rc::new(Handler::from_table(name.into(), class)?);
     shared
         .handlers
         .insert(name.to_owned(), (class.clone(), Rc::clone(&h)));
@@ -123,8 +124,6 @@ struct Session<'a> {
     /// new coroutine for every `call_async`, and its creation and garbage cost more than
     /// the handler's own work.
     runner: RefCell<Option<Runner>>,
-    /// The message the runner takes next (its `next_msg()`).
-    next_msg: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
     /// Bytes received and not yet decoded, shared with the frame loop. The runner decodes
     /// the messages that follow the one it was resumed for itself (`next_msg()`), so that
     /// one resume handles every message a read brought; what is not a message waits in
@@ -149,6 +148,8 @@ const KEEP_STREAMS: bool = cfg!(not(any(feature = "lua51", feature = "luajit")))
 /// A connection's message coroutine: in the registry, and as a resumable stream while it
 /// runs (and between messages where [`KEEP_STREAMS`]).
 struct Runner {
+    /// The message it takes next (its `next_msg()`).
+    next: Rc<RefCell<Option<(u8, mlua::String, bool)>>>,
     thread: RegistryKey,
     stream: Option<Pin<Box<dyn Stream<Item = mlua::Result<()>>>>>,
 }
@@ -160,23 +161,19 @@ impl Session<'_> {
 
     /// A new message coroutine, started with run(f, conn, next_msg) on its first resume.
     fn new_runner(&self, h: &Handler) -> mlua::Result<Runner> {
-        let next = Rc::clone(&self.next_msg);
-        let (conn, input, stash) = (
-            Rc::clone(self.conn),
-            Rc::clone(&self.frames.input),
-            Rc::clone(&self.frames.stash),
-        );
+        let next = Rc::new(RefCell::new(None));
+        let (taken, conn, frames) = (Rc::clone(&next), Rc::clone(self.conn), self.frames.clone());
         let stats = self.cfg.stats.clone();
         let next_msg = self.lua.create_function(move |lua, ()| {
-            if let Some((op, data, compressed)) = next.borrow_mut().take() {
+            if let Some((op, data, compressed)) = taken.borrow_mut().take() {
                 return Ok((Some(op), Some(data), compressed));
             }
-            if stash.borrow().is_some() {
+            if frames.stash.borrow().is_some() {
                 return Ok((None, None, false));
             }
             let event = conn
                 .engine()
-                .poll_event(&mut input.borrow_mut(), runtime::now);
+                .poll_event(&mut frames.input.borrow_mut(), runtime::now);
             match event {
                 Some(Event::Message {
                     op,
@@ -187,7 +184,7 @@ impl Session<'_> {
                     Ok((Some(op), Some(lua.create_string(&data)?), compressed))
                 }
                 other => {
-                    *stash.borrow_mut() = other;
+                    *frames.stash.borrow_mut() = other;
                     Ok((None, None, false))
                 }
             }
@@ -196,6 +193,7 @@ impl Session<'_> {
         let key = self.lua.create_registry_value(&thread)?;
         let args = (h.on_message.clone(), self.conn_ud()?, next_msg);
         Ok(Runner {
+            next,
             thread: key,
             stream: Some(Box::pin(thread.into_async::<()>(args))),
         })
@@ -217,11 +215,11 @@ impl Session<'_> {
         data: &[u8],
         compressed: bool,
     ) -> mlua::Result<()> {
-        *self.next_msg.borrow_mut() = Some((op, self.lua.create_string(data)?, compressed));
         let mut runner = match self.runner.borrow_mut().take() {
             Some(runner) => runner,
             None => self.new_runner(h)?,
         };
+        *runner.next.borrow_mut() = Some((op, self.lua.create_string(data)?, compressed));
         // A waiting coroutine is resumed from its yield (on Lua 5.1 / LuaJIT through a
         // stream made again from the registry).
         let mut stream = match runner.stream.take() {
@@ -414,7 +412,6 @@ pub async fn run<R: AsyncRead + Unpin>(
         delivery: &delivery,
         caller: Rc::clone(&shared(lua)?.caller),
         runner: RefCell::new(None),
-        next_msg: Rc::new(RefCell::new(None)),
         frames: frames.clone(),
     };
     Box::pin(frame_loop::drive(&conn, reader, &frames, &session, stop)).await

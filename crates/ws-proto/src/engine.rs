@@ -23,6 +23,7 @@ use crate::random;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The settings of one connection's life after the handshake: one struct for the
@@ -280,7 +281,8 @@ const KEEPALIVE: &[u8] = b"keepalive";
 /// One connection's protocol state. See the module documentation.
 pub struct Engine {
     role: Role,
-    settings: Settings,
+    /// Shared by every connection of a server (one allocation, not one per connection).
+    settings: Arc<Settings>,
     decoder: Decoder,
     state: State,
     /// Encoded frames not yet taken by the driver (after those in `shared`).
@@ -300,13 +302,15 @@ pub struct Engine {
     close_due: Option<LocalClose>,
     /// The ending has not been reported as [`Event::Closed`] yet.
     unreported: bool,
-    /// Our permessage-deflate compressor, when the extension was agreed.
-    deflater: Option<Deflater>,
+    /// Our permessage-deflate compressor, when the extension was agreed (boxed: most
+    /// connections have none, and an idle one should not carry its room).
+    deflater: Option<Box<Deflater>>,
 }
 
 impl Engine {
     /// An open connection in `role`, its deadlines counted from `now`.
-    pub fn new(role: Role, settings: Settings, now: Instant) -> Self {
+    pub fn new(role: Role, settings: impl Into<Arc<Settings>>, now: Instant) -> Self {
+        let settings = settings.into();
         let mut timers = Timers::default();
         if let Some(every) = settings.ping_interval {
             timers.set(Timer::Ping, now + every);
@@ -335,7 +339,7 @@ impl Engine {
     /// messages are accepted and inflated, messages from `threshold` bytes up compressed.
     pub fn use_deflate(&mut self, agreement: Agreement) {
         self.decoder.set_inflater(Inflater::new(agreement));
-        self.deflater = Some(Deflater::new(agreement));
+        self.deflater = Some(Box::new(Deflater::new(agreement)));
     }
 
     /// Whether permessage-deflate was agreed, and whether its compressor and inflater have
