@@ -29,6 +29,7 @@ use mlua::{
 };
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -38,7 +39,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_native_tls::TlsStream;
+use tokio_openssl::SslStream;
 use ws_proto::codec::Role;
 use ws_proto::deflate::Agreement;
 use ws_proto::handshake::RequestHead;
@@ -452,7 +453,7 @@ impl Upgraded for TcpStream {
     }
 }
 
-impl Upgraded for TlsStream<TcpStream> {
+impl Upgraded for SslStream<TcpStream> {
     fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide) {
         let (reader, writer) = tokio::io::split(self);
         (Box::new(reader), WriteSide::Stream(Box::new(writer)))
@@ -471,7 +472,7 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer
     // TLS) and not that of the TLS handshake.
     match &opts.tls {
         None => Box::pin(serve_stream(lua, &server, stream, peer, deadline)).await,
-        Some(acceptor) => match Box::pin(timeout_at(deadline, acceptor.accept(stream))).await {
+        Some(acceptor) => match Box::pin(timeout_at(deadline, tls_accept(acceptor, stream))).await {
             Ok(Ok(tls)) => Box::pin(serve_stream(lua, &server, tls, peer, deadline)).await,
             Ok(Err(e)) => {
                 server.stats.reject("tls");
@@ -483,6 +484,17 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer
             Err(_) => server.reject(peer, "timeout", "no TLS handshake within handshake_timeout"),
         },
     }
+}
+
+/// The server side of a TLS handshake on `stream`.
+async fn tls_accept(
+    acceptor: &openssl::ssl::SslAcceptor,
+    stream: TcpStream,
+) -> Result<SslStream<TcpStream>, Box<dyn std::error::Error>> {
+    let ssl = openssl::ssl::Ssl::new(acceptor.context())?;
+    let mut tls = SslStream::new(ssl, stream)?;
+    Pin::new(&mut tls).accept().await?;
+    Ok(tls)
 }
 
 /// Answers 503 to a connection over `max_connections` (boxed by the caller: the

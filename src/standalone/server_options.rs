@@ -8,6 +8,9 @@ use crate::standalone::pubsub::{self, PubsubOptions, Redis};
 use crate::standalone::static_files;
 use crate::standalone::topics::SlowSubscriber;
 use mlua::{Table, Value};
+use openssl::pkey::PKey;
+use openssl::ssl::{SslAcceptor, SslMethod, SslMode};
+use openssl::x509::X509;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -78,12 +81,15 @@ pub struct Options {
     /// `pubsub`). Default none: topics are this server's only.
     pub pubsub: Option<PubsubOptions>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
-    pub tls: Option<tokio_native_tls::TlsAcceptor>,
+    pub tls: Option<SslAcceptor>,
     pub logger: Rc<Logger>,
 }
 
-/// Builds the TLS acceptor from PEM files: certificate (+ chain) and a PKCS#8 key.
-fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
+/// Builds the TLS acceptor from PEM files: certificate (+ chain) and a private key
+/// (PKCS#8 or traditional). OpenSSL's SSL_MODE_RELEASE_BUFFERS is on: an idle `wss://`
+/// connection gives its TLS read and write buffers (about 2 x 17 KiB) back to OpenSSL's
+/// pool until it has bytes again.
+fn tls_acceptor(t: &Table) -> mlua::Result<SslAcceptor> {
     let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
         match t.get::<Option<String>>(key)? {
             Some(path) => std::fs::read(&path).map_err(|e| {
@@ -99,14 +105,28 @@ fn tls_acceptor(t: &Table) -> mlua::Result<tokio_native_tls::TlsAcceptor> {
     let key = read("key", true)?;
     cert.extend_from_slice(b"\n");
     cert.extend(read("chain", false)?);
-    let identity = native_tls::Identity::from_pkcs8(&cert, &key).map_err(|e| {
+    let not_pem = |e: openssl::error::ErrorStack| {
         mlua::Error::runtime(format!(
-            "ws.server: tls.cert / tls.key are not a PEM certificate and PKCS#8 key: {e}"
+            "ws.server: tls.cert / tls.key are not a PEM certificate and private key: {e}"
         ))
+    };
+    let mut certs = X509::stack_from_pem(&cert).map_err(not_pem)?.into_iter();
+    let key = PKey::private_key_from_pem(&key).map_err(not_pem)?;
+    let setup = |e: openssl::error::ErrorStack| {
+        mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}"))
+    };
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
+    let leaf = certs.next().ok_or_else(|| not_pem(openssl::error::ErrorStack::get()))?;
+    b.set_certificate(&leaf).map_err(setup)?;
+    for extra in certs {
+        b.add_extra_chain_cert(extra).map_err(setup)?;
+    }
+    b.set_private_key(&key).map_err(setup)?;
+    b.check_private_key().map_err(|e| {
+        mlua::Error::runtime(format!("ws.server: tls.key does not match tls.cert: {e}"))
     })?;
-    let acceptor = native_tls::TlsAcceptor::new(identity)
-        .map_err(|e| mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")))?;
-    Ok(acceptor.into())
+    b.set_mode(SslMode::RELEASE_BUFFERS);
+    Ok(b.build())
 }
 
 /// The `routes` table: request path → handler module name.

@@ -4,6 +4,11 @@
 //!                   [--regime pipelined|one] [--pid PID]
 //!     loadgen storm --ws URL --count N --concurrency K [--pid PID]
 //!     loadgen idle  (--ws URL | --tcp HOST:PORT) --count N [--pid PID]
+//!     loadgen hold  --ws URL --count N --seconds T
+//!
+//! Any mode: `--ws` may be a wss:// URL (the server's certificate is not checked), and
+//! `--sources 127.0.0.2,127.0.0.3` spreads the connections over those source addresses
+//! (one address has about 28,000 ephemeral ports).
 //!
 //! echo: C connections each keep W messages of S bytes in flight for T seconds; reports
 //! messages/s, MB/s each way, p50/p99 round-trip latency, errors, its own CPU time per
@@ -25,6 +30,11 @@
 //! whenever fewer than W of its messages are still being delivered, for T seconds;
 //! deliveries/s and the server's CPU per delivery.
 //! idle: opens N connections and holds them; the server's RSS growth per connection.
+//! hold: opens N connections, prints a line when they are open, then reads every one for
+//! T seconds (answering pings: tungstenite queues the pong and writes it on the next read)
+//! and reports how many saw a ping, how many are still open, the messages delivered and
+//! the wall-clock time (Unix seconds) of the last first delivery — for the 100,000
+//! connection run (benches/idle_100k.py), whose publisher is another process.
 use futures_util::StreamExt;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -123,10 +133,73 @@ struct EchoStats {
     errors: u64,
 }
 
+thread_local! {
+    /// `--sources`: the local addresses connections are made from, in turn.
+    static SOURCES: RefCell<(Vec<std::net::IpAddr>, usize)> = RefCell::default();
+}
+
+thread_local! {
+    /// wss://: one TLS context for every connection (the benchmark's servers use a
+    /// self-signed certificate, not checked).
+    static TLS: native_tls::TlsConnector = native_tls::TlsConnector::builder()
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true)
+        .build()
+        .expect("a TLS context");
+}
+
+/// The next source address of `--sources`, if any.
+fn next_source() -> Option<std::net::IpAddr> {
+    SOURCES.with(|s| {
+        let (list, next) = &mut *s.borrow_mut();
+        let ip = list.get(*next % list.len().max(1)).copied();
+        *next += 1;
+        ip
+    })
+}
+
+/// The `host:port` of a ws:// or wss:// URL.
+fn authority(url: &str) -> Result<(String, u16), String> {
+    let (secure, rest) = match url.split_once("://") {
+        Some(("wss", rest)) => (true, rest),
+        Some(("ws", rest)) => (false, rest),
+        _ => return Err(format!("not a ws:// or wss:// URL: {url}")),
+    };
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    match host_port.rsplit_once(':') {
+        Some((h, p)) => Ok((h.to_owned(), p.parse().map_err(|_| format!("bad port in {url}"))?)),
+        None => Ok((host_port.to_owned(), if secure { 443 } else { 80 })),
+    }
+}
+
 async fn connect_ws(url: &str) -> Result<Ws, String> {
-    let (ws, _) = tokio_tungstenite::connect_async(url)
+    let (host, port) = authority(url)?;
+    let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(ip) = next_source() {
+        socket
+            .bind(std::net::SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let connector = if url.starts_with("wss:") {
+        tokio_tungstenite::Connector::NativeTls(TLS.with(Clone::clone))
+    } else {
+        tokio_tungstenite::Connector::Plain
+    };
+    let (ws, _) =
+        tokio_tungstenite::client_async_tls_with_config(url, stream, None, Some(connector))
+            .await
+            .map_err(|e| e.to_string())?;
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
         let _ = s.set_nodelay(true);
     }
@@ -640,6 +713,79 @@ async fn idle(args: &Args, target: Target, server: ServerProc) {
     drop(open);
 }
 
+/// What one held connection saw.
+#[derive(Default)]
+struct Held {
+    pings: Cell<u64>,
+    deliveries: Cell<u64>,
+    /// Wall-clock time of its first delivery (Unix seconds).
+    first_delivery: Cell<Option<f64>>,
+    closed: Cell<bool>,
+}
+
+async fn hold(args: &Args, target: Target) {
+    let count = args.num("count", 10000) as usize;
+    let seconds = args.num("seconds", 60);
+    let (open, errors) = connect_many(&target, count, args.num("concurrency", 64) as usize).await;
+    println!(
+        "{{\"mode\":\"hold\",\"event\":\"open\",\"label\":\"{}\",\"open\":{},\"errors\":{errors}}}",
+        args.str("label").unwrap_or(""),
+        open.len()
+    );
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let local = tokio::task::LocalSet::new();
+    let held: Vec<Rc<Held>> = (0..open.len()).map(|_| Rc::default()).collect();
+    for (conn, h) in open.into_iter().zip(&held) {
+        let Conn::Ws(mut ws) = conn else {
+            panic!("hold needs --ws")
+        };
+        let h = Rc::clone(h);
+        local.spawn_local(async move {
+            loop {
+                let next = tokio::time::timeout_at(until.into(), ws.next()).await;
+                match next {
+                    Err(_) => break,
+                    Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_)))) => {
+                        h.pings.set(h.pings.get() + 1)
+                    }
+                    Ok(Some(Ok(m))) if m.is_binary() || m.is_text() => {
+                        h.deliveries.set(h.deliveries.get() + 1);
+                        if h.first_delivery.get().is_none() {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0.0, |d| d.as_secs_f64());
+                            h.first_delivery.set(Some(now));
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(_)) | None) => {
+                        h.closed.set(true);
+                        break;
+                    }
+                }
+            }
+            drop(ws);
+        });
+    }
+    local.await;
+    let sum = |f: &dyn Fn(&Held) -> u64| held.iter().map(|h| f(h)).sum::<u64>();
+    let last = held
+        .iter()
+        .filter_map(|h| h.first_delivery.get())
+        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+    println!(
+        "{{\"mode\":\"hold\",\"event\":\"done\",\"label\":\"{}\",\"held\":{},\"pinged\":{},\"pings\":{},\"still_open\":{},\"delivered_to\":{},\"deliveries\":{},\"last_first_delivery\":{}}}",
+        args.str("label").unwrap_or(""),
+        held.len(),
+        sum(&|h| u64::from(h.pings.get() > 0)),
+        sum(&|h| h.pings.get()),
+        sum(&|h| u64::from(!h.closed.get())),
+        sum(&|h| u64::from(h.deliveries.get() > 0)),
+        sum(&|h| h.deliveries.get()),
+        last.map_or("null".into(), |t| format!("{t:.6}")),
+    );
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -648,6 +794,13 @@ async fn main() {
         std::process::exit(2);
     };
     let args = Args::parse(rest);
+    if let Some(list) = args.str("sources") {
+        let ips = list
+            .split(',')
+            .map(|a| a.parse().expect("--sources: IP addresses, comma-separated"))
+            .collect();
+        SOURCES.with(|s| *s.borrow_mut() = (ips, 0));
+    }
     let target = Target::from(&args);
     let server = ServerProc(
         args.str("pid")
@@ -657,6 +810,7 @@ async fn main() {
         "echo" => echo(&args, target, server).await,
         "storm" => storm(&args, target, server).await,
         "idle" => idle(&args, target, server).await,
+        "hold" => hold(&args, target).await,
         "fanout" => fanout(&args, target, server).await,
         other => panic!("unknown mode {other}"),
     }
