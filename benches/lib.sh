@@ -49,6 +49,8 @@ stop_pid() {
 #   py       Python's websockets                                            benches/peers/websockets_echo.py
 #   resty    lua-resty-websocket on nginx's Lua module, one worker          benches/peers/resty.sh
 #   luahttp  lua-http 0.4 on cqueues (Lua 5.1)                              benches/peers/lua_http_echo.lua
+#   lua-wss, node-wss  lua and node over TLS (needs $CERT and $KEY: make_cert)
+#   uws      uWebSockets (C++), from ../shared/tools/uws when it exists ($UWS: its binary)
 # The caller sets ON_SERVER_CPU (a taskset prefix, or empty) and runs build_modules
 # first; resty and luahttp need benches/setup.sh.
 
@@ -75,10 +77,31 @@ start_server() {
     py) "${ON_SERVER_CPU[@]}" build/venv/bin/python benches/peers/websockets_echo.py >"$log" 2>&1 & ;;
     resty) "${ON_SERVER_CPU[@]}" bash benches/peers/resty.sh >"$log" 2>&1 & ;;
     luahttp) "${ON_SERVER_CPU[@]}" lua5.1 benches/peers/lua_http_echo.lua >"$log" 2>&1 & ;;
+    lua-wss) LUA_CPATH="$root/?.so;;" "${ON_SERVER_CPU[@]}" lua5.4 benches/lua/idle_server.lua 1 30 "$CERT" "$KEY" >"$log" 2>&1 & ;;
+    node-wss) NODE_PATH=build/node/node_modules "${ON_SERVER_CPU[@]}" node benches/peers/ws_echo.js plain "$CERT" "$KEY" >"$log" 2>&1 & ;;
+    uws) # takes a port: a free one, announced in our form once it accepts
+      local free
+      free="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+      "${ON_SERVER_CPU[@]}" "$UWS" "$free" >"$log.raw" 2>&1 &
+      for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$free") 2>/dev/null && { echo "listening on ws://127.0.0.1:$free" >"$log"; break; }
+        sleep 0.1
+      done ;;
     *) echo "start_server: unknown server $1" >&2; exit 2 ;;
   esac
   PID=$!
   local port
   port="$(port_of "$log" "$1")" || exit 1
-  if [ "$1" = tcp ]; then TARGET=(--tcp "127.0.0.1:$port"); else TARGET=(--ws "ws://127.0.0.1:$port/echo"); fi
+  case "$1" in
+    tcp) TARGET=(--tcp "127.0.0.1:$port") ;;
+    *-wss) TARGET=(--ws "wss://127.0.0.1:$port/echo") ;;
+    *) TARGET=(--ws "ws://127.0.0.1:$port/echo") ;;
+  esac
+}
+
+# make_cert DIR: a self-signed certificate for 127.0.0.1 in DIR (sets CERT and KEY).
+make_cert() {
+  CERT="$1/cert.pem"; KEY="$1/key.pem"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -keyout "$KEY" -out "$CERT" 2>/dev/null
 }
