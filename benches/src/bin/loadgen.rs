@@ -196,8 +196,12 @@ async fn connect_ws(url: &str) -> Result<Ws, String> {
     } else {
         tokio_tungstenite::Connector::Plain
     };
+    // tungstenite's 128 KiB read buffer per connection would make 100,000 held
+    // connections cost the load generator 13 GB; frames here are small.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096);
     let (ws, _) =
-        tokio_tungstenite::client_async_tls_with_config(url, stream, None, Some(connector))
+        tokio_tungstenite::client_async_tls_with_config(url, stream, Some(config), Some(connector))
             .await
             .map_err(|e| e.to_string())?;
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
@@ -726,25 +730,45 @@ struct Held {
 async fn hold(args: &Args, target: Target) {
     let count = args.num("count", 10000) as usize;
     let seconds = args.num("seconds", 60);
-    let (open, errors) = connect_many(&target, count, args.num("concurrency", 64) as usize).await;
-    println!(
-        "{{\"mode\":\"hold\",\"event\":\"open\",\"label\":\"{}\",\"open\":{},\"errors\":{errors}}}",
-        args.str("label").unwrap_or(""),
-        open.len()
-    );
-    let until = Instant::now() + Duration::from_secs(seconds);
+    // Each connection is read from the moment it opens (a connection waiting for the
+    // others to open would not answer the server's pings); `seconds` counts from the
+    // moment the last one has opened.
+    let gate = Rc::new(tokio::sync::Semaphore::new(args.num("concurrency", 64) as usize));
+    let (opened, errors) = (Rc::new(Cell::new(0usize)), Rc::new(Cell::new(0u64)));
+    let until: Rc<Cell<Option<Instant>>> = Rc::default();
+    let held: Vec<Rc<Held>> = (0..count).map(|_| Rc::default()).collect();
+    let label = args.str("label").unwrap_or("").to_owned();
     let local = tokio::task::LocalSet::new();
-    let held: Vec<Rc<Held>> = (0..open.len()).map(|_| Rc::default()).collect();
-    for (conn, h) in open.into_iter().zip(&held) {
-        let Conn::Ws(mut ws) = conn else {
-            panic!("hold needs --ws")
-        };
-        let h = Rc::clone(h);
+    for h in &held {
+        let (h, gate, target) = (Rc::clone(h), Rc::clone(&gate), target.clone());
+        let (opened, errors, until, label) =
+            (Rc::clone(&opened), Rc::clone(&errors), Rc::clone(&until), label.clone());
         local.spawn_local(async move {
+            let permit = gate.acquire().await;
+            let conn = connect(&target).await;
+            drop(permit);
+            match &conn {
+                Ok(_) => opened.set(opened.get() + 1),
+                Err(_) => errors.set(errors.get() + 1),
+            }
+            if opened.get() + errors.get() as usize == count {
+                until.set(Some(Instant::now() + Duration::from_secs(seconds)));
+                println!(
+                    "{{\"mode\":\"hold\",\"event\":\"open\",\"label\":\"{label}\",\"open\":{},\"errors\":{}}}",
+                    opened.get(),
+                    errors.get()
+                );
+            }
+            let Ok(Conn::Ws(mut ws)) = conn else {
+                h.closed.set(true);
+                return;
+            };
             loop {
-                let next = tokio::time::timeout_at(until.into(), ws.next()).await;
+                let deadline = until.get().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+                let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
                 match next {
-                    Err(_) => break,
+                    Err(_) if until.get().is_some_and(|t| Instant::now() >= t) => break,
+                    Err(_) => {}
                     Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_)))) => {
                         h.pings.set(h.pings.get() + 1)
                     }
@@ -764,7 +788,6 @@ async fn hold(args: &Args, target: Target) {
                     }
                 }
             }
-            drop(ws);
         });
     }
     local.await;
