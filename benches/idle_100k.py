@@ -89,7 +89,7 @@ async def publish(port):
 
 def main():
     total, loads, workers, ping = (int(a) for a in sys.argv[1:5])
-    lua_cpath, server_cpu, load_cpu = sys.argv[5:8]
+    lua_cpath, server_cpu, load_cpu, endpoint = sys.argv[5:9]
     loadgen = "target/release/loadgen"
     taskset = lambda cpu: ["taskset", "-c", cpu] if cpu else []
     env = dict(os.environ, LUA_CPATH=lua_cpath)
@@ -108,7 +108,7 @@ def main():
         for i in range(loads):
             n = total // loads + (1 if i < total % loads else 0)
             loads_running.append(subprocess.Popen(
-                taskset(load_cpu) + [loadgen, "hold", "--ws", f"ws://127.0.0.1:{port}/all",
+                taskset(load_cpu) + [loadgen, "hold", "--ws", f"ws://127.0.0.1:{port}/{endpoint}",
                                      "--count", str(n), "--seconds", str(hold_s),
                                      "--sources", f"127.0.0.{i + 2}", "--label", f"load{i + 1}"],
                 stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile))
@@ -120,7 +120,7 @@ def main():
         grown = sum(after.values()) - sum(before.values())
         print(f"{total:,}-connection run: {held:,} of {total:,} connections open in {open_s:.1f} s "
               f"(connect errors {sum(o['errors'] for o in opened)}), {loads} loadgen processes "
-              f"from 127.0.0.2..{loads + 1}, server workers = {workers}")
+              f"from 127.0.0.2..{loads + 1}, server workers = {workers}, endpoint /{endpoint}")
         print(f"server RSS: {sum(before.values()):,} KiB before, {sum(after.values()):,} KiB with "
               f"all open: {grown / max(held, 1):.2f} KiB per connection (every process)")
         for p in procs:
@@ -154,9 +154,10 @@ def main():
                   f"fan-out: {load_cpu_used / spread:.2f})")
         else:
             print("publish of 64 B to all: delivered to nobody")
-        print(f"server CPU for the publish: {fanout_cpu * 1000:.0f} ms over {window:.1f} s less a background "
-              f"of {background * 1000:.0f} ms/s (keepalive): {fanout_cpu * 1e6 / max(delivered, 1):.2f} µs "
-              f"per delivery")
+        if delivered:
+            print(f"server CPU for the publish: {fanout_cpu * 1000:.0f} ms over {window:.1f} s less a "
+                  f"background of {background * 1000:.0f} ms/s (keepalive): "
+                  f"{fanout_cpu * 1e6 / delivered:.2f} µs per delivery")
     finally:
         for p in loads_running:
             if p.poll() is None:

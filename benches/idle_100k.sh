@@ -2,9 +2,10 @@
 # 100,000 idle ws:// connections held on this machine, pinged, then one publish to all of
 # them (issue 25): benches/idle_100k.py drives it; the report goes to
 # benches/results/idle_100k.txt. Server workers on CPU 0, the load generators on CPU 1.
-#   bash benches/idle_100k.sh [CONNECTIONS [LOADGENS [WORKERS [PING_INTERVAL]]]]
-#   (defaults 100000, 6, 7, 15: about 16,700 connections per loadgen, 14,300 per worker,
-#   under the 20,000 descriptors a process may hold here)
+#   bash benches/idle_100k.sh [CONNECTIONS [LOADGENS [WORKERS [PING_INTERVAL [ENDPOINT]]]]]
+#   (defaults 100000, 6, 7, 15, all: about 16,700 connections per loadgen, 14,300 per
+#   worker, under the 20,000 descriptors a process may hold here; ENDPOINT "echo" holds
+#   the connections without subscriptions, and the publish then reaches nobody)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p ws-bench
@@ -15,5 +16,6 @@ if ! build/venv/bin/python -c 'import websockets' 2>/dev/null; then
 fi
 server_cpu="" load_cpu=""
 if [ "$(nproc)" -ge 2 ] && taskset -c 0 true 2>/dev/null; then server_cpu=0 load_cpu=1; fi
+ENDPOINT="${5:-all}"
 build/venv/bin/python benches/idle_100k.py "${1:-100000}" "${2:-6}" "${3:-7}" "${4:-15}" \
-  "build/lua5.4/?.so;;" "$server_cpu" "$load_cpu" | tee benches/results/idle_100k.txt
+  "build/lua5.4/?.so;;" "$server_cpu" "$load_cpu" "$ENDPOINT" | tee "benches/results/idle_100k-$ENDPOINT.txt"
