@@ -33,7 +33,8 @@ pub fn send_vectored(socket: &OwnedWriteHalf, bufs: &[IoSlice<'_>]) -> std::io::
 /// The most buffers given to one `sendmsg`.
 const MAX_IOV: usize = 64;
 
-/// The write half of the transport, owned by the writer task.
+/// The write half of the transport: the connection keeps it while no burst of writes
+/// runs, the burst task holds it while one does.
 pub enum WriteSide {
     /// Plain TCP: shared with the connection for direct writes.
     Plain(Rc<OwnedWriteHalf>),
