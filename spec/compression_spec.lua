@@ -105,6 +105,21 @@ describe("permessage-deflate", function()
 			assert.matches("ws.server: compression must be false, true or a table, got 'yes'", tostring(err), 1, true)
 		end)
 
+		it("with release_when_idle, agrees no context takeover both ways and refuses a takeover it cannot keep", function()
+			local releasing = helper.start_server({ compression_release_when_idle = true })
+			local sock, res = deflate_open(releasing.port, "/echo", "permessage-deflate; client_max_window_bits")
+			assert.are.equal("permessage-deflate; server_no_context_takeover; client_no_context_takeover; " ..
+				"server_max_window_bits=12; client_max_window_bits=12", res.headers[EXT])
+			sock:close()
+			releasing.stop()
+			local ws = require("service_utils.WS.web_socket")
+			local ok, err = pcall(ws.server, { handler_base = "",
+				compression = { release_when_idle = true, client_no_context_takeover = false } })
+			assert.is_false(ok)
+			assert.matches("ws.server: compression.release_when_idle needs compression.client_no_context_takeover " ..
+				"(leave it out or true)", tostring(err), 1, true)
+		end)
+
 		it("is off for a server with compression = false", function()
 			local plain = helper.start_server({ compression = false })
 			local sock, res = deflate_open(plain.port, "/echo", "permessage-deflate; client_max_window_bits")
@@ -292,6 +307,14 @@ describe("permessage-deflate with independent peers", function()
 
 		it("this module's own client", function()
 			compressed_echo(("ws://127.0.0.1:%d/echo"):format(server.port)):close()
+		end)
+
+		it("this module's own client, to a server that frees its zlib state between messages (release_when_idle)", function()
+			local releasing = helper.start_server({ compression_release_when_idle = true })
+			local conn = compressed_echo(("ws://127.0.0.1:%d/echo"):format(releasing.port))
+			compressed_echo(("ws://127.0.0.1:%d/echo"):format(releasing.port)):close()
+			conn:close()
+			releasing.stop()
 		end)
 	end)
 

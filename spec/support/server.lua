@@ -11,7 +11,8 @@ local ws = require("service_utils.WS.web_socket")
 -- list of path@module; handler_base=none leaves it unset; tls_cert / tls_key make the
 -- server a wss server; pubsub_redis=URL sets pubsub = {redis = URL} and
 -- pubsub_max_queued_bytes=N its max_queued_bytes; pubsub_redis_cluster=URL,URL,... sets
--- pubsub = {redis_cluster = {URL, ...}}; signals=false is server:run's option.
+-- pubsub = {redis_cluster = {URL, ...}}; compression_release_when_idle=true sets
+-- compression = {release_when_idle = true}; signals=false is server:run's option.
 local options = { handler_base = "handlers" }
 local run_options = {}
 for _, a in ipairs(arg) do
@@ -40,6 +41,8 @@ for _, a in ipairs(arg) do
 		for url in v:gmatch("[^,]+") do
 			table.insert(options.pubsub.redis_cluster, url)
 		end
+	elseif k == "compression_release_when_idle" then
+		options.compression = { release_when_idle = v == "true" }
 	elseif k == "tls_cert" or k == "tls_key" then
 		options.tls = options.tls or {}
 		options.tls[k:sub(5)] = v

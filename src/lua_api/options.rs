@@ -176,7 +176,8 @@ pub fn settings(r: &Reader, defaults: Settings, frames_apart: bool) -> mlua::Res
 /// messages: `false` (off), `true` (the defaults), a table of changes to the defaults
 /// (`server_max_window_bits`, `client_max_window_bits` 8..15,
 /// `server_no_context_takeover`, `client_no_context_takeover`, `mem_level` 1..9,
-/// `level` 0..9, `threshold` bytes), or a configuration already read (what a server hands
+/// `level` 0..9, `threshold` bytes, `release_when_idle`, which needs both
+/// `*_no_context_takeover`), or a configuration already read (what a server hands
 /// `ws.accept`). `None` when not given; `Some(None)` when off. `d`: the defaults (a
 /// server's or a client's).
 pub fn compression(
@@ -197,18 +198,25 @@ pub fn compression(
     let prefix = format!("{name}.");
     let c = Reader::new(&t, place, &prefix);
     let bits = |k: &str, default: u8| c.count(k, 8, 15, default.into()).map(|n| n as u8);
+    let release_when_idle = c.boolean("release_when_idle")?.unwrap_or(d.release_when_idle);
+    // Freeing the zlib state between messages needs both ends to start afresh each one.
+    let no_takeover = |k: &str, default: bool| -> mlua::Result<bool> {
+        match c.boolean(k)? {
+            Some(false) if release_when_idle => Err(mlua::Error::runtime(format!(
+                "{place}: {prefix}release_when_idle needs {prefix}{k} (leave it out or true)"
+            ))),
+            given => Ok(given.unwrap_or(default) || release_when_idle),
+        }
+    };
     Ok(Some(Some(deflate::Config {
         server_max_window_bits: bits("server_max_window_bits", d.server_max_window_bits)?,
         client_max_window_bits: bits("client_max_window_bits", d.client_max_window_bits)?,
-        server_no_context_takeover: c
-            .boolean("server_no_context_takeover")?
-            .unwrap_or(d.server_no_context_takeover),
-        client_no_context_takeover: c
-            .boolean("client_no_context_takeover")?
-            .unwrap_or(d.client_no_context_takeover),
+        server_no_context_takeover: no_takeover("server_no_context_takeover", d.server_no_context_takeover)?,
+        client_no_context_takeover: no_takeover("client_no_context_takeover", d.client_no_context_takeover)?,
         mem_level: c.count("mem_level", 1, 9, d.mem_level.into())? as u8,
         level: c.count("level", 0, 9, d.level.into())? as u8,
         threshold: c.count("threshold", 0, 1 << 40, d.threshold as u64)? as usize,
+        release_when_idle,
     })))
 }
 

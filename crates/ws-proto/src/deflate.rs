@@ -40,6 +40,10 @@ pub struct Config {
     pub level: u8,
     /// Messages shorter than this many bytes are sent uncompressed.
     pub threshold: usize,
+    /// Frees the compressor and the inflater after each message instead of resetting
+    /// them (both ends then reset: both `*_no_context_takeover` are agreed): an idle
+    /// connection keeps no zlib state, for a zlib init per message and a worse ratio.
+    pub release_when_idle: bool,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             mem_level: 5,
             level: 6,
             threshold: 1024,
+            release_when_idle: false,
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct Agreement {
     pub mem_level: u8,
     pub level: u8,
     pub threshold: usize,
+    /// Free the zlib state after each message where it would be reset.
+    pub release: bool,
 }
 
 /// One extension of a header value: its name and `name[=value]` parameters, as sent.
@@ -246,6 +253,7 @@ fn accept_offer(offer: Params, cfg: &Config) -> Option<(String, Agreement)> {
         mem_level: cfg.mem_level,
         level: cfg.level,
         threshold: cfg.threshold,
+        release: cfg.release_when_idle,
     };
     Some((answer, agreement))
 }
@@ -325,6 +333,7 @@ pub fn client_accept(
         mem_level: cfg.mem_level,
         level: cfg.level,
         threshold: cfg.threshold,
+        release: cfg.release_when_idle,
     }))
 }
 
@@ -374,16 +383,19 @@ impl Deflater {
         if self.out.ends_with(&TAIL) {
             self.out.truncate(self.out.len() - TAIL.len());
         }
-        if a.compress_reset {
+        if a.compress_reset && a.release {
+            self.zlib = None;
+        } else if a.compress_reset {
             zlib.reset();
         }
         &self.out
     }
 
-    /// Frees the output buffer if the last message made it large: an idle connection
-    /// keeps no more than this of a big message it once sent.
+    /// Frees the output buffer if the last message made it large (or at all, with
+    /// `release_when_idle`): an idle connection keeps no more than this of a big message
+    /// it once sent.
     pub fn trim(&mut self) {
-        if self.out.capacity() > KEPT_OUTPUT {
+        if self.out.capacity() > KEPT_OUTPUT || (self.agreement.release && self.zlib.is_none()) {
             self.out = Vec::new();
         }
     }
@@ -434,7 +446,9 @@ impl Inflater {
             if !ended {
                 ended = inflate_into(zlib, &TAIL, out, limit)?;
             }
-            if ended || self.agreement.inflate_reset {
+            if (ended || self.agreement.inflate_reset) && self.agreement.release {
+                self.zlib = None;
+            } else if ended || self.agreement.inflate_reset {
                 zlib.reset();
             }
         }
@@ -586,6 +600,32 @@ mod tests {
         ] {
             let err = client_accept(Some(bad), Some(&cfg)).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn release_when_idle_frees_both_zlib_states_after_each_message_and_still_round_trips() {
+        let cfg = Config {
+            release_when_idle: true,
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..Config::default()
+        };
+        let (answer, mut a) = negotiate("permessage-deflate; client_max_window_bits", &cfg).unwrap();
+        assert!(answer.contains("server_no_context_takeover"), "{answer}");
+        assert!(answer.contains("client_no_context_takeover"), "{answer}");
+        assert!(a.release && a.compress_reset && a.inflate_reset);
+        a.threshold = 0;
+        let (mut deflater, mut inflater) = (Deflater::new(a), Inflater::new(a));
+        for round in 0..3 {
+            let message = format!("message {round} {}", "abc".repeat(200));
+            let compressed = deflater.compress(message.as_bytes()).to_vec();
+            assert!(!deflater.is_allocated(), "the compressor is freed after message {round}");
+            deflater.trim();
+            let mut out = Vec::new();
+            inflater.inflate(&compressed, true, &mut out, 1 << 20).unwrap();
+            assert_eq!(out, message.as_bytes());
+            assert!(!inflater.is_allocated(), "the inflater is freed after message {round}");
         }
     }
 

@@ -25,6 +25,7 @@ local ws = {}
 ---@field mem_level? integer 1..9 (default 5)
 ---@field level? integer 0..9 (default 6)
 ---@field threshold? integer bytes; smaller messages go uncompressed (default 1024)
+---@field release_when_idle? boolean free zlib's state after each message (both *_no_context_takeover then agreed)
 
 ---@class ws.server_options
 ---@field host? string default "127.0.0.1"
