@@ -24,7 +24,7 @@ use bytes::BytesMut;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ws_proto::codec::{Limits, Role};
 use ws_proto::deflate::Agreement;
@@ -213,7 +213,7 @@ pub fn open(
     fd: i64,
     role: Role,
     info: LinkInfo,
-    settings: Settings,
+    settings: Arc<Settings>,
     deflate: Option<Agreement>,
     now: Instant,
 ) -> u64 {
@@ -386,18 +386,30 @@ pub fn publish_stats() -> (u64, u64) {
 }
 
 /// The settings of evluaserver connections: the standalone defaults without timers
-/// (nothing runs between dispatches, so keepalive and idle timeouts cannot).
-pub fn settings(max_message_size: Option<usize>, close_timeout: Option<Duration>) -> Settings {
+/// (nothing runs between dispatches, so keepalive and idle timeouts cannot). Connections
+/// opened with the same settings share one allocation of them (the last few kinds made).
+pub fn settings(max_message_size: Option<usize>, close_timeout: Option<Duration>) -> Arc<Settings> {
+    const KINDS: usize = 8;
+    static MADE: Lazy<Mutex<Vec<Arc<Settings>>>> = Lazy::new(Mutex::default);
     let max = max_message_size.unwrap_or(Limits::default().max_message_size);
     let d = Settings::default();
-    Settings {
+    let wanted = Settings {
         limits: Limits {
             max_message_size: max,
             max_frame_size: max,
         },
         close_timeout: close_timeout.unwrap_or(d.close_timeout),
         ..d
+    };
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(shared) = made.iter().find(|s| ***s == wanted) {
+        return Arc::clone(shared);
     }
+    if made.len() == KINDS {
+        made.remove(0);
+    }
+    made.push(Arc::new(wanted));
+    Arc::clone(&made[made.len() - 1])
 }
 
 #[cfg(test)]
@@ -407,6 +419,15 @@ mod tests {
 
     /// Held by the tests that end connections: `take_gone` hands out every test's.
     static GONE: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn connections_with_the_same_settings_share_one_allocation_of_them() {
+        let a = settings(Some(1000), None);
+        assert!(Arc::ptr_eq(&a, &settings(Some(1000), None)));
+        let b = settings(Some(2000), None);
+        assert_eq!(b.limits.max_message_size, 2000);
+        assert!(!Arc::ptr_eq(&a, &b));
+    }
 
     /// Opens a server connection on `fd` at `at`, with the default settings.
     fn open_server_at(fd: i64, at: Instant) -> u64 {

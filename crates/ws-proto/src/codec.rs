@@ -57,7 +57,7 @@ pub enum Role {
 }
 
 /// Size limits of the decoder. Both are checked from frame headers, before buffering.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest complete message (sum of its fragments). Default 16 MiB; a larger one
     /// closes with 1009 so a peer cannot make us buffer without bound.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 /// server's connections and the client's (both embed it in their options), each field
 /// with its default and the attack it stops. The README's option tables are checked
 /// against these defaults by a test.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Message and frame size limits, checked from frame headers (1009 beyond). Default
     /// 16 MiB each. Stops 2^63-byte frame headers and endless fragments.
