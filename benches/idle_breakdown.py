@@ -1,27 +1,14 @@
 """Groups heaptrack's allocations at the peak by what made them (run by
-benches/idle_breakdown.sh and benches/evluaserver_idle.sh):
-idle_breakdown.py [--evluaserver] BASELINE_STACKS PEAK_STACKS N [STACKS].
+benches/idle_breakdown.sh): idle_breakdown.py BASELINE_STACKS PEAK_STACKS N [STACKS].
 
 PEAK_STACKS is `heaptrack_print --flamegraph-cost-type peak -F` output: one line per
 call stack, frames separated by ';' (outermost first), then the bytes it held at the
 peak. Each stack goes to the part named by its innermost frame that has one of the
 markers below (the code that asked for the memory); per part, the bytes of the baseline (the same server with no connection) are
-taken off and the rest divided by N, the idle connections open at the peak. With
---evluaserver the parts are this module's (its registry entry and the Lua objects its
-bindings make) and evluaserver's own (its socket, its Lua).
+taken off and the rest divided by N, the idle connections open at the peak.
 """
 import sys
 
-EVLUASERVER = "--evluaserver" in sys.argv
-if EVLUASERVER:
-    sys.argv.remove("--evluaserver")
-
-OURS = ["service_utils_ws::", "ws_proto::"]
-PARTS_EVLUASERVER = [
-    ("this module: registry entry (Rust)", []),
-    ("this module: Lua objects its bindings make", []),
-    ("evluaserver: its socket, request and Lua state", []),
-]
 PARTS = [
     ("TLS (OpenSSL)", ["SSL_", "CRYPTO_", "EVP_", "BIO_", "OPENSSL_", "BUF_MEM", "tokio_openssl"]),
     ("read buffer", ["ReadSizer", "frame_loop::read", "Frames::shed"]),
@@ -38,12 +25,6 @@ PARTS = [
 
 def classify(stack):
     """The part of the innermost frame that names one (frames are outermost first)."""
-    if EVLUASERVER:
-        ours = [f for f in stack.split(";") if any(m in f for m in OURS)]
-        if not ours:
-            return PARTS_EVLUASERVER[2][0]
-        lua = any(f.startswith(("lua_", "luaH_", "luaS_", "luaM_", "mlua::")) for f in stack.split(";")[-4:])
-        return PARTS_EVLUASERVER[1 if lua else 0][0]
     for frame in reversed(stack.split(";")):
         for name, markers in PARTS:
             if any(m in frame for m in markers):
@@ -52,8 +33,7 @@ def classify(stack):
 
 
 def parts(path):
-    names = PARTS_EVLUASERVER if EVLUASERVER else PARTS + [("other", None)]
-    totals = {name: 0 for name, _ in names}
+    totals = {name: 0 for name, _ in PARTS + [("other", None)]}
     for line in open(path, errors="replace"):
         stack, _, cost = line.rstrip("\n").rpartition(" ")
         if cost.isdigit():
