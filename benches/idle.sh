@@ -19,9 +19,7 @@ SERVERS="${SERVERS:-lua lua-wss tt node node-wss uws}"
 cargo build --release --quiet -p ws-bench
 source benches/lib.sh
 build_modules lua5.4
-case " $SERVERS " in *" node"*)
-  command -v node >/dev/null || { echo "idle.sh: node is missing (apt-get install nodejs npm), or leave it out: SERVERS=\"lua lua-wss tt uws\"" >&2; exit 1; }
-  [ -d build/node/node_modules/ws ] || npm install --silent --no-audit --no-fund --prefix build/node ws@8 >&2 ;;
+case " $SERVERS " in *" node"*) need_node_ws ;;
 esac
 case " $SERVERS " in *" uws "*)
   if [ -d ../shared/tools/uws ]; then

@@ -99,6 +99,13 @@ start_server() {
   esac
 }
 
+# need_node_ws: Node's ws 8 in build/node, installed when missing; exits saying so when
+# there is no node (the caller's SERVERS can leave the node rows out).
+need_node_ws() {
+  command -v node >/dev/null || { echo "$(basename "$0"): node is missing (apt-get install nodejs npm), or leave the node servers out of SERVERS" >&2; exit 1; }
+  [ -d build/node/node_modules/ws ] || npm install --silent --no-audit --no-fund --prefix build/node ws@8 >&2
+}
+
 # make_cert DIR: a self-signed certificate for 127.0.0.1 in DIR (sets CERT and KEY).
 make_cert() {
   CERT="$1/cert.pem"; KEY="$1/key.pem"

@@ -25,9 +25,7 @@ source benches/lib.sh
 build_modules lua5.4
 case " $SERVERS " in *" luajit "*) build_modules luajit ;; esac
 case " $SERVERS " in *" resty "* | *" luahttp "*) bash benches/setup.sh ;; esac
-case " $SERVERS " in *" node "*)
-  command -v node >/dev/null || { echo "run.sh: node is missing (apt-get install nodejs npm), or leave it out: SERVERS=\"lua tt tcp py\"" >&2; exit 1; }
-  [ -d build/node/node_modules/ws ] || npm install --silent --no-audit --no-fund --prefix build/node ws@8 >&2 ;;
+case " $SERVERS " in *" node "*) need_node_ws ;;
 esac
 case " $SERVERS " in *" py "*)
   if ! build/venv/bin/python -c 'import websockets' 2>/dev/null; then
