@@ -3,19 +3,27 @@
 //!
 //! The protocol state is the connection's [`Engine`]; this file adds what tokio needs
 //! around it. Sending never waits for the socket: a frame is encoded into the engine's
-//! outbox and a burst task, started when something is queued and none runs, writes
-//! whatever has accumulated, one write at a time, until the outbox is empty; then it gives
-//! the socket's write half back and ends. So several sends made by one handler call cost
-//! one syscall, and an idle connection has no writer task (nor any write buffer). On a
-//! plain server socket a large frame goes to the socket straight from the caller's bytes
-//! when nothing is queued (one copy fewer); what the socket does not take is queued. The
+//! outbox and written later, with whatever else accumulated meanwhile, in one write:
+//! - on a plain socket by the loop's [`flusher`], which writes every connection that
+//!   queued something during a round of the loop, each as far as its socket takes it at
+//!   once;
+//! - what the socket did not take, and everything on other transports (TLS), by a burst
+//!   task, started when something is queued and none runs, which writes until the outbox
+//!   is empty, then gives the socket's write half back and ends.
+//!
+//! So several sends made by one handler call cost one syscall, a connection that writes
+//! costs no task of its own unless its peer reads slowly, and an idle connection has no
+//! writer task (nor any write buffer). On a plain
+//! server socket a large frame goes to the socket straight from the caller's bytes when
+//! nothing is queued (one copy fewer); what the socket does not take is queued. The
 //! outbox is bounded: above the engine's `send_buffer` a sender waits (`wait_writable`)
-//! until a burst drained it.
+//! until it was drained.
 
+use crate::standalone::flusher;
 use crate::standalone::inbox::Inbox;
 use crate::standalone::runtime;
 use crate::standalone::stats::{bump, Stats};
-use crate::standalone::transport::{send_vectored, WriteSide};
+use crate::standalone::transport::{parts_of, send_parts_now, send_vectored, Cursor, WriteSide};
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
@@ -74,8 +82,12 @@ pub struct Connection {
     /// The write half of the transport while no burst runs; `None` while one does, and
     /// once the transport failed or was shut.
     writer: RefCell<Option<WriteSide>>,
-    /// The burst running (`writing`), to stop it when the close timeout has passed.
+    /// The burst running, if one does (it may hold bytes taken from the outbox and not
+    /// yet written: a direct write then would overtake them); kept to stop it when the
+    /// close timeout has passed.
     burst: RefCell<Option<AbortHandle>>,
+    /// True while the connection waits for the [`flusher`].
+    flushing: Cell<bool>,
     /// Tells waiting senders (and the ending) that a burst wrote what it had taken.
     drained: Notify,
     /// Set by the frame loop when the connection ends: the last burst shuts the socket.
@@ -83,9 +95,6 @@ pub struct Connection {
     /// Plain TCP server sockets: the write half for direct writes; `None` otherwise or
     /// once the transport failed.
     direct: RefCell<Option<Rc<OwnedWriteHalf>>>,
-    /// True while a burst runs (it may hold bytes taken from the outbox and not yet
-    /// written: a direct write then would overtake them).
-    writing: Cell<bool>,
     /// Messages for `recv`, when no handler takes them (boxed: most connections have a
     /// handler, and an idle connection should not carry an empty inbox).
     inbox: Option<Box<Inbox>>,
@@ -123,7 +132,7 @@ impl Connection {
             drained: Notify::new(),
             finished: Cell::new(false),
             direct: RefCell::new(direct),
-            writing: Cell::new(false),
+            flushing: Cell::new(false),
             inbox,
             ended: Cell::new(false),
             ended_notify: Notify::new(),
@@ -151,7 +160,7 @@ impl Connection {
             Some(socket)
                 if payload.len() >= DIRECT_WRITE_MIN
                     && engine.queued_bytes() == 0
-                    && !self.writing.get()
+                    && !self.bursting()
                     && !engine.compresses(payload.len(), compress) =>
             {
                 let (header, header_len) = engine.send_direct(op, payload, runtime::now)?;
@@ -233,29 +242,93 @@ impl Connection {
         let _ = self.close(why.code(), why.reason());
     }
 
-    /// Starts a burst when something is queued (and notes the queue's size).
+    /// Notes the queue's size and has what is queued written: by the loop's flusher
+    /// (plain sockets) or a burst.
     pub fn flush(&self) {
         let queued = self.engine().queued_bytes();
-        if queued > 0 {
-            if let Some(stats) = &self.info.stats {
-                stats.queued(queued);
-            }
-            self.start_burst();
+        if queued == 0 {
+            return;
         }
+        if let Some(stats) = &self.info.stats {
+            stats.queued(queued);
+        }
+        if self.flushing.get() || self.bursting() {
+            return;
+        }
+        let plain = matches!(*self.writer.borrow(), Some(WriteSide::Plain(_)));
+        match self.me.upgrade() {
+            Some(me) if plain => {
+                self.flushing.set(true);
+                flusher::schedule(me);
+            }
+            _ => self.start_burst(),
+        }
+    }
+
+    /// The flusher's part: writes what is queued as far as the socket takes it now; a
+    /// burst writes the rest.
+    pub fn write_now(&self) {
+        self.flushing.set(false);
+        if self.bursting() {
+            return;
+        }
+        let writer = self.writer.borrow();
+        let Some(WriteSide::Plain(socket)) = writer.as_ref() else {
+            return;
+        };
+        let (mut chunks, mut out) = (Vec::new(), BytesMut::new());
+        let mut engine = self.engine();
+        if !engine.take_output(&mut chunks, &mut out) {
+            return;
+        }
+        let parts = parts_of(&chunks, &out);
+        let mut at = Cursor::default();
+        let sent = send_parts_now(socket, &parts, &mut at);
+        let written = parts[..at.part].iter().map(|p| p.len()).sum::<usize>() + at.offset;
+        drop(parts);
+        drop(writer);
+        match sent {
+            Ok(true) => {
+                drop(engine);
+                self.drained.notify_waiters();
+            }
+            Ok(false) => {
+                engine.put_back(chunks, out, written);
+                drop(engine);
+                self.start_burst();
+            }
+            Err(_) => {
+                drop(engine);
+                self.write_failed();
+            }
+        }
+    }
+
+    /// Whether a burst task is running.
+    pub fn bursting(&self) -> bool {
+        self.burst.borrow().is_some()
     }
 
     /// Starts a burst task unless one runs (it takes what is queued meanwhile) or the
     /// write half is gone (failed or shut).
     fn start_burst(&self) {
-        if self.writing.get() {
+        if self.bursting() {
             return;
         }
-        let (Some(me), Some(socket)) = (self.me.upgrade(), self.writer.borrow_mut().take())
-        else {
+        let (Some(me), Some(socket)) = (self.me.upgrade(), self.writer.borrow_mut().take()) else {
             return;
         };
-        self.writing.set(true);
         *self.burst.borrow_mut() = Some(runtime::spawn(me.write_burst(socket)));
+    }
+
+    /// A write failed: the transport is over for the engine; the frame loop and waiting
+    /// senders are told.
+    fn write_failed(&self) {
+        self.engine().transport_closed();
+        self.direct.borrow_mut().take();
+        self.writer.borrow_mut().take();
+        self.kick.notify_one();
+        self.drained.notify_waiters();
     }
 
     /// Resolves when the engine was changed outside the frame loop.
@@ -290,7 +363,7 @@ impl Connection {
         let done = crate::standalone::timers::timeout(limit, async {
             loop {
                 let drained = self.drained.notified();
-                if !self.writing.get() {
+                if !self.bursting() {
                     return;
                 }
                 drained.await;
@@ -302,7 +375,6 @@ impl Connection {
             if let Some(burst) = self.burst.borrow_mut().take() {
                 burst.abort();
             }
-            self.writing.set(false);
         }
         done
     }
@@ -350,16 +422,13 @@ impl Connection {
             }
         }
         if failed {
-            self.engine().transport_closed();
-            self.direct.borrow_mut().take();
-            self.kick.notify_one();
+            self.write_failed();
         } else if self.finished.get() {
             socket.shutdown().await;
         } else {
             *self.writer.borrow_mut() = Some(socket);
         }
         self.burst.borrow_mut().take();
-        self.writing.set(false);
         self.drained.notify_waiters();
     }
 }

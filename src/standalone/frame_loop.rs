@@ -194,11 +194,7 @@ pub(crate) async fn drive<R: AsyncRead + Unpin, D: Deliver>(
 /// closes the TCP connection first (RFC 6455 §7.1.1). When the closing handshake did not
 /// complete, unread bytes may still arrive; they are read until the peer closes too, so
 /// that our close frame is not lost to a reset.
-async fn close_down<R: AsyncRead + Unpin>(
-    conn: &Connection,
-    mut reader: R,
-    ending: &Ending,
-) {
+async fn close_down<R: AsyncRead + Unpin>(conn: &Connection, mut reader: R, ending: &Ending) {
     conn.finish();
     let close_timeout = conn.engine().settings().close_timeout;
     conn.wait_finished(close_timeout).await;
@@ -263,6 +259,7 @@ mod tests {
     use super::*;
     use crate::standalone::connection::ConnectionInfo;
     use crate::standalone::transport::WriteSide;
+    use bytes::Bytes;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
     use ws_proto::codec::{self, encode_frame, opcode, Decoder, Limits, Role};
@@ -444,6 +441,154 @@ mod tests {
                 input.capacity() <= 1024,
                 "not a read buffer: {}",
                 input.capacity()
+            );
+        })
+        .await;
+    }
+
+    /// Echoes every message from the frame loop, as a handler does.
+    struct Echo(Rc<Connection>);
+
+    impl Deliver for Echo {
+        async fn opened(&self) {}
+        async fn event(&self, event: Event) -> mlua::Result<()> {
+            if let Event::Message { op, data, .. } = event {
+                self.0.send(op, &data, false).unwrap();
+            }
+            Ok(())
+        }
+        async fn ended(&self, _: &Ending) -> mlua::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An echoing server connection on a real loopback TCP socket (plain: its frame
+    /// loop writes for itself), and the peer's socket.
+    async fn serve_tcp_echo() -> (Rc<Connection>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, addr) = listener.accept().await.unwrap();
+        let (reader, writer) = ours.into_split();
+        let info = ConnectionInfo {
+            id: 1,
+            peer: addr,
+            host: None,
+            port: 1,
+            path: "/".into(),
+            query: None,
+            handler_name: Some("echo".into()),
+            is_tls: false,
+            inbox_bytes: 0,
+            subprotocol: None,
+            stats: None,
+        };
+        let writer = WriteSide::Plain(Rc::new(writer));
+        let conn = Connection::new(info, Role::Server, Settings::default(), writer);
+        let c = Rc::clone(&conn);
+        tokio::task::spawn_local(async move {
+            let echo = Echo(Rc::clone(&c));
+            drive(&c, reader, &Frames::default(), &echo, None)
+                .await
+                .unwrap();
+        });
+        (conn, peer)
+    }
+
+    /// Reads `n` frames from the server on `peer`, their payloads.
+    async fn read_frames(peer: &mut (impl AsyncRead + Unpin), n: usize) -> Vec<Bytes> {
+        let mut decoder = Decoder::new(Role::Client, Limits::default());
+        let mut input = BytesMut::new();
+        let mut got = Vec::new();
+        while got.len() < n {
+            match decoder.decode(&mut input).expect("a valid frame") {
+                Some(codec::Event::Text(b) | codec::Event::Binary(b)) => got.push(b),
+                Some(other) => panic!("unexpected {other:?}"),
+                None => assert!(peer.read_buf(&mut input).await.unwrap() > 0, "eof"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order_by_the_flusher_without_a_burst_task() {
+        runtime::run_local(async {
+            let (conn, mut peer) = serve_tcp_echo().await;
+            let mut requests = BytesMut::new();
+            for i in 0..16 {
+                let text = format!("request {i}");
+                encode_frame(
+                    &mut requests,
+                    true,
+                    opcode::TEXT,
+                    text.as_bytes(),
+                    Some([7; 4]),
+                );
+            }
+            peer.write_all(&requests).await.unwrap();
+            let echoed = read_frames(&mut peer, 16).await;
+            let want: Vec<_> = (0..16)
+                .map(|i| Bytes::from(format!("request {i}")))
+                .collect();
+            assert_eq!(echoed, want);
+            assert!(!conn.bursting());
+            assert_eq!(conn.engine().outbox_capacity(), 0, "no write buffer kept");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sends_are_written_together_by_the_flusher_with_no_task_of_the_connection() {
+        runtime::run_local(async {
+            let (conn, mut peer) = serve_tcp_echo().await;
+            conn.send(opcode::TEXT, b"one", false).unwrap();
+            conn.send(opcode::TEXT, b"two", false).unwrap();
+            assert!(
+                !conn.bursting(),
+                "no burst task: the socket takes them at once"
+            );
+            assert_eq!(
+                conn.engine().queued_bytes(),
+                10,
+                "queued until the flusher runs"
+            );
+            assert_eq!(read_frames(&mut peer, 2).await, ["one", "two"]);
+            assert!(!conn.bursting());
+            conn.send(opcode::TEXT, b"three", false).unwrap();
+            assert_eq!(read_frames(&mut peer, 1).await, ["three"]);
+            assert_eq!(conn.engine().outbox_capacity(), 0, "no write buffer kept");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_at_once_is_written_by_a_burst_in_order() {
+        runtime::run_local(async {
+            let (conn, peer) = serve_tcp_echo().await;
+            let (mut from_server, mut to_server) = peer.into_split();
+            // 256 messages of 64 KiB echoed while the peer reads nothing: more than the
+            // kernel's buffers hold, so the loop hands the rest to a burst
+            let payload = |i: usize| vec![i as u8; 64 << 10];
+            let writer = tokio::task::spawn_local(async move {
+                for i in 0..256 {
+                    let mut frame = BytesMut::new();
+                    encode_frame(&mut frame, true, opcode::BINARY, &payload(i), Some([7; 4]));
+                    to_server.write_all(&frame).await.unwrap();
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(conn.bursting(), "the socket is full: a burst waits on it");
+            let echoed = read_frames(&mut from_server, 256).await;
+            assert!(echoed
+                .iter()
+                .enumerate()
+                .all(|(i, b)| b[..] == payload(i)[..]));
+            writer.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                !conn.bursting(),
+                "the burst ended: an idle connection has no task"
             );
         })
         .await;

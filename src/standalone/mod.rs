@@ -2,13 +2,14 @@
 //! loop per Lua state (`runtime`), the server (`server`, `server_options`, `front`,
 //! `static_files`, `overload`, `workers`, `stats`), the client (`client`, `proxy`), one
 //! open connection (`connection` around a `ws_proto::engine::Engine`, written by
-//! `transport`, driven by `frame_loop`, delivering to Lua through `session`, seen from Lua as `lua_connection`, with an `inbox`
+//! `transport` from the loop's `flusher` or a burst task, driven by `frame_loop`, delivering to Lua through `session`, seen from Lua as `lua_connection`, with an `inbox`
 //! when it has no handler), the handshake's `request`/`response` objects (`http`), and
 //! publish/subscribe (`topics`, across processes `pubsub`); the loop's timers (`timers`)
 //! and its driving from a host's event loop (`host_loop`).
 
 pub mod client;
 pub mod connection;
+pub mod flusher;
 pub mod frame_loop;
 pub mod front;
 pub mod host_loop;

@@ -33,6 +33,54 @@ pub fn send_vectored(socket: &OwnedWriteHalf, bufs: &[IoSlice<'_>]) -> std::io::
 /// The most buffers given to one `sendmsg`.
 const MAX_IOV: usize = 64;
 
+/// `chunks` then `tail`, without the empty ones: the parts of one vectored write.
+pub fn parts_of<'a>(chunks: &'a [bytes::Bytes], tail: &'a [u8]) -> Vec<&'a [u8]> {
+    chunks
+        .iter()
+        .map(|c| &c[..])
+        .chain(std::iter::once(tail))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// How far a vectored write of several parts has got: the part, and the bytes of it
+/// already written.
+#[derive(Default, Debug, PartialEq)]
+pub struct Cursor {
+    pub part: usize,
+    pub offset: usize,
+}
+
+/// Sends as much of `parts` (from `at`, which it advances) as the socket takes now, with
+/// as few `sendmsg` calls as it allows: true once all is written, false when the socket
+/// is full.
+pub fn send_parts_now(
+    socket: &OwnedWriteHalf,
+    parts: &[&[u8]],
+    at: &mut Cursor,
+) -> std::io::Result<bool> {
+    while at.part < parts.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[at.part][at.offset..])
+            .chain(parts[at.part + 1..].iter().copied())
+            .take(MAX_IOV)
+            .map(IoSlice::new)
+            .collect();
+        match send_vectored(socket, &slices) {
+            Ok(mut n) => {
+                while at.part < parts.len() && n >= parts[at.part].len() - at.offset {
+                    n -= parts[at.part].len() - at.offset;
+                    at.part += 1;
+                    at.offset = 0;
+                }
+                at.offset += n;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 /// The write half of the transport: the connection keeps it while no burst of writes
 /// runs, the burst task holds it while one does.
 pub enum WriteSide {
@@ -75,29 +123,12 @@ impl WriteSide {
             }
             return self.write_all(tail).await;
         };
-        let parts: Vec<&[u8]> = chunks
-            .iter()
-            .map(|c| &c[..])
-            .chain(std::iter::once(tail))
-            .filter(|p| !p.is_empty())
-            .collect();
-        let (mut part, mut offset) = (0, 0);
-        while part < parts.len() {
-            let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[part][offset..])
-                .chain(parts[part + 1..].iter().copied())
-                .take(MAX_IOV)
-                .map(IoSlice::new)
-                .collect();
-            match send_vectored(socket, &slices) {
-                Ok(mut n) => {
-                    while part < parts.len() && n >= parts[part].len() - offset {
-                        n -= parts[part].len() - offset;
-                        part += 1;
-                        offset = 0;
-                    }
-                    offset += n;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+        let parts = parts_of(chunks, tail);
+        let mut at = Cursor::default();
+        loop {
+            match send_parts_now(socket, &parts, &mut at) {
+                Ok(true) => return true,
+                Ok(false) => {
                     if socket.writable().await.is_err() {
                         return false;
                     }
@@ -105,7 +136,6 @@ impl WriteSide {
                 Err(_) => return false,
             }
         }
-        true
     }
 
     /// Sends FIN (TLS: close_notify first) at once, whoever else still holds the socket:

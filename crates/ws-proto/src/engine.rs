@@ -20,7 +20,7 @@
 use crate::codec::{self, close_code, opcode, Decoder, Limits, ProtocolError, Role};
 use crate::deflate::{Agreement, Deflater, Inflater};
 use crate::random;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -645,6 +645,28 @@ impl Engine {
         true
     }
 
+    /// Gives back what the driver took ([`take_output`](Self::take_output): `chunks`,
+    /// then `out`) of which only the first `written` bytes went out: the rest is queued
+    /// again, ahead of anything queued since.
+    pub fn put_back(&mut self, chunks: Vec<Bytes>, mut out: BytesMut, mut written: usize) {
+        let mut rest = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            if written >= chunk.len() {
+                written -= chunk.len();
+            } else {
+                rest.push(chunk.slice(written..));
+                written = 0;
+            }
+        }
+        for chunk in rest.into_iter().rev() {
+            self.shared_len += chunk.len();
+            self.shared.push_front(chunk);
+        }
+        out.advance(written);
+        out.extend_from_slice(&self.outbox);
+        self.outbox = out;
+    }
+
     /// Bytes of memory the outbox holds (0 while nothing waits to be written).
     pub fn outbox_capacity(&self) -> usize {
         self.outbox.capacity()
@@ -1175,6 +1197,39 @@ mod tests {
         );
         e.close(1000, "", t0).unwrap();
         assert_eq!(e.send_shared(&published, || t0), Err(SendError::Closing));
+    }
+
+    #[test]
+    fn output_put_back_after_a_short_write_goes_out_before_what_was_queued_since() {
+        let t0 = Instant::now();
+        let wire = |chunks: &[Bytes], tail: &[u8]| [chunks.concat(), tail.to_vec()].concat();
+        // "one", a published "two", "three": 5 + 5 + 7 bytes, cut after each byte
+        for written in 0..=17 {
+            let mut e = server(Settings::default(), t0);
+            e.send(opcode::TEXT, b"one", true, || t0).unwrap();
+            let mut published = BytesMut::new();
+            encode_frame(&mut published, true, opcode::TEXT, b"two", None);
+            e.send_shared(&published.freeze(), || t0).unwrap();
+            e.send(opcode::TEXT, b"three", true, || t0).unwrap();
+            let (mut chunks, mut tail) = (Vec::new(), BytesMut::new());
+            assert!(e.take_output(&mut chunks, &mut tail));
+            let mut all = BytesMut::from(&wire(&chunks, &tail)[..written]);
+            e.send(opcode::TEXT, b"four", true, || t0).unwrap();
+            e.put_back(chunks, tail, written);
+            assert_eq!(e.queued_bytes(), 17 - written + 6, "cut at {written}");
+            let (mut chunks, mut tail) = (Vec::new(), BytesMut::new());
+            assert!(e.take_output(&mut chunks, &mut tail));
+            all.extend_from_slice(&wire(&chunks, &tail));
+            let mut peer = Decoder::new(Role::Client, Limits::default());
+            let got: Vec<_> = std::iter::from_fn(|| peer.decode(&mut all).unwrap()).collect();
+            assert_eq!(
+                got,
+                ["one", "two", "three", "four"]
+                    .map(|t| codec::Event::Text(Bytes::from(t)))
+                    .to_vec(),
+                "cut at {written}"
+            );
+        }
     }
 
     #[test]
