@@ -52,6 +52,39 @@ describe("wss server", function()
 		plain:run()
 		tls:run()
 	end)
+
+	it("takes PKCS#8, PKCS#1 RSA and SEC1 EC keys, and names what is wrong with a key or certificate", function()
+		package.path = "examples/?.lua;" .. package.path
+		local dir = helper.ARTIFACTS
+		local ec_key, ec_cert = dir .. "/ec-key.pem", dir .. "/ec-cert.pem"
+		assert(helper.exec_ok(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"):format(ec_key, ec_cert)))
+		local rsa_cert, rsa_pkcs8 = helper.certificate()
+		local rsa_pkcs1, ec_sec1 = dir .. "/rsa-pkcs1.pem", dir .. "/ec-sec1.pem"
+		assert(helper.exec_ok(("openssl rsa -in %s -out %s -traditional 2>/dev/null"):format(rsa_pkcs8, rsa_pkcs1)))
+		assert(helper.exec_ok(("openssl ec -in %s -out %s 2>/dev/null"):format(ec_key, ec_sec1)))
+		assert.matches("BEGIN RSA PRIVATE KEY", helper.read_file(rsa_pkcs1), 1, true)
+		assert.matches("BEGIN EC PRIVATE KEY", helper.read_file(ec_sec1), 1, true)
+		for _, pair in ipairs({ { rsa_cert, rsa_pkcs8 }, { rsa_cert, rsa_pkcs1 }, { ec_cert, ec_key }, { ec_cert, ec_sec1 } }) do
+			local tls = ws.server({ handler_base = "handlers", tls = { cert = pair[1], key = pair[2] } })
+			local conn = assert(ws.connect({ url = ("wss://127.0.0.1:%d/echo"):format(tls.port), hdrs = {}, external = false, ca_file = pair[1] }))
+			conn:send(pair[2])
+			assert.are.equal(pair[2], conn:recv(5).data)
+			conn:close()
+			tls:stop()
+			tls:run()
+		end
+		local refused = {
+			{ { cert = rsa_cert, key = ec_key }, "ws.server: tls.key does not match tls.cert" },
+			{ { cert = rsa_pkcs8, key = rsa_pkcs8 }, "ws.server: tls.cert is not a PEM certificate" },
+			{ { cert = rsa_cert, key = rsa_cert }, "ws.server: tls.key is not a PEM private key" },
+			{ { cert = rsa_cert }, "ws.server: tls.key (a PEM file) is required" },
+		}
+		for _, c in ipairs(refused) do
+			local ok, err = pcall(ws.server, { handler_base = "handlers", tls = c[1] })
+			assert.is_false(ok)
+			assert.matches(c[2], tostring(err), 1, true)
+		end
+	end)
 end)
 
 describe("subprotocols and Origin", function()

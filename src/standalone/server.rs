@@ -29,7 +29,6 @@ use mlua::{
 };
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -39,7 +38,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_openssl::SslStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use ws_proto::codec::Role;
 use ws_proto::deflate::Agreement;
 use ws_proto::handshake::RequestHead;
@@ -453,7 +453,9 @@ impl Upgraded for TcpStream {
     }
 }
 
-impl Upgraded for SslStream<TcpStream> {
+/// Boxed: a TLS stream is large (rustls' state), and the futures that carry it would
+/// keep its size for the connection's whole life.
+impl Upgraded for Box<TlsStream<TcpStream>> {
     fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide) {
         let (reader, writer) = tokio::io::split(self);
         (Box::new(reader), WriteSide::Stream(Box::new(writer)))
@@ -472,7 +474,7 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer
     // TLS) and not that of the TLS handshake.
     match &opts.tls {
         None => Box::pin(serve_stream(lua, &server, stream, peer, deadline)).await,
-        Some(acceptor) => match Box::pin(timeout_at(deadline, tls_accept(acceptor, stream))).await {
+        Some(acceptor) => match Box::pin(accept_tls(acceptor, stream, deadline)).await {
             Ok(Ok(tls)) => Box::pin(serve_stream(lua, &server, tls, peer, deadline)).await,
             Ok(Err(e)) => {
                 server.stats.reject("tls");
@@ -486,15 +488,15 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer
     }
 }
 
-/// The server side of a TLS handshake on `stream`.
-async fn tls_accept(
-    acceptor: &openssl::ssl::SslAcceptor,
+/// The TLS handshake on `stream`, by `deadline`; the stream boxed.
+async fn accept_tls(
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
-) -> Result<SslStream<TcpStream>, Box<dyn std::error::Error>> {
-    let ssl = openssl::ssl::Ssl::new(acceptor.context())?;
-    let mut tls = SslStream::new(ssl, stream)?;
-    Pin::new(&mut tls).accept().await?;
-    Ok(tls)
+    deadline: Instant,
+) -> Result<std::io::Result<Box<TlsStream<TcpStream>>>, timers::Elapsed> {
+    timeout_at(deadline, acceptor.accept(stream))
+        .await
+        .map(|accepted| accepted.map(Box::new))
 }
 
 /// Answers 503 to a connection over `max_connections` (boxed by the caller: the

@@ -8,9 +8,9 @@ use crate::standalone::pubsub::{self, PubsubOptions, Redis};
 use crate::standalone::static_files;
 use crate::standalone::topics::SlowSubscriber;
 use mlua::{Table, Value};
-use openssl::pkey::PKey;
-use openssl::ssl::{SslAcceptor, SslMethod, SslMode};
-use openssl::x509::X509;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -81,15 +81,14 @@ pub struct Options {
     /// `pubsub`). Default none: topics are this server's only.
     pub pubsub: Option<PubsubOptions>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
-    pub tls: Option<SslAcceptor>,
+    pub tls: Option<TlsAcceptor>,
     pub logger: Rc<Logger>,
 }
 
 /// Builds the TLS acceptor from PEM files: certificate (+ chain) and a private key
-/// (PKCS#8 or traditional). OpenSSL's SSL_MODE_RELEASE_BUFFERS is on: an idle `wss://`
-/// connection gives its TLS read and write buffers (about 2 x 17 KiB) back to OpenSSL's
-/// pool until it has bytes again.
-fn tls_acceptor(t: &Table) -> mlua::Result<SslAcceptor> {
+/// (PKCS#8, PKCS#1 RSA or SEC1 EC). rustls with ring, TLS 1.2 and 1.3: an idle `wss://`
+/// connection keeps no TLS buffer, only its session's keys.
+fn tls_acceptor(t: &Table) -> mlua::Result<TlsAcceptor> {
     let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
         match t.get::<Option<String>>(key)? {
             Some(path) => std::fs::read(&path).map_err(|e| {
@@ -105,28 +104,28 @@ fn tls_acceptor(t: &Table) -> mlua::Result<SslAcceptor> {
     let key = read("key", true)?;
     cert.extend_from_slice(b"\n");
     cert.extend(read("chain", false)?);
-    let not_pem = |e: openssl::error::ErrorStack| {
-        mlua::Error::runtime(format!(
-            "ws.server: tls.cert / tls.key are not a PEM certificate and private key: {e}"
-        ))
+    let not_pem = |what: &str, e: &dyn std::fmt::Display| {
+        mlua::Error::runtime(format!("ws.server: tls.{what} is not a PEM {e}"))
     };
-    let mut certs = X509::stack_from_pem(&cert).map_err(not_pem)?.into_iter();
-    let key = PKey::private_key_from_pem(&key).map_err(not_pem)?;
-    let setup = |e: openssl::error::ErrorStack| {
-        mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}"))
-    };
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
-    let leaf = certs.next().ok_or_else(|| not_pem(openssl::error::ErrorStack::get()))?;
-    b.set_certificate(&leaf).map_err(setup)?;
-    for extra in certs {
-        b.add_extra_chain_cert(extra).map_err(setup)?;
+    let certs = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| not_pem("cert", &format_args!("certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(not_pem("cert", &"certificate: none found"));
     }
-    b.set_private_key(&key).map_err(setup)?;
-    b.check_private_key().map_err(|e| {
-        mlua::Error::runtime(format!("ws.server: tls.key does not match tls.cert: {e}"))
-    })?;
-    b.set_mode(SslMode::RELEASE_BUFFERS);
-    Ok(b.build())
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| not_pem("key", &format_args!("private key: {e}")))?;
+    // ring, the one provider built in (crate features)
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                mlua::Error::runtime("ws.server: tls.key does not match tls.cert")
+            }
+            e => mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")),
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The `routes` table: request path → handler module name.
