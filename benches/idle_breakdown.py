@@ -10,7 +10,7 @@ taken off and the rest divided by N, the idle connections open at the peak.
 import sys
 
 PARTS = [
-    ("TLS (OpenSSL)", ["SSL_", "CRYPTO_", "EVP_", "BIO_", "OPENSSL_", "BUF_MEM", "tokio_openssl"]),
+    ("TLS (rustls)", ["rustls", "standalone::tls::", "ring::"]),
     ("read buffer", ["ReadSizer", "frame_loop::read", "Frames::shed"]),
     ("write buffers", ["take_output", "write_burst", "encode_frame"]),
     ("deflate state", ["deflate", "inflate", "zlib"]),

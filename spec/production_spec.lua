@@ -20,6 +20,23 @@ describe("wss server", function()
 		conn:close()
 	end)
 
+	it("echoes messages of 4 MiB to a client that reads late, and 300 pipelined small ones, over TLS in order", function()
+		local conn = assert(ws.connect({ url = ("wss://127.0.0.1:%d/echo"):format(server.port), hdrs = {}, external = false, ca_file = cert }))
+		local big = string.rep("0123456789abcdef", 4 * 65536)
+		conn:send(big)
+		require("socket").sleep(0.5) -- not reading: the server's socket fills, its writes wait
+		local back = conn:recv(10)
+		assert.are.equal(#big, #back.data)
+		assert.is_true(back.data == big, "the 4 MiB came back changed")
+		for i = 1, 300 do
+			conn:send("small " .. i)
+		end
+		for i = 1, 300 do
+			assert.are.equal("small " .. i, conn:recv(5).data)
+		end
+		conn:close()
+	end)
+
 	it("serves Python's websockets over TLS", function()
 		helper.all_ok(helper.python("tls", server.port, cert), 1)
 	end)

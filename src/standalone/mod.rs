@@ -26,6 +26,7 @@ pub mod session;
 pub mod static_files;
 pub mod stats;
 pub mod timers;
+pub mod tls;
 pub mod topics;
 pub mod transport;
 pub mod workers;

@@ -38,8 +38,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use crate::standalone::tls::{self, TlsStream};
 use ws_proto::codec::Role;
 use ws_proto::deflate::Agreement;
 use ws_proto::handshake::RequestHead;
@@ -453,11 +452,9 @@ impl Upgraded for TcpStream {
     }
 }
 
-/// Boxed: a TLS stream is large (rustls' state), and the futures that carry it would
-/// keep its size for the connection's whole life.
-impl Upgraded for Box<TlsStream<TcpStream>> {
+impl Upgraded for TlsStream {
     fn split_for_session(self) -> (Box<dyn AsyncRead + Unpin>, WriteSide) {
-        let (reader, writer) = tokio::io::split(self);
+        let (reader, writer) = self.split();
         (Box::new(reader), WriteSide::Stream(Box::new(writer)))
     }
 }
@@ -474,7 +471,7 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer
     // TLS) and not that of the TLS handshake.
     match &opts.tls {
         None => Box::pin(serve_stream(lua, &server, stream, peer, deadline)).await,
-        Some(acceptor) => match Box::pin(accept_tls(acceptor, stream, deadline)).await {
+        Some(config) => match Box::pin(timeout_at(deadline, tls::accept(config, stream))).await {
             Ok(Ok(tls)) => Box::pin(serve_stream(lua, &server, tls, peer, deadline)).await,
             Ok(Err(e)) => {
                 server.stats.reject("tls");
@@ -486,17 +483,6 @@ async fn handle_connection(lua: Lua, server: Rc<Shared>, stream: TcpStream, peer
             Err(_) => server.reject(peer, "timeout", "no TLS handshake within handshake_timeout"),
         },
     }
-}
-
-/// The TLS handshake on `stream`, by `deadline`; the stream boxed.
-async fn accept_tls(
-    acceptor: &TlsAcceptor,
-    stream: TcpStream,
-    deadline: Instant,
-) -> Result<std::io::Result<Box<TlsStream<TcpStream>>>, timers::Elapsed> {
-    timeout_at(deadline, acceptor.accept(stream))
-        .await
-        .map(|accepted| accepted.map(Box::new))
 }
 
 /// Answers 503 to a connection over `max_connections` (boxed by the caller: the

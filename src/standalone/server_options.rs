@@ -10,7 +10,6 @@ use crate::standalone::topics::SlowSubscriber;
 use mlua::{Table, Value};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -81,14 +80,13 @@ pub struct Options {
     /// `pubsub`). Default none: topics are this server's only.
     pub pubsub: Option<PubsubOptions>,
     /// TLS (wss): `tls = {cert = "cert.pem", key = "key.pem" [, chain = "chain.pem"]}`.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub logger: Rc<Logger>,
 }
 
 /// Builds the TLS acceptor from PEM files: certificate (+ chain) and a private key
-/// (PKCS#8, PKCS#1 RSA or SEC1 EC). rustls with ring, TLS 1.2 and 1.3: an idle `wss://`
-/// connection keeps no TLS buffer, only its session's keys.
-fn tls_acceptor(t: &Table) -> mlua::Result<TlsAcceptor> {
+/// (PKCS#8, PKCS#1 RSA or SEC1 EC). rustls with ring, TLS 1.2 and 1.3 (driven by `tls`).
+fn tls_acceptor(t: &Table) -> mlua::Result<Arc<rustls::ServerConfig>> {
     let read = |key: &str, required: bool| -> mlua::Result<Vec<u8>> {
         match t.get::<Option<String>>(key)? {
             Some(path) => std::fs::read(&path).map_err(|e| {
@@ -125,7 +123,7 @@ fn tls_acceptor(t: &Table) -> mlua::Result<TlsAcceptor> {
             }
             e => mlua::Error::runtime(format!("ws.server: cannot set up TLS: {e}")),
         })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// The `routes` table: request path → handler module name.

@@ -108,7 +108,8 @@ impl WriteSide {
                 }
                 true
             }
-            WriteSide::Stream(w) => w.write_all(buf).await.is_ok(),
+            // and flushed: a TLS stream may keep what the socket did not take yet
+            WriteSide::Stream(w) => w.write_all(buf).await.is_ok() && w.flush().await.is_ok(),
         }
     }
 
