@@ -1,4 +1,5 @@
-"""100,000 idle ws:// connections on this machine (issue 25), run by benches/idle_100k.sh.
+"""100,000 idle ws:// (or wss://) connections on this machine (issue 25), run by
+benches/idle_100k.sh.
 
 A process may hold at most 20,000 descriptors here (`ulimit -Hn`), so the server runs with
 `workers = W` (benches/lua/idle_server.lua: members of /all subscribe to the topic "all")
@@ -13,12 +14,13 @@ Then:
      the connections has it (wall clock, the loadgens' newest first delivery less the send
      time) and the server's CPU per delivery (its CPU over 3 s from the send, less its
      background rate, measured over the 3 s before, divided by the deliveries).
-Prints a report; the caller keeps it in benches/results/idle_100k.txt.
+Prints a report; the caller keeps it in benches/results/idle_100k-ENDPOINT[-wss].txt.
 """
 import asyncio
 import json
 import os
 import resource
+import ssl
 import subprocess
 import sys
 import time
@@ -78,8 +80,12 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def publish(port):
-    async with websockets.connect(f"ws://127.0.0.1:{port}/publish") as ws:
+async def publish(port, cert):
+    scheme, tls = "ws", None
+    if cert:
+        scheme, tls = "wss", ssl.create_default_context(cafile=cert)
+        tls.check_hostname = False
+    async with websockets.connect(f"{scheme}://127.0.0.1:{port}/publish", ssl=tls) as ws:
         await asyncio.sleep(0.5)  # let the publisher's connection settle first
         sent = time.time()
         await ws.send(b"x" * 64)
@@ -90,11 +96,13 @@ async def publish(port):
 def main():
     total, loads, workers, ping = (int(a) for a in sys.argv[1:5])
     lua_cpath, server_cpu, load_cpu, endpoint = sys.argv[5:9]
+    tls = sys.argv[9:11]  # CERT KEY: wss://
+    scheme = "wss" if tls else "ws"
     loadgen = "target/release/loadgen"
     taskset = lambda cpu: ["taskset", "-c", cpu] if cpu else []
     env = dict(os.environ, LUA_CPATH=lua_cpath)
     server = subprocess.Popen(
-        taskset(server_cpu) + ["lua5.4", "benches/lua/idle_server.lua", str(workers), str(ping)],
+        taskset(server_cpu) + ["lua5.4", "benches/lua/idle_server.lua", str(workers), str(ping)] + tls,
         stdout=subprocess.PIPE, text=True, env=env, preexec_fn=raise_nofile)
     loads_running = []
     try:
@@ -108,7 +116,7 @@ def main():
         for i in range(loads):
             n = total // loads + (1 if i < total % loads else 0)
             loads_running.append(subprocess.Popen(
-                taskset(load_cpu) + [loadgen, "hold", "--ws", f"ws://127.0.0.1:{port}/{endpoint}",
+                taskset(load_cpu) + [loadgen, "hold", "--ws", f"{scheme}://127.0.0.1:{port}/{endpoint}",
                                      "--count", str(n), "--seconds", str(hold_s),
                                      "--sources", f"127.0.0.{i + 2}", "--label", f"load{i + 1}"],
                 stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile))
@@ -120,7 +128,7 @@ def main():
         grown = sum(after.values()) - sum(before.values())
         print(f"{total:,}-connection run: {held:,} of {total:,} connections open in {open_s:.1f} s "
               f"(connect errors {sum(o['errors'] for o in opened)}), {loads} loadgen processes "
-              f"from 127.0.0.2..{loads + 1}, server workers = {workers}, endpoint /{endpoint}")
+              f"from 127.0.0.2..{loads + 1}, server workers = {workers}, {scheme}:// endpoint /{endpoint}")
         print(f"server RSS: {sum(before.values()):,} KiB before, {sum(after.values()):,} KiB with "
               f"all open: {grown / max(held, 1):.2f} KiB per connection (every process)")
         for p in procs:
@@ -131,7 +139,7 @@ def main():
         cpu0, lcpu0 = cpu_s(procs), cpu_s(load_pids)
         time.sleep(3)
         cpu1, lcpu1 = cpu_s(procs), cpu_s(load_pids)
-        sent = asyncio.run(publish(port))
+        sent = asyncio.run(publish(port, tls[0] if tls else None))
         time.sleep(max(0.0, sent + 3 - time.time()))
         cpu2, lcpu2 = cpu_s(procs), cpu_s(load_pids)
         window = time.time() - sent

@@ -5,7 +5,8 @@
 #   bash benches/idle_100k.sh [CONNECTIONS [LOADGENS [WORKERS [PING_INTERVAL [ENDPOINT]]]]]
 #   (defaults 100000, 6, 7, 15, all: about 16,700 connections per loadgen, 14,300 per
 #   worker, under the 20,000 descriptors a process may hold here; ENDPOINT "echo" holds
-#   the connections without subscriptions, and the publish then reaches nobody)
+#   the connections without subscriptions, and the publish then reaches nobody);
+#   TLS=1 runs it over wss:// (a self-signed certificate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p ws-bench
@@ -17,5 +18,12 @@ fi
 server_cpu="" load_cpu=""
 if [ "$(nproc)" -ge 2 ] && taskset -c 0 true 2>/dev/null; then server_cpu=0 load_cpu=1; fi
 ENDPOINT="${5:-all}"
+TLS_ARGS=() RESULT="benches/results/idle_100k-$ENDPOINT.txt"
+if [ "${TLS:-0}" = 1 ]; then
+  CERT_DIR="$(mktemp -d)"
+  trap 'rm -rf "$CERT_DIR"' EXIT
+  make_cert "$CERT_DIR"
+  TLS_ARGS=("$CERT" "$KEY") RESULT="benches/results/idle_100k-$ENDPOINT-wss.txt"
+fi
 build/venv/bin/python benches/idle_100k.py "${1:-100000}" "${2:-6}" "${3:-7}" "${4:-15}" \
-  "build/lua5.4/?.so;;" "$server_cpu" "$load_cpu" "$ENDPOINT" | tee "benches/results/idle_100k-$ENDPOINT.txt"
+  "build/lua5.4/?.so;;" "$server_cpu" "$load_cpu" "$ENDPOINT" "${TLS_ARGS[@]}" | tee "$RESULT"

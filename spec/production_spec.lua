@@ -74,7 +74,8 @@ describe("wss server", function()
 		package.path = "examples/?.lua;" .. package.path
 		local dir = helper.ARTIFACTS
 		local ec_key, ec_cert = dir .. "/ec-key.pem", dir .. "/ec-cert.pem"
-		assert(helper.exec_ok(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"):format(ec_key, ec_cert)))
+		assert(helper.exec_ok(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s -out %s "
+			.. "-days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null"):format(ec_key, ec_cert)))
 		local rsa_cert, rsa_pkcs8 = helper.certificate()
 		local rsa_pkcs1, ec_sec1 = dir .. "/rsa-pkcs1.pem", dir .. "/ec-sec1.pem"
 		assert(helper.exec_ok(("openssl rsa -in %s -out %s -traditional 2>/dev/null"):format(rsa_pkcs8, rsa_pkcs1)))

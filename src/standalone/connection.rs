@@ -23,7 +23,9 @@ use crate::standalone::flusher;
 use crate::standalone::inbox::Inbox;
 use crate::standalone::runtime;
 use crate::standalone::stats::{bump, Stats};
-use crate::standalone::transport::{parts_of, send_parts_now, send_vectored, Cursor, WriteSide};
+use crate::standalone::transport::{
+    parts_of, send_parts_now, send_vectored, shutdown_plain, Cursor, WriteSide,
+};
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::IoSlice;
@@ -350,10 +352,25 @@ impl Connection {
         }
     }
 
-    /// Ends the connection: a burst writes what is queued, then shuts the socket.
+    /// Ends the connection: what is queued is written, then the socket is shut — at once
+    /// on a plain socket that takes it all, else by a burst.
     pub fn finish(&self) {
         self.finished.set(true);
-        self.start_burst();
+        self.write_now();
+        if self.bursting() {
+            return; // it shuts the socket once it has written the rest
+        }
+        let plain = match &*self.writer.borrow() {
+            Some(WriteSide::Plain(socket)) => Some(Rc::clone(socket)),
+            _ => None,
+        };
+        match plain {
+            Some(socket) => {
+                self.writer.borrow_mut().take();
+                shutdown_plain(&socket);
+            }
+            None => self.start_burst(),
+        }
     }
 
     /// Waits until the last burst is over (see [`finish`](Self::finish)); `false` when

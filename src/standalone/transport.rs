@@ -144,14 +144,17 @@ impl WriteSide {
     /// not after the peer has.
     pub async fn shutdown(self) {
         match self {
-            WriteSide::Plain(socket) => {
-                let stream: &TcpStream = (*socket).as_ref();
-                // SAFETY: shutdown(2) of the write direction of a descriptor we own.
-                unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
-            }
+            WriteSide::Plain(socket) => shutdown_plain(&socket),
             WriteSide::Stream(mut w) => {
                 let _ = w.shutdown().await;
             }
         }
     }
+}
+
+/// Sends FIN on a plain socket (see [`WriteSide::shutdown`]).
+pub fn shutdown_plain(socket: &OwnedWriteHalf) {
+    let stream: &TcpStream = socket.as_ref();
+    // SAFETY: shutdown(2) of the write direction of a descriptor we own.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
 }

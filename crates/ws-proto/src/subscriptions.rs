@@ -7,6 +7,7 @@ use crate::codec::{self, opcode};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
+use std::sync::Arc;
 
 /// The longest topic name, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 256;
@@ -26,8 +27,10 @@ pub enum SubscribeError {
 /// descriptor and id in the evluaserver runtime): the rules — names, the per-subscriber
 /// limit, subscribing twice, leaving everything at the end — in one place.
 pub struct Subscriptions<K> {
-    by_topic: HashMap<String, BTreeSet<K>>,
-    by_key: HashMap<K, BTreeSet<String>>,
+    by_topic: HashMap<Arc<str>, BTreeSet<K>>,
+    /// Each subscriber's topics, sorted; the names are shared with `by_topic` (a
+    /// subscription costs an entry here and one there, not a copy of its name).
+    by_key: HashMap<K, Vec<Arc<str>>>,
     max_topics: usize,
 }
 
@@ -45,52 +48,62 @@ impl<K: Ord + Hash + Clone> Subscriptions<K> {
         if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
             return Err(SubscribeError::BadName);
         }
-        let set = self.by_key.entry(key.clone()).or_default();
-        if set.contains(topic) {
+        let topics = self.by_key.entry(key.clone()).or_default();
+        let Err(at) = topics.binary_search_by(|t| (**t).cmp(topic)) else {
             return Ok(());
-        }
-        if set.len() >= self.max_topics {
+        };
+        if topics.len() >= self.max_topics {
             return Err(SubscribeError::TooMany(self.max_topics));
         }
-        set.insert(topic.to_owned());
-        self.by_topic
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(key.clone());
+        let name = match self.by_topic.get_key_value(topic) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(topic),
+        };
+        topics.reserve_exact(1);
+        topics.insert(at, Arc::clone(&name));
+        self.by_topic.entry(name).or_default().insert(key.clone());
         Ok(())
     }
 
     /// Unsubscribes `key` from `topic`; whether it was subscribed.
     pub fn unsubscribe(&mut self, key: &K, topic: &str) -> bool {
-        let was = self
-            .by_key
-            .get_mut(key)
-            .is_some_and(|set| set.remove(topic));
-        if was {
-            if let Some(subs) = self.by_topic.get_mut(topic) {
-                subs.remove(key);
-                if subs.is_empty() {
-                    self.by_topic.remove(topic);
-                }
+        let Some(topics) = self.by_key.get_mut(key) else {
+            return false;
+        };
+        let Ok(at) = topics.binary_search_by(|t| (**t).cmp(topic)) else {
+            return false;
+        };
+        topics.remove(at);
+        if topics.is_empty() {
+            self.by_key.remove(key);
+        }
+        self.leave(key, topic);
+        true
+    }
+
+    /// Takes `key` out of `topic`'s subscribers (and the topic out once it has none).
+    fn leave(&mut self, key: &K, topic: &str) {
+        if let Some(subs) = self.by_topic.get_mut(topic) {
+            subs.remove(key);
+            if subs.is_empty() {
+                self.by_topic.remove(topic);
             }
         }
-        was
     }
 
     /// The topics `key` subscribes to, in order.
     pub fn topics_of(&self, key: &K) -> Vec<String> {
         self.by_key
             .get(key)
-            .map(|set| set.iter().cloned().collect())
+            .map(|topics| topics.iter().map(|t| t.to_string()).collect())
             .unwrap_or_default()
     }
 
     /// `key` has ended: it leaves every topic.
     pub fn leave_all(&mut self, key: &K) {
-        for topic in self.topics_of(key) {
-            self.unsubscribe(key, &topic);
+        for topic in self.by_key.remove(key).unwrap_or_default() {
+            self.leave(key, &topic);
         }
-        self.by_key.remove(key);
     }
 
     /// The subscribers of `topic`.
@@ -132,4 +145,37 @@ pub fn check_publish(topic: &str, msg_type: Option<&str>, data: &[u8]) -> Result
         return Err(PublishError::NotUtf8);
     }
     Ok(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscribers_topics_are_listed_in_order_once_each_up_to_the_limit() {
+        let mut subs = Subscriptions::new(3);
+        for topic in ["b", "a", "c", "a"] {
+            subs.subscribe(&1, topic).unwrap();
+        }
+        assert_eq!(subs.topics_of(&1), ["a", "b", "c"]);
+        assert_eq!(subs.subscribe(&1, "d"), Err(SubscribeError::TooMany(3)));
+        assert_eq!(subs.subscribe(&1, ""), Err(SubscribeError::BadName));
+        assert_eq!(subs.subscribe(&1, &"x".repeat(257)), Err(SubscribeError::BadName));
+    }
+
+    #[test]
+    fn a_topic_lasts_as_long_as_it_has_subscribers() {
+        let mut subs = Subscriptions::new(DEFAULT_MAX_TOPICS);
+        subs.subscribe(&1, "news").unwrap();
+        subs.subscribe(&2, "news").unwrap();
+        subs.subscribe(&2, "sport").unwrap();
+        assert_eq!(subs.subscribers("news").collect::<Vec<_>>(), [&1, &2]);
+        assert!(subs.unsubscribe(&1, "news"));
+        assert!(!subs.unsubscribe(&1, "news"), "not subscribed any more");
+        assert_eq!(subs.topics_of(&1), Vec::<String>::new());
+        subs.leave_all(&2);
+        assert_eq!(subs.subscribers("news").count(), 0);
+        assert_eq!(subs.subscribers("sport").count(), 0);
+        assert!(subs.by_topic.is_empty() && subs.by_key.is_empty(), "nothing kept");
+    }
 }
