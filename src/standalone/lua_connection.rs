@@ -40,14 +40,21 @@ local function opcode(what, opts)
 	end
 	return OPCODE[kind] or error(MSG_TYPE_REFUSED:format(what, tostring(kind)), 3)
 end
--- Each connection's queue(data, opcode, for_send, compress) function, by connection (connection_userdata
--- puts it here): a closure over the connection, cheaper to call than a method.
+-- Each connection's queue(data, opcode, for_send, compress) function, by connection, made
+-- at its first send (an idle connection has none): a closure over the connection, cheaper
+-- to call than a method.
 local queues = setmetatable({}, { __mode = "k" })
+local function new_queue(conn)
+	local queue = conn:_queue()
+	queues[conn] = queue
+	return queue
+end
 local wait_room -- the connection type's method, found on first use
 local methods = {}
 -- send(data [, {msg_type = "TEXT"|"BINARY", compress = false}]) -> true | nil, err, kind
 function methods.send(conn, data, opts)
-	local ok, err, kind = queues[conn](data, opcode("send", opts), true, not opts or opts.compress ~= false)
+	local queue = queues[conn] or new_queue(conn)
+	local ok, err, kind = queue(data, opcode("send", opts), true, not opts or opts.compress ~= false)
 	if ok == false then
 		wait_room = wait_room or conn._wait_room
 		return wait_room(conn)
@@ -56,7 +63,8 @@ function methods.send(conn, data, opts)
 end
 -- try_send(data [, opts]) -> true | false (queue full: nothing queued) | nil, err, kind
 function methods.try_send(conn, data, opts)
-	return queues[conn](data, opcode("try_send", opts), false, not opts or opts.compress ~= false)
+	local queue = queues[conn] or new_queue(conn)
+	return queue(data, opcode("try_send", opts), false, not opts or opts.compress ~= false)
 end
 return {
 	msg = msg_of,
@@ -76,7 +84,6 @@ return {
 		end
 	end,
 	methods = methods,
-	queues = queues,
 }
 "#;
 
@@ -145,24 +152,13 @@ fn queue_message(
     Ok(done(!(send && conn.engine().is_full())))
 }
 
-/// The Lua object of `conn` (`msg.conn`, what `ws.connect` returns), with its queue
-/// function registered for `send` and `try_send`.
+/// The Lua object of `conn` (`msg.conn`, what `ws.connect` returns).
 pub fn connection_userdata(
     lua: &Lua,
     conn: Rc<Connection>,
     topics: Option<Rc<Topics>>,
 ) -> mlua::Result<AnyUserData> {
-    let queue_conn = Rc::clone(&conn);
-    let queue = lua.create_function(
-        move |_, (data, op, send, compress): (mlua::String, u8, bool, bool)| {
-            queue_message(&queue_conn, &data.as_bytes(), op, send, compress)
-        },
-    )?;
-    let ud = lua.create_userdata(LuaConnection(conn, topics))?;
-    lua_parts(lua)?
-        .get::<Table>("queues")?
-        .raw_set(&ud, queue)?;
-    Ok(ud)
+    lua.create_userdata(LuaConnection(conn, topics))
 }
 
 /// The topics of the server a connection belongs to; clients have none (misuse).
@@ -231,6 +227,15 @@ impl UserData for LuaConnection {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // _queue() -> the connection's queue function (LUA_PARTS, made at its first send).
+        methods.add_method("_queue", |lua, this, ()| {
+            let conn = Rc::clone(&this.0);
+            lua.create_function(
+                move |_, (data, op, send, compress): (mlua::String, u8, bool, bool)| {
+                    queue_message(&conn, &data.as_bytes(), op, send, compress)
+                },
+            )
+        });
         // _wait_room() -> true | nil, "send timeout", "timeout": the waiting half of `send`.
         methods.add_async_method("_wait_room", |_, this: UserDataRef<Self>, ()| async move {
             let conn = Rc::clone(&this.0);
