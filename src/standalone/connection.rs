@@ -178,7 +178,13 @@ impl Connection {
                     engine.queue_raw(&payload[written - header_len..]);
                 }
             }
-            _ => engine.send(op, payload, compress, runtime::now)?,
+            _ => {
+                flusher::lend(&mut engine);
+                if let Err(e) = engine.send(op, payload, compress, runtime::now) {
+                    engine.shed_outbox(); // nothing queued: the lent buffer is not kept
+                    return Err(e);
+                }
+            }
         }
         drop(engine);
         if let Some(stats) = &self.info.stats {
@@ -292,6 +298,7 @@ impl Connection {
         match sent {
             Ok(true) => {
                 drop(engine);
+                flusher::give_back(out);
                 self.drained.notify_waiters();
             }
             Ok(false) => {
@@ -428,8 +435,8 @@ impl Connection {
             } else {
                 socket.write_all_chunks(&shared, &spare).await
             };
-            // Written: unless more is queued already, no write buffer is kept.
-            spare = BytesMut::new();
+            // Written: unless more is queued already, no write buffer is kept here.
+            flusher::give_back(std::mem::take(&mut spare));
             shared = Vec::new();
             self.engine().shed_outbox();
             self.drained.notify_waiters();
