@@ -9,7 +9,8 @@
 //! It also keeps the thread's spare write buffers: a connection's outbox, once written, is
 //! handed back here ([`give_back`]) and lent to the next connection that queues into an
 //! empty outbox ([`lend`]) — so a busy connection does not grow a fresh buffer every round,
-//! and an idle one holds none. At most [`SPARE_BYTES`] are kept.
+//! and an idle one holds none. At most [`SPARE_COUNT`] buffers, [`SPARE_BYTES`] in all,
+//! are kept.
 
 use crate::standalone::connection::Connection;
 use crate::standalone::runtime;
@@ -18,8 +19,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use ws_proto::engine::Engine;
 
-/// The most bytes of spare write buffers a thread keeps, and the largest buffer kept.
+/// The most bytes of spare write buffers a thread keeps, the most buffers, and the
+/// largest buffer kept.
 const SPARE_BYTES: usize = 1 << 20;
+const SPARE_COUNT: usize = 256;
 const SPARE_MAX: usize = 64 << 10;
 
 thread_local! {
@@ -53,7 +56,7 @@ pub fn give_back(mut buffer: BytesMut) {
     }
     SPARE.with(|s| {
         let (buffers, bytes) = &mut *s.borrow_mut();
-        if *bytes + size <= SPARE_BYTES {
+        if *bytes + size <= SPARE_BYTES && buffers.len() < SPARE_COUNT {
             *bytes += size;
             buffers.push(buffer);
         }
@@ -135,5 +138,13 @@ mod tests {
             give_back(BytesMut::with_capacity(SPARE_MAX));
         }
         assert_eq!(spare_bytes(), SPARE_BYTES, "at most SPARE_BYTES kept");
+    }
+
+    #[test]
+    fn at_most_spare_count_buffers_are_kept() {
+        for _ in 0..SPARE_COUNT + 10 {
+            give_back(BytesMut::with_capacity(64));
+        }
+        assert_eq!(SPARE.with(|s| s.borrow().0.len()), SPARE_COUNT);
     }
 }
