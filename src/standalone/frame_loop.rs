@@ -570,12 +570,15 @@ mod tests {
             // 256 messages of 64 KiB echoed while the peer reads nothing: more than the
             // kernel's buffers hold, so the loop hands the rest to a burst
             let payload = |i: usize| vec![i as u8; 64 << 10];
+            // (the write half is kept until the end: its FIN would end the connection
+            // before all the echoes are out)
             let writer = tokio::task::spawn_local(async move {
                 for i in 0..256 {
                     let mut frame = BytesMut::new();
                     encode_frame(&mut frame, true, opcode::BINARY, &payload(i), Some([7; 4]));
                     to_server.write_all(&frame).await.unwrap();
                 }
+                to_server
             });
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(conn.bursting(), "the socket is full: a burst waits on it");
@@ -584,7 +587,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .all(|(i, b)| b[..] == payload(i)[..]));
-            writer.await.unwrap();
+            let _to_server = writer.await.unwrap();
             tokio::time::sleep(Duration::from_millis(10)).await;
             assert!(
                 !conn.bursting(),
